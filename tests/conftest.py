@@ -1,0 +1,36 @@
+"""Shared fixtures: the real competition data in ../shared/data, and a tiny model built offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
+SMOLLM2_DIR = ROOT / "models" / "smollm2"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real competition files; tests that need them skip (with the reason) where they are absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real competition data not found at {SHARED_DATA} (set SHARED_DATA or check out ../shared)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct converted by `make setup`."""
+    if not (SMOLLM2_DIR / "config.json").is_file():
+        pytest.skip(f"{SMOLLM2_DIR} missing: run `make models` (part of `make setup`) first")
+    return SMOLLM2_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight 2-layer Llama with a freshly trained byte-level BPE tokenizer, saved to a temp folder."""
+    from pipeline.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

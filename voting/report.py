@@ -1,0 +1,151 @@
+"""A side-by-side report: each model and the ensemble against gold, pairwise agreement, and how often the
+tie-breaker decided. Written to a folder as report.md, report.png and report.json (all atomically).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.fileio import atomic_open, atomic_write_json, atomic_write_text
+from voting.extract import Predictions
+from voting.rules import DECIDED_BY, TIE_BREAKER, TIE_BREAKER_ONLY, VoteResult
+from voting.score import label_metrics, metrics_by_group, text_metrics
+
+ENSEMBLE = "ensemble"
+
+
+def agreement_matrix(columns: Sequence[Sequence[str | None]]) -> np.ndarray:
+    """Fraction of rows on which two label columns agree (an unparsed label agrees with nothing)."""
+    arrays = [np.asarray(column, dtype=object) for column in columns]
+    size = len(arrays)
+    matrix = np.ones((size, size))
+    for i in range(size):
+        for j in range(i + 1, size):
+            same = (arrays[i] == arrays[j]) & np.array([x is not None for x in arrays[i]], dtype=bool)
+            matrix[i, j] = matrix[j, i] = float(same.mean()) if len(same) else 0.0
+    return matrix
+
+
+def ensemble_report(files: Sequence[Predictions], gold: Predictions, voted: Sequence[str | None], result: VoteResult,
+                    tie_breaker: str, text: bool, label_order: Sequence[str] | None = None,
+                    numeric: bool | None = None) -> dict:
+    """Scores of every model and of the ensemble, agreement, the tie-breaker's share; files aligned with gold."""
+    gold_labels = list(gold.labels)
+
+    def scored(labels) -> dict:
+        labels = list(labels)
+        if text:
+            return text_metrics(gold_labels, labels)
+        return label_metrics(gold_labels, labels, label_order, numeric)
+
+    names = [f.name for f in files] + [ENSEMBLE]
+    columns = [list(f.labels) for f in files] + [list(voted)]
+    scores = {name: scored(column) for name, column in zip(names, columns, strict=True)}
+    decided = np.isin(result.decided_by, (TIE_BREAKER, TIE_BREAKER_ONLY))
+    correct = np.asarray(voted, dtype=object) == np.asarray(gold_labels, dtype=object)
+    report = {
+        "gold": str(gold.path),
+        "n": len(gold_labels),
+        "tie_breaker": tie_breaker,
+        "scores": scores,
+        "agreement": {"models": names, "matrix": agreement_matrix(columns).round(4).tolist()},
+        "decided_by": result.decided_by_counts(),
+        "tie_breaker_decided": {
+            "rows": int(decided.sum()),
+            "fraction": float(decided.mean()),
+            "ties": int((result.decided_by == TIE_BREAKER).sum()),
+            "tie_breaker_only": int((result.decided_by == TIE_BREAKER_ONLY).sum()),
+            "accuracy_on_those_rows": float(correct[decided].mean()) if decided.any() else None,
+        },
+    }
+    groups = gold.groups if gold.groups is not None else files[0].groups
+    if groups is not None and not text:
+        report["by_group"] = {
+            name: metrics_by_group(gold_labels, column, groups, label_order=label_order, numeric=numeric)
+            for name, column in zip(names, columns, strict=True)
+        }
+    return report
+
+
+def report_markdown(report: dict, chart_name: str = "report.png") -> str:
+    """The report as Markdown tables."""
+    scores = report["scores"]
+    keys = [k for k in ("n", "accuracy", "macro_f1", "mcc", "mae", "exact_match", "char_f1", "unparsed")
+            if any(k in s for s in scores.values())]
+    lines = [f"# Ensemble report ({report['n']} rows, gold {report['gold']})", "",
+             f"Tie-breaker: `{report['tie_breaker']}`.", "", "## Scores", "",
+             "| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, values in scores.items():
+        shown = "**ensemble**" if name == ENSEMBLE else f"`{name}`"
+        lines.append(f"| {shown} | " + " | ".join(_cell(values.get(k)) for k in keys) + " |")
+    names, matrix = report["agreement"]["models"], report["agreement"]["matrix"]
+    lines += ["", "## Pairwise agreement (fraction of rows with the same label)", "",
+              "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{x:.3f}" for x in row) + " |"
+              for name, row in zip(names, matrix, strict=True)]
+    tb = report["tie_breaker_decided"]
+    lines += ["", "## How rows were decided", "",
+              f"The tie-breaker decided {tb['rows']} rows ({tb['fraction']:.1%}): {tb['ties']} ties and "
+              f"{tb['tie_breaker_only']} tie-breaker-only rows; ensemble accuracy on them: "
+              f"{_cell(tb['accuracy_on_those_rows'])}.", "", "| decided by | rows |", "|---|---|"]
+    lines += [f"| {name} | {report['decided_by'][name]} |" for name in DECIDED_BY if report["decided_by"][name]]
+    if "by_group" in report:
+        lines += ["", "## Accuracy by group", ""]
+        groups = list(next(iter(report["by_group"].values())))
+        lines += ["| model | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(_cell(by[g]["accuracy"]) for g in groups) + " |"
+                  for name, by in report["by_group"].items()]
+    lines += ["", f"![scores and agreement]({chart_name})", ""]
+    return "\n".join(lines)
+
+
+def plot_report(report: dict, path: Path) -> None:
+    """Bars of each model's main scores next to the agreement heatmap, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = report["scores"]
+    metrics = [k for k in ("accuracy", "macro_f1", "mcc", "exact_match", "char_f1")
+               if all(k in s for s in scores.values())]
+    names = list(scores)
+    fig, (bars, heat) = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.8 / max(len(metrics), 1)
+    for k, metric in enumerate(metrics):
+        bars.bar(np.arange(len(names)) + k * width, [scores[n][metric] for n in names], width, label=metric)
+    bars.set_xticks(np.arange(len(names)) + width * (len(metrics) - 1) / 2, labels=names, rotation=30, ha="right")
+    bars.set_ylim(min(0.0, *(scores[n][m] for n in names for m in metrics)), 1.0)
+    bars.legend()
+    bars.set_title("scores")
+    matrix = np.asarray(report["agreement"]["matrix"])
+    image = heat.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+    heat.set_xticks(range(len(names)), labels=names, rotation=30, ha="right")
+    heat.set_yticks(range(len(names)), labels=names)
+    for (i, j), value in np.ndenumerate(matrix):
+        heat.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black")
+    heat.set_title("pairwise agreement")
+    fig.colorbar(image, ax=heat)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_report(report: dict, out_dir: str | Path) -> list[Path]:
+    """report.md, report.png and report.json in `out_dir`; returns their paths."""
+    out_dir = Path(out_dir)
+    paths = [out_dir / "report.json", out_dir / "report.png", out_dir / "report.md"]
+    atomic_write_json(paths[0], report)
+    plot_report(report, paths[1])
+    atomic_write_text(paths[2], report_markdown(report, paths[1].name))
+    return paths
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
