@@ -13,11 +13,22 @@ from pathlib import Path
 from . import ADAPTERS
 from .common import AdapterError, format_report, run_conversion
 
+EXAMPLES = """examples:
+  python -m adapters judge --train train.csv --test test_A.csv --name df1032
+  python -m adapters cola --train in_domain_train.tsv --dev in_domain_dev.tsv --name cola \\
+      --max-train 2000 --stratify --first-dev 150
+  python -m adapters logic --train round1_train_data.jsonl --test round1_test_data.jsonl --name logic
+  python -m adapters paper --train train.csv --test testB.csv --name paper   # paper_cls_*, paper_kw_*
+  python -m adapters qa --train output.jsonl --name gongkao --drop-duplicates
+then e.g. `llamafactory-cli train ... dataset_dir: data, dataset: df1032_train`."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m adapters",
         description="Convert competition files into LLaMA-Factory datasets registered in DATA/dataset_info.json.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK")
     for adapter in ADAPTERS.values():

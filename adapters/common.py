@@ -17,7 +17,7 @@ import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
+from itertools import repeat
 from json.encoder import encode_basestring as encode_string  # json's own C string encoder
 from operator import itemgetter
 from pathlib import Path
@@ -109,7 +109,7 @@ class Table:
         rows: Iterable[Any] = self.rows
         if positions != list(range(len(self.header))):
             rows = map(itemgetter(*positions), rows) if len(positions) > 1 else ((row[positions[0]],) for row in rows)
-        return enumerate(map(dict, map(partial(zip, columns, strict=True), rows)))
+        return enumerate(map(dict, map(zip, repeat(columns), rows)))  # widths were checked on reading
 
 
 def read_table(path: str | Path) -> Table:

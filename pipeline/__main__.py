@@ -30,7 +30,7 @@ def predict(args: argparse.Namespace) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "prediction", "sample"])
     for sample in range(args.samples):
-        overrides = [f"do_sample=true", f"temperature={args.temperature}", f"seed={sample}", *args.overrides]
+        overrides = ["do_sample=true", f"temperature={args.temperature}", f"seed={sample}", *args.overrides]
         predict_dir = run_stage(args.model, "predict", args.task, overrides, dry_run=args.dry_run)
         if args.dry_run:
             continue

@@ -1,0 +1,282 @@
+"""Self-consistency samples from the API server (`make serve`): N sampled answers per question, labels extracted.
+
+    API_KEY=... python -m pipeline.sc --model smollm2 --task logic --n 5 [--port 7860] [--resume] [key=value ...]
+    (make sc MODEL=smollm2 TASK=logic N=5 PORT=7860)
+    python -m voting self-consistency predictions/logic/smollm2_samples.csv --task logic --out ...
+
+Each record of the task's test split (the predict preset's eval_dataset) is sent as it was trained: instruction and
+input joined by "\\n" as the user message, the record's system (if its dataset has one) as the system message, the
+way LLaMA-Factory's alpaca converter builds them; the server applies the chat template and default_system. One
+request per id asks for its missing samples at once (`n`). Answers go through voting.extract (the task's labels;
+logic: the row's option letters; judge: its dimension's scale) into predictions/TASK/MODEL_samples.csv:
+`id,prediction,sample,text[,dimension]`, where prediction is the label ("" where the text does not parse, so that
+sample abstains in the vote) and text the raw answer. Ties are the vote's business (first sample wins).
+
+Requests run concurrently (--concurrency), each with a timeout, retried with exponential backoff on timeouts,
+connection errors, 429 and 5xx. The file is rewritten atomically as samples arrive. Ids left incomplete are
+listed at the end (exit code 1); `--resume` keeps every sample already in the file and asks only for the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import os
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from pipeline.fileio import atomic_write_text
+from pipeline.runs import RunError, parse_overrides, resolve_config
+from pipeline.scoring import candidate_labels, dataset_entry, load_records, split_dataset, task_rules
+
+FIELDS = ("id", "prediction", "sample", "text")
+
+
+class AuthError(RuntimeError):
+    """The server rejected the API key: retrying cannot help."""
+
+
+def chat_messages(record: dict, columns: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """The training prompt as chat messages: LLaMA-Factory's alpaca converter joins prompt and query with "\\n"."""
+    columns = columns or {}
+    parts = [record.get(columns.get("prompt", "instruction")), record.get(columns.get("query", "input"))]
+    messages = []
+    system = record.get(columns["system"]) if columns.get("system") else None
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": "\n".join(str(p) for p in parts if p)})
+    return messages
+
+
+def extract(text: str, record: dict, rules) -> str:
+    """The sample's label, "" where it does not parse; free-text tasks keep the stripped text."""
+    from voting.extract import OK, extract_label
+
+    if rules is None:
+        return text.strip()
+    labels = candidate_labels(record, rules)
+    synonyms = rules.rules_for(record.get(rules.group_col))[1] if rules.group_rules else rules.synonyms
+    label, status = extract_label(text, labels, synonyms)
+    return label if status == OK else ""
+
+
+def read_samples(path: Path) -> dict[tuple[str, int], dict]:
+    """{(id, sample): row} of an earlier samples file (--resume)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in ("id", "prediction", "sample") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise RunError(f"{path}: header {','.join(reader.fieldnames or [])} lacks {','.join(missing)}; "
+                           "expected a samples file written by pipeline.sc")
+        rows = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                rows[(row["id"], int(row["sample"]))] = row
+            except ValueError:
+                raise RunError(f"{path} row {line}: sample is {row['sample']!r}, expected an integer") from None
+    return rows
+
+
+class SampleFile:
+    """The samples gathered so far, rewritten atomically (all rows, record order then sample) now and then."""
+
+    def __init__(self, path: Path, records: list[dict], rows: dict[tuple[str, int], dict], every: float):
+        self.path, self.rows, self.every, self.last = path, rows, every, 0.0
+        self.order = {r["id"]: i for i, r in enumerate(records)}
+        self.extra = ["dimension"] if any("dimension" in r for r in records) else []
+
+    def add(self, row: dict) -> None:
+        self.rows[(row["id"], int(row["sample"]))] = row
+        if time.monotonic() - self.last >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=[*FIELDS, *self.extra], extrasaction="ignore",
+                                lineterminator="\n")
+        writer.writeheader()
+        for key in sorted(self.rows, key=lambda k: (self.order.get(k[0], len(self.order)), k[0], k[1])):
+            writer.writerow(self.rows[key])
+        atomic_write_text(self.path, buffer.getvalue())
+        self.last = time.monotonic()
+
+
+async def ask(client, url: str, payload: dict, args: argparse.Namespace) -> list[str]:
+    """The answers of one chat completion; retries with exponential backoff and jitter on transient failures."""
+    import httpx
+
+    for attempt in range(args.retries + 1):
+        try:
+            response = await client.post(url, json=payload)
+            if response.status_code in (401, 403):
+                raise AuthError(f"{url}: HTTP {response.status_code}: the server rejected API_KEY")
+            if response.status_code == 429 or response.status_code >= 500:
+                raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request,
+                                            response=response)
+            response.raise_for_status()
+            return [choice["message"]["content"] or "" for choice in response.json()["choices"]]
+        except (httpx.TimeoutException, httpx.TransportError, httpx.HTTPStatusError) as err:
+            retryable = not isinstance(err, httpx.HTTPStatusError) or (
+                err.response.status_code == 429 or err.response.status_code >= 500)
+            if not retryable or attempt == args.retries:
+                raise
+            await asyncio.sleep(args.backoff * 2 ** attempt * (1 + 0.25 * random.random()))
+    raise AssertionError("unreachable")
+
+
+async def gather_samples(records: list[dict], todo: dict[str, list[int]], out: SampleFile, rules,
+                         columns: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
+    """Ask for every id's missing samples; return {id: why it is incomplete}."""
+    import httpx
+    from tqdm import tqdm
+
+    by_id = {r["id"]: r for r in records}
+    failed: dict[str, str] = {}
+    gone = asyncio.Event()  # the server stopped answering: do not queue the remaining ids behind retries
+    semaphore = asyncio.Semaphore(args.concurrency)
+    url = f"http://{args.host}:{args.port}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {os.environ['API_KEY']}"}
+    bar = tqdm(total=sum(map(len, todo.values())), unit="sample", desc=f"sc {args.task}", mininterval=1.0)
+
+    async def one(client, record_id: str, samples: list[int]) -> None:
+        async with semaphore:
+            if gone.is_set():
+                failed[record_id] = "server unreachable"
+                return
+            record = by_id[record_id]
+            payload = {"model": args.model, "messages": chat_messages(record, columns), "n": len(samples),
+                       "do_sample": True, "temperature": args.temperature}
+            if args.top_p is not None:
+                payload["top_p"] = args.top_p
+            if args.max_tokens is not None:
+                payload["max_tokens"] = args.max_tokens
+            try:
+                answers = await ask(client, url, payload, args)
+            except AuthError:
+                raise
+            except httpx.TimeoutException:
+                failed[record_id] = f"timed out after {args.retries + 1} tries"
+                return
+            except httpx.TransportError as err:
+                failed[record_id] = f"connection failed ({type(err).__name__})"
+                gone.set()
+                return
+            except (httpx.HTTPStatusError, KeyError, ValueError) as err:
+                failed[record_id] = f"bad response ({err})"
+                return
+            for sample, text in zip(samples, answers, strict=False):
+                row = {"id": record_id, "prediction": extract(text, record, rules), "sample": sample, "text": text}
+                if "dimension" in record:
+                    row["dimension"] = record["dimension"]
+                out.add(row)
+            bar.update(min(len(samples), len(answers)))
+            if len(answers) < len(samples):
+                failed[record_id] = f"{len(answers)} of {len(samples)} samples returned"
+
+    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(args.timeout), headers=headers, limits=limits) as client:
+            await asyncio.gather(*(one(client, record_id, samples) for record_id, samples in todo.items()))
+    finally:
+        bar.close()
+    return failed
+
+
+def wait_for_server(host: str, port: int, seconds: float) -> bool:
+    """Poll GET /v1/models until the server answers 200 (True) or `seconds` pass (False)."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    headers = {"Authorization": f"Bearer {os.environ.get('API_KEY', '')}"}
+    while True:
+        try:
+            if httpx.get(f"http://{host}:{port}/v1/models", headers=headers, timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
+def run(args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
+    config = resolve_config(args.model, "predict", args.task, parse_overrides(args.overrides))
+    if args.data_dir:
+        config["dataset_dir"] = args.data_dir
+    name = split_dataset(config, args.task, args.split)
+    records = load_records(config, name)
+    columns = dataset_entry(config, name)[1].get("columns", {})
+    rules = task_rules(args.task, args.labels)
+    out_path = Path(args.out) if args.out else Path("predictions") / args.task / f"{args.model}_samples.csv"
+    if out_path.exists() and not (args.resume or args.fresh):
+        raise RunError(f"{out_path} exists: --resume keeps its samples and asks for the rest, --fresh starts over")
+    rows = read_samples(out_path) if args.resume and out_path.exists() else {}
+    todo = {r["id"]: [s for s in range(args.n) if (r["id"], s) not in rows] for r in records}
+    todo = {record_id: samples for record_id, samples in todo.items() if samples}
+    kept = len(rows)
+    out = SampleFile(out_path, records, rows, args.flush_seconds)
+    if not todo:
+        out.flush()
+        return out_path, {}, kept
+    if args.wait and not wait_for_server(args.host, args.port, args.wait):
+        raise RunError(f"no server answered on http://{args.host}:{args.port}/v1/models within {args.wait} s "
+                       "(make serve ...; same API_KEY?)")
+    print(f"[sc] {len(todo)} ids, {sum(map(len, todo.values()))} samples to ask for"
+          + (f" ({kept} kept from {out_path})" if kept else ""), file=sys.stderr, flush=True)
+    try:
+        failed = asyncio.run(gather_samples(records, todo, out, rules, columns, args))
+    finally:
+        out.flush()
+    return out_path, failed, kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.sc", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--task", default="judge_demo")
+    parser.add_argument("--n", type=int, default=5, help="samples per id (5)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--split", default="test", help="ask about TASK_<split> (default: the preset's eval_dataset)")
+    parser.add_argument("--data-dir", help="dataset_dir (default: the preset's, data)")
+    parser.add_argument("--labels", help="candidate labels, comma-separated (default: the task's)")
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--top-p", type=float)
+    parser.add_argument("--max-tokens", type=int, help="default: the served preset's max_new_tokens")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (4)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (120)")
+    parser.add_argument("--retries", type=int, default=3, help="retries per request after the first try (3)")
+    parser.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubling (1.0)")
+    parser.add_argument("--wait", type=float, default=0.0, help="wait up to S seconds for the server to come up")
+    parser.add_argument("--flush-seconds", type=float, default=2.0, help="rewrite the file at most this often")
+    parser.add_argument("--resume", action="store_true", help="keep the samples already in the file")
+    parser.add_argument("--fresh", action="store_true", help="overwrite an existing samples file")
+    parser.add_argument("--out", help="default predictions/TASK/MODEL_samples.csv")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of the predict preset (dataset_dir=...)")
+    args = parser.parse_intermixed_args(argv)
+    if not os.environ.get("API_KEY"):
+        print("error: API_KEY is not set (the server's key, sent as a bearer token)", file=sys.stderr)
+        return 2
+    try:
+        out_path, failed, kept = run(args)
+    except (RunError, AuthError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if failed:
+        reasons = Counter(failed.values())
+        ids = ", ".join(list(failed)[:10]) + (", …" if len(failed) > 10 else "")
+        print(f"[sc] {len(failed)} ids incomplete ({'; '.join(f'{n}× {why}' for why, n in reasons.items())}): {ids}"
+              f"\n[sc] rerun with --resume to ask for them again", file=sys.stderr)
+        return 1
+    print(f"[sc] samples complete → {out_path}" + (f" ({kept} kept from before)" if kept else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

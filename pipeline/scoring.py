@@ -1,0 +1,551 @@
+"""Label scoring: rank each row's candidate labels by their log-likelihood after exactly the prompt LoRA trained on.
+
+    python -m pipeline.scoring --model smollm2 --task cola [--split test|dev] [--batch-size 16] [--calibrate]
+                               [--labels a,b,c] [key=value ...]
+
+writes predictions/TASK/MODEL.csv (`id,prediction,prob_<label>...[,dimension]`, softmax over the row's candidates)
+and saves/TASK/MODEL/score/report.json (the LLaMA-Factory arguments, timings, calibration, metrics when the split
+has labels). No generation: one forward pass per batch, nothing left unparsed.
+
+Everything LLaMA-Factory decides is LLaMA-Factory's code: the arguments (`get_infer_args` on the same resolved
+predict preset `python -m pipeline predict` runs), tokenizer and model with the adapter merged (`load_tokenizer`,
+`load_model`), the alpaca record → messages conversion (`get_dataset_converter`), the chat template
+(`get_template_and_fix_tokenizer`, `Template.encode_oneturn`) and the prompt truncation (`infer_seqlen`).
+
+A label's score is the sum of its tokens' log-probabilities (teacher forcing), label tokens only: the template's
+end-of-turn tokens are left out, because they are common to every candidate and would only add noise. They are put
+back when the candidates' token sequences are not prefix-free ("1" and "10"), where leaving them out would make the
+shorter label always win. Single-token label sets (digits, letters) take the fast path: one forward pass over the
+left-padded prompts with `logits_to_keep=1`. Longer labels reuse that pass's KV cache: it is expanded to one row per
+(row, candidate) and only the candidates' tokens are run through the model.
+
+`--calibrate` fits one bias per label (per candidate set: per judging dimension, per option count) on a seeded slice
+of the TRAIN records so that the labels' predicted frequencies match the train prior; it never looks at the rows
+being scored. It fixes the class-imbalance collapse (every row scored "1") while keeping the ranking. The calibrated
+predictions go to MODEL.csv; the raw ones to saves/TASK/MODEL/score/MODEL_raw.csv (outside predictions/, so a vote
+does not count the model twice); both are in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.fileio import atomic_write_json, atomic_write_text
+from pipeline.runs import RunError, parse_overrides, resolve_config
+from voting.extract import LETTERS, TASKS, Task
+
+OPTION_LINE = re.compile(r"^([A-Z])\s*[:：.、)）]", re.MULTILINE)
+
+
+# ---------------------------------------------------------------- labels
+
+
+def task_rules(task: str, labels: str | None = None) -> Task | None:
+    """The label rules for a dataset prefix (`cola_bench` → cola, `judge_demo` → judge), `--labels`, or None."""
+    if labels:
+        values = tuple(dict.fromkeys(v.strip() for v in labels.split(",") if v.strip()))
+        if len(values) < 2:
+            raise RunError(f"--labels {labels!r}: expected at least two comma-separated labels")
+        return Task("labels", values)
+    for name in (task, *task.split("_")):
+        if name in TASKS and not TASKS[name].free_text:
+            return TASKS[name]
+    return None
+
+
+def logic_options(text: str) -> tuple[str, ...]:
+    """The option letters of a logic record ("A: …" lines, A first, consecutive), else A–E."""
+    found = OPTION_LINE.findall(text)
+    letters = tuple(dict.fromkeys(found))
+    if len(letters) >= 2 and "".join(letters) == "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(letters)]:
+        return letters
+    return LETTERS
+
+
+def candidate_labels(record: dict, rules: Task) -> tuple[str, ...]:
+    """A row's candidates: judge by its dimension, logic by its options, every other task its fixed set."""
+    if rules.name == "logic":
+        return logic_options(f"{record.get('instruction', '')}\n{record.get('input', '')}")
+    if rules.group_rules:
+        try:
+            return rules.rules_for(record.get(rules.group_col))[0]
+        except KeyError:
+            raise RunError(f"record id {record.get('id')}: {rules.group_col} is {record.get(rules.group_col)!r}, "
+                           f"expected one of {', '.join(rules.group_rules)}") from None
+    return rules.labels
+
+
+def label_sets(records: Sequence[dict], rules: Task, where: str) -> list[tuple[str, ...]]:
+    """Candidates per record; a labelled record whose output is not among its candidates is an error."""
+    sets = [candidate_labels(r, rules) for r in records]
+    for index, (record, labels) in enumerate(zip(records, sets, strict=True)):
+        output = str(record.get("output", "")).strip()
+        if output and output not in labels:
+            raise RunError(f"{where} record {index} id {record.get('id')}: output is {output!r}, not one of the "
+                           f"candidates {', '.join(labels)}; give --labels a,b,c")
+    return sets
+
+
+# ---------------------------------------------------------------- records and arguments
+
+
+def infer_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """The resolved preset reduced to the keys LLaMA-Factory's inference parser knows; dtype as the predict run's."""
+    from llamafactory.hparams import DataArguments, FinetuningArguments, GeneratingArguments, ModelArguments
+
+    known = {f.name for cls in (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments)
+             for f in dataclasses.fields(cls)}
+    args = {key: value for key, value in config.items() if key in known}
+    if "infer_dtype" not in config:
+        args["infer_dtype"] = "bfloat16" if config.get("bf16") else "float16" if config.get("fp16") else "float32"
+    if args.get("adapter_name_or_path") in ("", None):
+        args.pop("adapter_name_or_path", None)  # `adapter_name_or_path=` scores the base model
+    elif not Path(str(args["adapter_name_or_path"]).split(",")[0]).is_dir():
+        raise RunError(f"no adapter at {args['adapter_name_or_path']}: train first (make train), or give "
+                       "adapter_name_or_path=PATH (or an empty value for the base model)")
+    return args
+
+
+def dataset_entry(config: dict[str, Any], name: str) -> tuple[Path, dict]:
+    """(data file, dataset_info.json entry) of a registered local dataset."""
+    dataset_dir = Path(config.get("dataset_dir", "data"))
+    info_path = dataset_dir / "dataset_info.json"
+    if not info_path.is_file():
+        raise RunError(f"{info_path} not found: convert the data first (python -m adapters ...)")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if name not in info or "file_name" not in info[name]:
+        raise RunError(f"{info_path}: no local dataset {name!r} (registered: {', '.join(sorted(info)) or 'none'})")
+    return dataset_dir / info[name]["file_name"], info[name]
+
+
+def load_records(config: dict[str, Any], name: str) -> list[dict]:
+    """A registered alpaca dataset's records (JSON list or JSON lines), each with a non-empty id."""
+    path, entry = dataset_entry(config, name)
+    if entry.get("formatting", "alpaca") != "alpaca":
+        raise RunError(f"{name}: formatting {entry.get('formatting')!r}; label scoring reads alpaca datasets")
+    text = path.read_text(encoding="utf-8")
+    records = json.loads(text) if text.lstrip()[:1] == "[" else [json.loads(line) for line in text.splitlines()
+                                                                   if line.strip()]
+    for index, record in enumerate(records):
+        if str(record.get("id", "")).strip() == "":
+            raise RunError(f"{path} record {index}: no id, expected the adapters' records (id, instruction, input)")
+    return records
+
+
+def split_dataset(config: dict[str, Any], task: str, split: str) -> str:
+    """The dataset name of a split: the preset's eval_dataset for test, TASK_<split> otherwise."""
+    return str(config.get("eval_dataset") or f"{task}_test") if split == "test" else f"{task}_{split}"
+
+
+# ---------------------------------------------------------------- encoding
+
+
+@dataclasses.dataclass
+class Encoded:
+    """One row: its (truncated) prompt ids and, per candidate label, the token ids to score after it."""
+
+    prompt: list[int]
+    labels: tuple[str, ...]
+    targets: list[list[int]]
+
+
+class LabelScorer:
+    """LLaMA-Factory's tokenizer, template and model (adapter merged) for one resolved predict config."""
+
+    def __init__(self, args: dict[str, Any]):
+        from llamafactory.data import get_template_and_fix_tokenizer
+        from llamafactory.hparams import get_infer_args
+        from llamafactory.model import load_model, load_tokenizer
+
+        self.args = dict(args)
+        self.model_args, self.data_args, self.finetuning_args, _ = get_infer_args(dict(args))
+        self.tokenizer = load_tokenizer(self.model_args)["tokenizer"]
+        self.template = get_template_and_fix_tokenizer(self.tokenizer, self.data_args)
+        self.model = load_model(self.tokenizer, self.model_args, self.finetuning_args, is_trainable=False)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._responses: dict[str, list[int]] = {}
+
+    def messages(self, record: dict, entry: dict | None = None) -> dict[str, Any]:
+        """LLaMA-Factory's alpaca converter on one record: {_prompt, _response, _system, _tools, ...}."""
+        from llamafactory.data.converter import get_dataset_converter
+        from llamafactory.data.parser import DatasetAttr
+
+        attr = DatasetAttr("file", dataset_name="records")
+        for key, column in (entry or {}).get("columns", {}).items():
+            setattr(attr, key, column)
+        return get_dataset_converter("alpaca", attr, self.data_args)(record)
+
+    def _response_ids(self, prompt: list[dict], label: str, system: str | None, tools: str | None) -> list[int]:
+        # The assistant turn is encoded on its own, so its ids depend on the label only.
+        if label not in self._responses:
+            _, response = self.template.encode_oneturn(
+                self.tokenizer, prompt + [{"role": "assistant", "content": label}], system, tools)
+            if self.template.efficient_eos:
+                response = response + [self.tokenizer.eos_token_id]
+            self._responses[label] = response
+        return self._responses[label]
+
+    def label_targets(self, labels: Sequence[str], prompt: list[dict], system: str | None, tools: str | None
+                      ) -> list[list[int]]:
+        """Token ids to score per label: label tokens only, or with the end tokens where needed (module doc)."""
+        full = [self._response_ids(prompt, label, system, tools) for label in labels]
+        end = self._response_ids(prompt, "", system, tools)
+        if end and all(ids[-len(end):] == end and len(ids) > len(end) for ids in full):
+            bare = [ids[: -len(end)] for ids in full]
+            prefix_free = not any(i != j and a == b[: len(a)] for i, a in enumerate(bare) for j, b in enumerate(bare))
+            if prefix_free:
+                return bare
+        if len({tuple(ids) for ids in full}) < len(full):
+            raise RunError(f"labels {', '.join(labels)} encode to the same tokens")
+        return full
+
+    def encode(self, records: Sequence[dict], label_sets: Sequence[tuple[str, ...]], entry: dict | None = None
+               ) -> list[Encoded]:
+        """Each record's prompt ids exactly as training built them, truncated the way training truncates."""
+        from llamafactory.data.processor.processor_utils import infer_seqlen
+
+        cutoff = self.data_args.cutoff_len - (1 if self.template.efficient_eos else 0)
+        out = []
+        for record, labels in zip(records, label_sets, strict=True):
+            example = self.messages(record, entry)
+            prompt, system, tools = example["_prompt"], example["_system"] or None, example["_tools"] or None
+            prompt_ids, _ = self.template.encode_oneturn(
+                self.tokenizer, prompt + [{"role": "assistant", "content": ""}], system, tools)
+            targets = self.label_targets(labels, prompt, system, tools)
+            source_len, _ = infer_seqlen(len(prompt_ids), max(map(len, targets)), cutoff)
+            out.append(Encoded(prompt_ids[:source_len], tuple(labels), targets))
+        return out
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def _accepts(model: Any, name: str) -> bool:
+    """Whether the model's own forward takes `name` (remote-code models may not take logits_to_keep)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return name in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device) -> tuple[Any, Any, Any]:
+    """(input_ids, attention_mask, position_ids), right-aligned so the last column is every row's last token."""
+    import torch
+
+    width = max(map(len, sequences))
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq):] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
+def score_encoded(model: Any, encoded: Sequence[Encoded], batch_size: int = 16, pad_id: int = 0,
+                  share_prompt_cache: bool = True) -> list[np.ndarray]:
+    """Log-likelihood of every candidate of every row (in input order): batches of rows sorted by prompt length."""
+    import torch
+
+    if not encoded:
+        return []
+    device = next(model.parameters()).device
+    keep = _accepts(model, "logits_to_keep")
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].prompt), reverse=True)
+    scores: list[np.ndarray | None] = [None] * len(encoded)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            rows = [encoded[i] for i in order[start:start + batch_size]]
+            if share_prompt_cache or all(len(t) == 1 for row in rows for t in row.targets):
+                batch_scores = _score_shared_prompt(model, rows, pad_id, device, keep)
+            else:
+                batch_scores = _score_full_sequences(model, rows, pad_id, device, keep)
+            for i, s in zip(order[start:start + batch_size], batch_scores, strict=True):
+                scores[i] = s
+    return scores
+
+
+def _logits(model: Any, keep_arg: bool, n_keep: int, **inputs) -> tuple[Any, Any]:
+    if keep_arg:
+        inputs["logits_to_keep"] = n_keep
+    out = model(**inputs, return_dict=True)
+    return out.logits[:, -n_keep:, :].float().log_softmax(-1), getattr(out, "past_key_values", None)
+
+
+def _score_shared_prompt(model, rows: Sequence[Encoded], pad_id: int, device, keep: bool) -> list[np.ndarray]:
+    """One pass over the prompts; a second over the candidates' later tokens on the expanded prompt cache."""
+    import torch
+
+    ids, mask, positions = _left_pad([r.prompt for r in rows], pad_id, device)
+    multi = [(r, k) for r, row in enumerate(rows) for k, t in enumerate(row.targets) if len(t) > 1]
+    first, cache = _logits(model, keep, 1, input_ids=ids, attention_mask=mask, position_ids=positions,
+                           use_cache=bool(multi))
+    first = first[:, 0, :]
+    scores = [first[r, [t[0] for t in row.targets]].cpu().double().numpy() for r, row in enumerate(rows)]
+    if not multi:
+        return scores
+    if not hasattr(cache, "reorder_cache"):  # a model with its own (legacy) cache: recompute the prompts
+        return _score_full_sequences(model, rows, pad_id, device, keep)
+    pair_rows = torch.tensor([r for r, _ in multi], device=device)
+    cache.reorder_cache(pair_rows)  # index_select: one cache row per (row, candidate)
+    inputs = [rows[r].targets[k][:-1] for r, k in multi]
+    width = max(map(len, inputs))
+    cont = torch.full((len(multi), width), pad_id, dtype=torch.long)
+    cont_mask = torch.zeros((len(multi), width), dtype=torch.long)
+    for j, seq in enumerate(inputs):  # right-padded: padding comes after every real token, so nothing sees it
+        cont[j, : len(seq)] = torch.tensor(seq)
+        cont_mask[j, : len(seq)] = 1
+    lengths = mask.sum(-1)[pair_rows]
+    cont_positions = lengths[:, None] + torch.arange(width, device=device)[None, :]
+    logp, _ = _logits(model, False, width, input_ids=cont.to(device), past_key_values=cache, use_cache=True,
+                      attention_mask=torch.cat([mask[pair_rows], cont_mask.to(device)], dim=-1),
+                      position_ids=cont_positions)
+    for j, (r, k) in enumerate(multi):
+        target = rows[r].targets[k]
+        steps = logp[j, torch.arange(len(target) - 1, device=device), torch.tensor(target[1:], device=device)]
+        scores[r][k] += float(steps.double().sum())
+    return scores
+
+
+def _score_full_sequences(model, rows: Sequence[Encoded], pad_id: int, device, keep: bool) -> list[np.ndarray]:
+    """Teacher forcing without a cache: one left-padded sequence per (row, candidate), prompt included."""
+    import torch
+
+    pairs = [(r, k) for r, row in enumerate(rows) for k in range(len(row.targets))]
+    sequences = [rows[r].prompt + rows[r].targets[k][:-1] for r, k in pairs]
+    ids, mask, positions = _left_pad(sequences, pad_id, device)
+    n_keep = max(len(rows[r].targets[k]) for r, k in pairs)
+    logp, _ = _logits(model, keep, n_keep, input_ids=ids, attention_mask=mask, position_ids=positions,
+                      use_cache=False)
+    scores = [np.zeros(len(row.targets)) for row in rows]
+    for j, (r, k) in enumerate(pairs):
+        target = rows[r].targets[k]
+        at = torch.arange(n_keep - len(target), n_keep, device=device)
+        scores[r][k] = float(logp[j, at, torch.tensor(target, device=device)].double().sum())
+    return scores
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def fit_label_bias(scores: np.ndarray, prior: np.ndarray, rounds: int = 50) -> np.ndarray:
+    """Per-label biases b such that argmax(scores + b) predicts each label about prior × n times.
+
+    Coordinate updates: for one label, the rows it wins are those whose margin over the best other label exceeds
+    -b; b is set between the margins that give the target count. Exact in one step for two labels; a few rounds
+    for more. Returns the biases (mean 0) with the smallest count error seen.
+    """
+    n, k = scores.shape
+    target = np.asarray(prior, dtype=float) / np.sum(prior) * n
+    bias = np.zeros(k)
+    best, best_error = bias.copy(), np.inf
+    for _ in range(rounds):
+        for label in range(k):
+            shifted = scores + bias
+            others = np.delete(shifted, label, axis=1).max(axis=1)
+            margins = np.sort(scores[:, label] - others)[::-1]  # row wins label iff margin + b > 0
+            t = int(round(target[label]))
+            if t <= 0:
+                bias[label] = -margins[0] - 1.0
+            elif t >= n:
+                bias[label] = -margins[-1] + 1.0
+            else:
+                bias[label] = -(margins[t - 1] + margins[t]) / 2
+        bias -= bias.mean()
+        counts = np.bincount((scores + bias).argmax(axis=1), minlength=k)
+        error = np.abs(counts - target).sum()
+        if error < best_error - 1e-9:
+            best, best_error = bias.copy(), error
+        if error < 1:
+            break
+    return best
+
+
+def label_prior(records: Sequence[dict], labels: tuple[str, ...]) -> np.ndarray:
+    """Train frequency of each label among records with this candidate set (add-one smoothed)."""
+    counts = Counter(str(r.get("output", "")).strip() for r in records)
+    return np.array([counts[label] + 1.0 for label in labels]) / (sum(counts[lb] for lb in labels) + len(labels))
+
+
+def fit_calibration(train: Sequence[dict], train_sets: Sequence[tuple[str, ...]], slice_idx: Sequence[int],
+                    slice_scores: Sequence[np.ndarray], min_rows: int = 8) -> dict[tuple[str, ...], dict]:
+    """{candidate set: {labels, prior, bias, rows}} from the scored train slice; too few rows leave bias 0."""
+    out = {}
+    for labels in dict.fromkeys(train_sets):
+        members = [r for r, s in zip(train, train_sets, strict=True) if s == labels]
+        prior = label_prior(members, labels)
+        rows = [s for i, s in zip(slice_idx, slice_scores, strict=True) if train_sets[i] == labels]
+        logp = np.log(np.stack([softmax(s) for s in rows])) if rows else np.zeros((0, len(labels)))
+        bias = fit_label_bias(logp, prior) if len(rows) >= min_rows else np.zeros(len(labels))
+        out[labels] = {"labels": list(labels), "prior": prior.round(4).tolist(), "bias": bias.round(4).tolist(),
+                       "rows": len(rows)}
+    return out
+
+
+def apply_calibration(scores: Sequence[np.ndarray], sets: Sequence[tuple[str, ...]], calibration: dict
+                      ) -> list[np.ndarray]:
+    out = []
+    for s, labels in zip(scores, sets, strict=True):
+        bias = np.asarray(calibration[labels]["bias"]) if labels in calibration else np.zeros(len(labels))
+        out.append(np.log(softmax(s)) + bias)
+    return out
+
+
+# ---------------------------------------------------------------- output
+
+
+def prediction_rows(records: Sequence[dict], sets: Sequence[tuple[str, ...]], scores: Sequence[np.ndarray]
+                    ) -> list[dict]:
+    """{id, prediction, prob_<label> for every label of the task (0 where not a candidate)[, dimension]}."""
+    all_labels = list(dict.fromkeys(label for labels in sets for label in labels))
+    rows = []
+    for record, labels, s in zip(records, sets, scores, strict=True):
+        probs = dict(zip(labels, softmax(np.asarray(s, dtype=float)), strict=True))
+        row = {"id": record["id"], "prediction": labels[int(np.argmax(s))]}
+        row.update({f"prob_{label}": round(float(probs.get(label, 0.0)), 6) for label in all_labels})
+        if "dimension" in record:
+            row["dimension"] = record["dimension"]
+        rows.append(row)
+    return rows
+
+
+def write_predictions(rows: Sequence[dict], out: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out, buffer.getvalue())
+
+
+def metrics(records: Sequence[dict], rows: Sequence[dict]) -> dict | None:
+    """Accuracy, MCC etc. (voting.score) where every scored record has a gold output."""
+    from voting.score import label_metrics
+
+    gold = [str(r.get("output", "")).strip() for r in records]
+    if not gold or not all(gold):
+        return None
+    result = label_metrics(gold, [row["prediction"] for row in rows])
+    return {key: result[key] for key in ("n", "accuracy", "mcc", "macro_f1", "labels", "confusion")}
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def run(args: argparse.Namespace) -> dict:
+    overrides = parse_overrides(args.overrides)
+    if args.data_dir:
+        overrides.setdefault("dataset_dir", args.data_dir)
+    config = resolve_config(args.model, "predict", args.task, overrides)
+    rules = task_rules(args.task, args.labels)
+    if rules is None:
+        raise RunError(f"no label set for task {args.task!r}: give --labels a,b,c (known: "
+                       f"{', '.join(n for n, t in TASKS.items() if not t.free_text)})")
+    name = split_dataset(config, args.task, args.split)
+    records = load_records(config, name)
+    sets = label_sets(records, rules, name)
+    _, entry = dataset_entry(config, name)
+    infer_args = infer_arguments(config)
+
+    start = time.perf_counter()
+    scorer = LabelScorer(infer_args)
+    loaded = time.perf_counter()
+    encoded = scorer.encode(records, sets, entry)
+    scores = score_encoded(scorer.model, encoded, args.batch_size, scorer.pad_id)
+    seconds = time.perf_counter() - loaded
+    raw_rows = prediction_rows(records, sets, scores)
+    report: dict[str, Any] = {
+        "model": args.model, "task": args.task, "dataset": name, "rows": len(records),
+        "batch_size": args.batch_size, "prompt_tokens_per_row": round(float(np.mean([len(e.prompt) for e in encoded])),
+                                                                      1),
+        "load_seconds": round(loaded - start, 2), "score_seconds": round(seconds, 2),
+        "rows_per_second": round(len(records) / seconds, 2), "infer_args": infer_args,
+        "raw": {"metrics": metrics(records, raw_rows),
+                "predicted": dict(Counter(row["prediction"] for row in raw_rows))},
+    }
+    out = Path(args.out) if args.out else Path("predictions") / args.task / f"{args.model}.csv"
+    score_dir = Path(config["output_dir"]).with_name("score")  # saves/TASK/MODEL/score, beside predict/
+    rows = raw_rows
+    if args.calibrate:
+        train_name = f"{args.task}_train"
+        train = load_records(config, train_name)
+        train_sets = label_sets(train, rules, train_name)
+        rng = np.random.default_rng(args.seed)
+        picked = sorted(rng.choice(len(train), size=min(args.calibration_rows, len(train)), replace=False).tolist())
+        train_scores = score_encoded(scorer.model, scorer.encode([train[i] for i in picked],
+                                                                 [train_sets[i] for i in picked],
+                                                                 dataset_entry(config, train_name)[1]),
+                                     args.batch_size, scorer.pad_id)
+        calibration = fit_calibration(train, train_sets, picked, train_scores)
+        rows = prediction_rows(records, sets, apply_calibration(scores, sets, calibration))
+        raw_out = score_dir / f"{args.model}_raw.csv"
+        write_predictions(raw_rows, raw_out)
+        report.update(raw_predictions=str(raw_out), calibration={
+            "fitted_on": f"{train_name}: {len(picked)} of {len(train)} records (seed {args.seed})",
+            "sets": list(calibration.values())})
+        report["calibrated"] = {"metrics": metrics(records, rows),
+                                "predicted": dict(Counter(row["prediction"] for row in rows))}
+    write_predictions(rows, out)
+    report["predictions"] = str(out)
+    atomic_write_json(score_dir / "report.json", report)
+    return report
+
+
+def summary(report: dict) -> str:
+    lines = [f"[score] {report['rows']} rows of {report['dataset']} in {report['score_seconds']} s "
+             f"({report['rows_per_second']} rows/s, {report['prompt_tokens_per_row']} prompt tokens/row) "
+             f"→ {report['predictions']}"]
+    for kind in ("raw", "calibrated"):
+        if kind in report:
+            m = report[kind]["metrics"]
+            score = f"accuracy {m['accuracy']:.3f}, MCC {m['mcc']:.3f}; " if m else ""
+            lines.append(f"[score] {kind}: {score}predicted {report[kind]['predicted']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.scoring", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--task", default="judge_demo")
+    parser.add_argument("--split", default="test", help="score TASK_<split> (default: the preset's eval_dataset)")
+    parser.add_argument("--data-dir", help="dataset_dir (default: the preset's, data)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--labels", help="candidate labels for every row, comma-separated (default: the task's)")
+    parser.add_argument("--calibrate", action="store_true", help="fit per-label biases on a TASK_train slice")
+    parser.add_argument("--calibration-rows", type=int, default=512, help="train records scored to calibrate (512)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the calibration slice")
+    parser.add_argument("--out", help="default predictions/TASK/MODEL.csv")
+    parser.add_argument("overrides", nargs="*", help="LLaMA-Factory key=value overrides of the predict preset")
+    args = parser.parse_intermixed_args(argv)
+    try:
+        report = run(args)
+    except RunError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(summary(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Label scoring: candidate sets, calibration, and the scores themselves on a tiny LoRA run.
+
+The tiny run trains a real adapter with `python -m pipeline train` (about a minute on 2 busy cores); scores are
+checked against a naive one-sequence forward pass over the same LLaMA-Factory-encoded prompt.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.runs import RunError
+from pipeline.scoring import (
+    LabelScorer,
+    candidate_labels,
+    fit_label_bias,
+    label_sets,
+    logic_options,
+    main,
+    score_encoded,
+    task_rules,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTRUCTION = "Is this sentence grammatically acceptable? Answer 1 for yes, 0 for no."
+WORDS = ("the", "cat", "sat", "on", "a", "mat", "dog", "ran", "fast", "slow", "big", "small", "red", "blue", "quick",
+         "brown", "fox", "jumps", "over", "lazy")
+
+
+def toy_records(n: int, split: str, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [{"id": f"{split}-{i}", "instruction": INSTRUCTION,
+             "input": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 14))),
+             "output": "1" if rng.random() < 0.7 else "0"} for i in range(n)]
+
+
+def write_dataset(data_dir: Path, name: str, records: list[dict]) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / f"{name}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    info_path = data_dir / "dataset_info.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    info[name] = {"file_name": f"{name}.json", "formatting": "alpaca",
+                  "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+    info_path.write_text(json.dumps(info), encoding="utf-8")
+
+
+def tiny_run(tiny_model: Path, base: Path) -> dict[str, Path]:
+    """Data (cola_toy_{train,dev,test}) and a LoRA adapter trained on it with `python -m pipeline train`.
+
+    Kept under the session's temp root, so every test module of a session shares one training run.
+    """
+    run = {"model": tiny_model, "data": base / "data", "adapter": base / "lora", "out": base}
+    if (run["adapter"] / "adapter_model.safetensors").is_file():
+        return run
+    for split, n, seed in (("train", 48, 0), ("dev", 12, 1), ("test", 12, 2)):
+        write_dataset(run["data"], f"cola_toy_{split}", toy_records(n, split, seed))
+    command = [sys.executable, "-m", "pipeline", "train", "--model", "tiny", "--task", "cola_toy",
+               f"model_name_or_path={tiny_model}", f"dataset_dir={run['data']}", f"output_dir={run['adapter']}",
+               "max_steps=3", "save_steps=100", "plot_loss=false"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "DISABLE_VERSION_CHECK": "1"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return tiny_run(tiny_model, tmp_path_factory.getbasetemp() / "tiny-run")
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_lora: dict[str, Path]) -> LabelScorer:
+    return LabelScorer({"model_name_or_path": str(tiny_lora["model"]), "adapter_name_or_path": str(tiny_lora["adapter"]),
+                        "template": "smollm2", "default_system": "", "cutoff_len": 256, "finetuning_type": "lora",
+                        "infer_dtype": "float32"})
+
+
+def naive_log_likelihood(model, prompt: list[int], target: list[int]) -> float:
+    """One unpadded sequence, full logits, no cache: the definition the fast paths must match."""
+    import torch
+
+    ids = torch.tensor([prompt + target])
+    with torch.inference_mode():
+        logp = model(input_ids=ids).logits[0].float().log_softmax(-1)
+    return float(sum(logp[len(prompt) - 1 + j, token] for j, token in enumerate(target)))
+
+
+# ---------------------------------------------------------------- candidate labels (no model)
+
+
+def test_task_rules_by_dataset_prefix():
+    assert task_rules("cola_bench").labels == ("0", "1")
+    assert task_rules("judge_demo").name == "judge"
+    assert task_rules("whatever", "a, b ,c").labels == ("a", "b", "c")
+    assert task_rules("qa_gongkao") is None  # free text cannot be scored
+    assert task_rules("mystery") is None
+
+
+def test_candidates_per_row():
+    judge = task_rules("judge")
+    assert candidate_labels({"dimension": "流畅性"}, judge) == ("1", "2", "3", "4", "5")
+    assert candidate_labels({"dimension": "选择题"}, judge) == ("0", "1")
+    with pytest.raises(RunError, match="dimension"):
+        candidate_labels({"id": "x", "dimension": "创意"}, judge)
+    logic = task_rules("logic")
+    three = {"instruction": "选出正确选项", "input": "题目\n\n问题\nA: 甲\nB: 乙\nC: 丙"}
+    assert candidate_labels(three, logic) == ("A", "B", "C")
+    assert logic_options("no options here") == ("A", "B", "C", "D", "E")
+    assert logic_options("A: x\nC: y") == ("A", "B", "C", "D", "E")  # not consecutive: fall back
+
+
+def test_outputs_outside_the_candidates_are_refused():
+    records = [{"id": "r1", "output": "1"}, {"id": "r2", "output": "yes"}]
+    with pytest.raises(RunError, match="r2.*'yes'"):
+        label_sets(records, task_rules("cola"), "cola_train")
+
+
+# ---------------------------------------------------------------- calibration (no model)
+
+
+def test_bias_matches_the_prior_after_collapse():
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=400)
+    # every row prefers "1" by a wide margin, but the margin still ranks the rows
+    scores = np.stack([np.zeros(400), 3.0 + 0.2 * signal], axis=1)
+    assert (scores.argmax(1) == 1).all()
+    bias = fit_label_bias(scores, np.array([0.3, 0.7]))
+    predicted = (scores + bias).argmax(1)
+    assert abs((predicted == 0).sum() - 120) <= 1
+    assert (signal[predicted == 0].max() <= signal[predicted == 1].min())  # the lowest margins flip
+
+
+def test_bias_three_labels():
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(600, 3)) + np.array([2.0, 0.0, -1.0])
+    prior = np.array([0.2, 0.5, 0.3])
+    counts = np.bincount((scores + fit_label_bias(scores, prior)).argmax(1), minlength=3)
+    assert np.abs(counts - prior * 600).max() <= 6
+
+
+# ---------------------------------------------------------------- the model
+
+
+@pytest.mark.slow
+def test_prompt_is_the_one_training_builds(scorer: LabelScorer, tiny_lora):
+    """prompt + target ids == LLaMA-Factory's supervised processor on the same record (the gold label)."""
+    from llamafactory.data.processor.supervised import SupervisedDatasetProcessor
+
+    record = json.loads((tiny_lora["data"] / "cola_toy_test.json").read_text())[0]
+    (encoded,) = scorer.encode([record], [("0", "1")])
+    processor = SupervisedDatasetProcessor(scorer.template, scorer.tokenizer, None, scorer.data_args)
+    example = scorer.messages(record)
+    input_ids, labels = processor._encode_data_example(example["_prompt"], example["_response"],
+                                                       example["_system"], example["_tools"], [], [], [])
+    gold = encoded.targets[encoded.labels.index(record["output"])]
+    assert input_ids[: len(encoded.prompt) + len(gold)] == encoded.prompt + gold
+    assert [t for t in labels if t >= 0][: len(gold)] == gold
+    assert len(gold) == 1  # a digit is one token: the fast path
+
+
+@pytest.mark.slow
+def test_scores_equal_naive_forward(scorer: LabelScorer, tiny_lora):
+    records = json.loads((tiny_lora["data"] / "cola_toy_test.json").read_text())[:6]
+    cases = [("0", "1"), ("yes", "no", "perhaps"), ("1", "10", "2")]
+    for labels in cases:
+        encoded = scorer.encode(records, [labels] * len(records))
+        scores = score_encoded(scorer.model, encoded, batch_size=4, pad_id=scorer.pad_id)
+        for enc, s in zip(encoded, scores, strict=True):
+            expected = [naive_log_likelihood(scorer.model, enc.prompt, t) for t in enc.targets]
+            np.testing.assert_allclose(s, expected, rtol=1e-4, atol=1e-4, err_msg=str(labels))
+    multi = scorer.encode(records[:1], [("yes", "no", "perhaps")])[0]
+    assert max(map(len, multi.targets)) > 1, "the tiny tokenizer should split one of these words"
+    prefixed = scorer.encode(records[:1], [("1", "10", "2")])[0]
+    end = scorer.encode(records[:1], [("0", "1")])[0]
+    assert all(len(t) > 1 for t in prefixed.targets)  # "1" is a prefix of "10": end tokens included
+    assert all(len(t) == 1 for t in end.targets)
+
+
+@pytest.mark.slow
+def test_batching_and_paths_do_not_change_scores(scorer: LabelScorer, tiny_lora):
+    records = json.loads((tiny_lora["data"] / "cola_toy_dev.json").read_text())
+    for labels in (("0", "1"), ("yes", "no", "perhaps")):
+        encoded = scorer.encode(records, [labels] * len(records))
+        one = score_encoded(scorer.model, encoded, batch_size=1, pad_id=scorer.pad_id)
+        sorted_batches = score_encoded(scorer.model, encoded, batch_size=5, pad_id=scorer.pad_id)
+        no_cache = score_encoded(scorer.model, encoded, batch_size=5, pad_id=scorer.pad_id, share_prompt_cache=False)
+        np.testing.assert_allclose(np.stack(one), np.stack(sorted_batches), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(np.stack(one), np.stack(no_cache), rtol=1e-4, atol=1e-4)
+
+
+def test_no_rows_no_forward():
+    assert score_encoded(None, []) == []
+
+
+@pytest.mark.slow
+def test_cli_writes_probabilities_raw_and_calibrated(tiny_lora, tmp_path, capsys):
+    out = tmp_path / "predictions" / "tiny.csv"
+    code = main(["--model", "tiny", "--task", "cola_toy", "--split", "dev", "--batch-size", "4", "--calibrate",
+                 "--calibration-rows", "40", "--out", str(out), f"model_name_or_path={tiny_lora['model']}",
+                 f"dataset_dir={tiny_lora['data']}", f"adapter_name_or_path={tiny_lora['adapter']}",
+                 f"output_dir={tmp_path / 'saves' / 'predict'}"])
+    assert code == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["id"] for r in rows] == [f"dev-{i}" for i in range(12)]
+    assert list(rows[0]) == ["id", "prediction", "prob_0", "prob_1"]
+    for row in rows:
+        probs = {label: float(row[f"prob_{label}"]) for label in ("0", "1")}
+        assert abs(sum(probs.values()) - 1) < 1e-5
+        assert row["prediction"] == max(probs, key=probs.get)
+    report = json.loads((tmp_path / "saves" / "score" / "report.json").read_text())
+    assert report["calibration"]["sets"][0]["rows"] == 40
+    assert {"raw", "calibrated"} <= set(report) and report["raw"]["metrics"]["n"] == 12
+    with open(report["raw_predictions"], encoding="utf-8") as handle:
+        raw = list(csv.DictReader(handle))
+    assert [r["id"] for r in raw] == [r["id"] for r in rows]
+    assert "calibrated: accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_refuses_a_missing_adapter(tiny_lora, tmp_path, capsys):
+    code = main(["--model", "tiny", "--task", "cola_toy", f"dataset_dir={tiny_lora['data']}",
+                 f"adapter_name_or_path={tmp_path / 'nothing'}", f"output_dir={tmp_path / 'predict'}"])
+    assert code == 2 and "no adapter" in capsys.readouterr().err
+
+
+@pytest.mark.smollm2
+@pytest.mark.slow
+def test_smollm2_single_token_fast_path(smollm2_dir):
+    """Digits and letters are one SmolLM2 token each; scores match the naive forward on the base model."""
+    scorer = LabelScorer({"model_name_or_path": str(smollm2_dir), "template": "smollm2", "default_system": "",
+                          "cutoff_len": 512, "infer_dtype": "float32"})
+    records = [{"id": str(i), "instruction": INSTRUCTION, "input": text, "output": ""}
+               for i, text in enumerate(["The cat sat on the mat.", "Cat the mat on sat.", "She said that."])]
+    for labels in (("0", "1"), ("A", "B", "C", "D", "E")):
+        encoded = scorer.encode(records, [labels] * 3)
+        assert all(len(t) == 1 for e in encoded for t in e.targets)
+        scores = score_encoded(scorer.model, encoded, batch_size=3, pad_id=scorer.pad_id)
+        for enc, s in zip(encoded, scores, strict=True):
+            expected = [naive_log_likelihood(scorer.model, enc.prompt, t) for t in enc.targets]
+            np.testing.assert_allclose(s, expected, rtol=1e-4, atol=1e-4)
