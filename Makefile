@@ -40,12 +40,12 @@ DS_FILE_z2 := factory_configs/deepspeed/ds_z2_config.json
 DS_FILE_z3 := factory_configs/deepspeed/ds_z3_config.json
 DS_FILE_z3_offload := factory_configs/deepspeed/ds_z3_offload_config.json
 DS_ARG := $(if $(DS),deepspeed=$(DS_FILE_$(DS)))
-export FORCE_TORCHRUN NNODES NODE_RANK MASTER_ADDR MASTER_PORT USE_RAY
+$(foreach v,FORCE_TORCHRUN NNODES NODE_RANK MASTER_ADDR MASTER_PORT USE_RAY,$(if $(value $(v)),$(eval export $(v))))
 # a local folder in model_name_or_path always wins; hub ids resolve through ModelScope
 export USE_MODELSCOPE_HUB ?= 1
 
 .PHONY: help setup models demo test test-fast lint data train qlora train-all predict predict-all export \
-        vote report baseline serve sc chat webui bench clean
+        vote report baseline serve sc chat board-preset webui bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -126,6 +126,9 @@ sc: $(STAMP) ## self-consistency samples from the server: make sc MODEL=... TASK
 
 chat: setup ## terminal chat with the trained adapter
 	$(PY) -m pipeline.board chat --model $(MODEL) --task $(TASK) $(ARGS)
+
+board-preset: $(STAMP) ## turn factory_configs/MODEL into a LLaMA Board config (Train tab → Config path → Load)
+	$(PY) -m pipeline.board preset --model $(MODEL) --task $(TASK) $(ARGS)
 
 webui: setup ## LLaMA Board on HOST:PORT (127.0.0.1 unless HOST= is given) with the project's data/
 	$(PY) -m pipeline.board webui --host $(HOST) --port $(PORT)

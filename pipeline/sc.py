@@ -170,6 +170,7 @@ async def gather_samples(records: list[dict], todo: dict[str, list[int]], out: S
                 failed[record_id] = f"bad response ({err})"
                 return
             for sample, text in zip(samples, answers, strict=False):
+                text = text.replace("\r\n", "\n").replace("\r", "\n")  # csv quotes "\n" fields, not a lone "\r"
                 row = {"id": record_id, "prediction": extract(text, record, rules), "sample": sample, "text": text}
                 if "dimension" in record:
                     row["dimension"] = record["dimension"]

@@ -1,4 +1,4 @@
-"""The API server (`pipeline.serve`, LLaMA-Factory's `llamafactory-cli api`) on the tiny LoRA run, and the
+"""The API server (`pipeline.serve`, LLaMA-Factory's `llamafactory-cli api`) on the tiny model, and the
 self-consistency client (`pipeline.sc`) against it: no mocks. Two real servers start once per module, on free ports;
 one is killed mid-run. Every server is stopped by its PID in the fixture's teardown.
 """
@@ -21,7 +21,7 @@ import pytest
 
 from pipeline import sc
 from pipeline.serve import main as serve_main
-from tests.test_scoring import tiny_run, toy_records, write_dataset
+from tests.test_scoring import toy_records, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-key-not-secret"
@@ -36,12 +36,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    lora = tiny_run(tiny_model, tmp_path_factory.getbasetemp() / "tiny-run")
-    # the client's own data dir: the test split plus a longer one for the kill test
+    """The tiny base model (serving needs no training: the adapter path is checked in the dry run) and data."""
     data = tmp_path_factory.mktemp("sc-data")
     for split, n, seed in (("test", 12, 2), ("long", 40, 3)):
         write_dataset(data, f"cola_toy_{split}", toy_records(n, split, seed))
-    return {**lora, "client_data": data}
+    return {"model": tiny_model, "data": data}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,7 @@ def servers(run: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
             port, log = free_port(), logs / f"{name}.log"
             command = [sys.executable, "-m", "pipeline.serve", "--model", "tiny", "--task", "cola_toy",
                        "--port", str(port), f"model_name_or_path={run['model']}", f"dataset_dir={run['data']}",
-                       f"adapter_name_or_path={run['adapter']}", f"output_dir={logs / name / 'predict'}"]
+                       "adapter_name_or_path=", f"output_dir={logs / name / 'predict'}"]
             with log.open("w") as handle:
                 proc = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
                                         env={**os.environ, "API_KEY": KEY, "DISABLE_VERSION_CHECK": "1"})
@@ -84,7 +83,7 @@ def _ready(port: int) -> bool:
 
 def client_args(run: dict[str, Path], port: int, out: Path, *extra: str) -> list[str]:
     return ["--model", "tiny", "--task", "cola_toy", "--port", str(port), "--out", str(out),
-            f"dataset_dir={run['client_data']}", *extra]
+            f"dataset_dir={run['data']}", *extra]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -103,10 +102,13 @@ def test_serve_refuses_without_api_key(monkeypatch, capsys):
 
 def test_key_is_never_written(run, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("API_KEY", KEY)
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
     code = serve_main(["--model", "tiny", "--task", "cola_toy", "--dry-run", f"model_name_or_path={run['model']}",
-                       f"adapter_name_or_path={run['adapter']}", f"output_dir={tmp_path / 'predict'}"])
+                       f"adapter_name_or_path={adapter}", f"output_dir={tmp_path / 'predict'}"])
     assert code == 0
     run_yaml = (tmp_path / "serve" / "run.yaml").read_text()
+    assert f"adapter_name_or_path: {adapter}" in run_yaml
     assert KEY not in run_yaml and "template: smollm2" in run_yaml and "default_system: ''" in run_yaml
     assert "infer_backend: huggingface" in run_yaml  # no vllm here
     assert KEY not in capsys.readouterr().out

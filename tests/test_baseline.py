@@ -1,0 +1,71 @@
+"""The TF-IDF + logistic regression floor (`python -m pipeline.baseline`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.baseline import main, tfidf_predictions
+
+
+def records(texts_labels: list[tuple[str, str]], prefix: str, **extra) -> list[dict]:
+    return [{"id": f"{prefix}{i}", "instruction": "Is it about cats? Answer 1 for yes, 0 for no.", "input": text,
+             "output": label, **extra} for i, (text, label) in enumerate(texts_labels)]
+
+
+CATS = [("the cat purrs", "1"), ("a kitten sleeps", "1"), ("cats chase mice", "1"), ("my cat meows", "1"),
+        ("the dog barks", "0"), ("a car drives", "0"), ("rain falls down", "0"), ("dogs fetch sticks", "0")]
+
+
+def test_predictions_follow_the_signal_and_sum_to_one():
+    rows = tfidf_predictions(records(CATS, "tr"), records([("a cat purrs", ""), ("a dog barks", "")], "te"))
+    assert [r["id"] for r in rows] == ["te0", "te1"]
+    assert [r["prediction"] for r in rows] == ["1", "0"]
+    for row in rows:
+        assert set(row) == {"id", "prediction", "prob_0", "prob_1"}
+        assert abs(row["prob_0"] + row["prob_1"] - 1) < 1e-5
+
+
+def test_one_model_per_dimension_and_a_lone_label():
+    train = (records([("流畅的文章", "5"), ("不通顺", "1"), ("很流畅", "5"), ("不顺", "1")], "f", dimension="流畅性")
+             + records([("选对了", "1"), ("也对了", "1")], "c", dimension="选择题"))
+    test = records([("流畅", ""), ("对", "")], "t", dimension="流畅性")
+    test[1]["dimension"] = "选择题"
+    rows = tfidf_predictions(train, test)
+    assert rows[1]["prediction"] == "1" and rows[1]["prob_1"] == 1.0  # one class seen: that class
+    assert rows[0]["prediction"] in ("1", "5") and rows[0]["prob_0"] == 0.0  # "0" is no 流畅性 label
+    assert [r["dimension"] for r in rows] == ["流畅性", "选择题"]
+
+
+def test_cli_writes_the_predictions_file(tmp_path: Path, capsys):
+    (tmp_path / "cats_train.json").write_text(json.dumps(records(CATS, "tr")), encoding="utf-8")
+    (tmp_path / "cats_test.json").write_text(json.dumps(records([("cat", ""), ("dog", "")], "te")), encoding="utf-8")
+    out = tmp_path / "out" / "tfidf.csv"
+    assert main(["--task", "cats", "--data-dir", str(tmp_path), "--out", str(out)]) == 0
+    with out.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["id", "prediction", "prob_0", "prob_1"] and len(rows) == 2
+    assert main(["--task", "missing", "--data-dir", str(tmp_path)]) == 2
+    assert "missing_train.json not found" in capsys.readouterr().err
+
+
+@pytest.mark.shared
+def test_cola_dev_matches_the_measured_floor(shared_data: Path, tmp_path: Path):
+    """CoLA in-domain train → dev: accuracy ≈ 0.655 and MCC ≈ 0.18 were measured before this test existed."""
+    from adapters.__main__ import main as adapters_main
+    from voting.score import label_metrics
+
+    cola = shared_data / "cola"
+    assert adapters_main(["cola", "--train", str(cola / "in_domain_train.tsv"), "--dev", str(cola / "in_domain_dev.tsv"),
+                          "--name", "cola", "--data-dir", str(tmp_path), "--tokenizer", "none"]) == 0
+    out = tmp_path / "tfidf.csv"
+    assert main(["--task", "cola", "--data-dir", str(tmp_path), "--test-split", "dev", "--out", str(out)]) == 0
+    dev = json.loads((tmp_path / "cola_dev.json").read_text(encoding="utf-8"))
+    with out.open(encoding="utf-8", newline="") as handle:
+        predicted = {row["id"]: row["prediction"] for row in csv.DictReader(handle)}
+    result = label_metrics([r["output"] for r in dev], [predicted[r["id"]] for r in dev])
+    assert result["n"] == 527
+    assert 0.62 <= result["accuracy"] <= 0.70 and 0.12 <= result["mcc"] <= 0.25, result
