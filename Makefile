@@ -17,6 +17,7 @@ EXTRAS ?= dev
 SEED_MODELS := glm4 qwen2 internlm2_5 gemma2
 MODE ?= generate
 SAMPLES ?= 1
+SPLIT ?= test
 TEMPERATURE ?= 0.7
 PORT ?= 7860
 HOST ?= 127.0.0.1
@@ -32,7 +33,7 @@ TEST ?=
 TIE ?= $(if $(wildcard predictions/$(TASK)/glm4.csv),glm4,$(MODEL))
 VOTE_TASK ?= $(firstword $(subst _, ,$(TASK)))
 VOTE_OPTS_judge := --group-col dimension --tie-breaker-only 选择题
-GOLD ?= data/$(TASK)_test.json
+GOLD ?= data/$(TASK)_$(SPLIT).json
 
 # scale-out: LLaMA-Factory's own torchrun / DeepSpeed / Ray launchers (see README)
 DS ?=
@@ -92,11 +93,11 @@ qlora: setup ## 4-bit QLoRA SFT (CUDA + bitsandbytes): make qlora MODEL=internlm
 train-all: ## the four seed models in sequence, one process each (GPU memory freed between)
 	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory train MODEL=$$m TASK=$(TASK); done
 
-predict: setup ## batch predictions → predictions/TASK/MODEL.csv [MODE=score] [SAMPLES=N TEMPERATURE=t]
+predict: setup ## batch predictions → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score] [SAMPLES=N TEMPERATURE=t]
 ifeq ($(MODE),score)
 	$(PY) -m pipeline.scoring --model $(MODEL) --task $(TASK) $(ARGS)
 else
-	$(PY) -m pipeline predict --model $(MODEL) --task $(TASK) --samples $(SAMPLES) --temperature $(TEMPERATURE) $(ARGS)
+	$(PY) -m pipeline predict --model $(MODEL) --task $(TASK) --split $(SPLIT) --samples $(SAMPLES) --temperature $(TEMPERATURE) $(ARGS)
 endif
 
 predict-all: ## predict with the four seed models in sequence
@@ -108,7 +109,7 @@ export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ O
 vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ (voted.csv + the competition's file)
 	$(PY) -m voting vote $(filter-out %_samples.csv,$(wildcard predictions/$(TASK)/*.csv)) --task $(VOTE_TASK) \
 		--tie-breaker $(TIE) $(VOTE_OPTS_$(VOTE_TASK)) --out submissions/$(TASK)/voted.csv
-	$(PY) -m voting submit $(VOTE_TASK) --pred submissions/$(TASK)/voted.csv --test data/$(TASK)_test.json \
+	$(PY) -m voting submit $(VOTE_TASK) --pred submissions/$(TASK)/voted.csv --test data/$(TASK)_$(SPLIT).json \
 		--out submissions/$(TASK)/
 
 report: $(STAMP) ## each model and the ensemble against GOLD (default: the labelled test set) → submissions/TASK/report

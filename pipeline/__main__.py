@@ -18,9 +18,9 @@ from pipeline.runs import RunError, join_predictions, run_stage
 
 def predict(args: argparse.Namespace) -> None:
     out_csv = Path("predictions") / args.task / f"{args.model}.csv"
-    test_json = Path(args.data_dir) / f"{args.task}_test.json"
+    test_json = Path(args.data_dir) / f"{args.task}_{args.split}.json"
     if args.samples <= 1:
-        predict_dir = run_stage(args.model, "predict", args.task, args.overrides, dry_run=args.dry_run)
+        predict_dir = run_stage(args.model, "predict", args.task, args.overrides, dry_run=args.dry_run, split=args.split)
         if not args.dry_run:
             rows = join_predictions(predict_dir, test_json, out_csv)
             print(f"[predict] {rows} predictions → {out_csv}")
@@ -31,7 +31,7 @@ def predict(args: argparse.Namespace) -> None:
     writer.writerow(["id", "prediction", "sample"])
     for sample in range(args.samples):
         overrides = ["do_sample=true", f"temperature={args.temperature}", f"seed={sample}", *args.overrides]
-        predict_dir = run_stage(args.model, "predict", args.task, overrides, dry_run=args.dry_run)
+        predict_dir = run_stage(args.model, "predict", args.task, overrides, dry_run=args.dry_run, split=args.split)
         if args.dry_run:
             continue
         part = predict_dir.with_name(f"predict-sample{sample}.csv")
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="judge_demo")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--fresh", action="store_true", help="train: move the old run aside and start over")
+    parser.add_argument("--split", default="test", help="predict: which split to predict (GLUE tasks use dev)")
     parser.add_argument("--samples", type=int, default=1, help="predict: N sampled answers per row")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--dry-run", action="store_true", help="print the resolved YAML, run nothing")

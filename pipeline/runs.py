@@ -68,7 +68,8 @@ def stage_dir(task: str, model: str, stage: str) -> Path:
 
 
 def resolve_config(
-    model: str, stage: str, task: str, overrides: dict[str, Any] | None = None, cuda: bool | None = None
+    model: str, stage: str, task: str, overrides: dict[str, Any] | None = None, cuda: bool | None = None,
+    split: str = "test",
 ) -> dict[str, Any]:
     """The preset with the task's datasets and folders filled in, precision set for the device, overrides last."""
     config = yaml.safe_load(preset_path(model, stage).read_text(encoding="utf-8"))
@@ -76,7 +77,7 @@ def resolve_config(
     if stage in ("train", "qlora"):
         config.update(dataset=f"{task}_train", output_dir=lora_dir)
     elif stage == "predict":
-        config.update(eval_dataset=f"{task}_test", adapter_name_or_path=lora_dir,
+        config.update(eval_dataset=f"{task}_{split}", adapter_name_or_path=lora_dir,
                       output_dir=str(stage_dir(task, model, "predict")))
     elif stage == "export":
         config.update(adapter_name_or_path=lora_dir, export_dir=str(stage_dir(task, model, "export")))
@@ -190,12 +191,12 @@ def cli_command(stage: str, run_yaml: Path) -> list[str]:
 
 def run_stage(
     model: str, stage: str, task: str, overrides: list[str] | None = None, fresh: bool = False,
-    dry_run: bool = False,
+    dry_run: bool = False, split: str = "test",
 ) -> Path:
     """Resolve, check, record and launch one stage; return its output folder."""
     preset = preset_path(model, stage)
     override_dict = parse_overrides(overrides or [])
-    config = resolve_config(model, stage, task, override_dict)
+    config = resolve_config(model, stage, task, override_dict, split=split)
     where = f"{preset.relative_to(ROOT)} with overrides {override_dict or '{}'}"
     check_config(config, stage, where)
     out_dir = Path(config["export_dir"] if stage == "export" else config["output_dir"])
