@@ -1,7 +1,7 @@
 """`make demo`: the whole pipeline on the embedded sample, with SmolLM2-135M on the CPU.
 
 data/samples/judge_*.csv (GB18030, the text-judging competition's layout)
-  → data/judge_demo_*.json → saves/judge_demo/smollm2/lora → predictions/judge_demo/{smollm2,tfidf}.csv
+  → data/judge_demo_*.json → saves/judge_demo/smollm2/lora → predictions/judge_demo/{smollm2,smollm2_score,tfidf}.csv
   → submissions/judge_demo/{voted.csv,submit.csv,report/}
 """
 
@@ -17,21 +17,25 @@ TASK = "judge_demo"
 MODEL = "smollm2"
 PY = sys.executable
 # A few LoRA steps: enough to show the loss fall and to exercise every stage in minutes on 2 cores.
-TRAIN_OVERRIDES = ["max_steps=15", "per_device_train_batch_size=4", "logging_steps=1", "save_steps=5",
+TRAIN_OVERRIDES = ["max_steps=12", "per_device_train_batch_size=4", "logging_steps=1", "save_steps=5",
                    "learning_rate=5e-4", "warmup_ratio=0.0"]
+# Three voters: SmolLM2 generating, SmolLM2 label-scoring (never unparsed, so it breaks ties), TF-IDF + LR.
+VOTERS = [f"predictions/{TASK}/{MODEL}.csv", f"predictions/{TASK}/{MODEL}_score.csv", f"predictions/{TASK}/tfidf.csv"]
+TIE = f"{MODEL}_score"
 STAGES = [
     ("data", [PY, "-m", "adapters", "judge", "--train", "data/samples/judge_train.csv",
               "--test", "data/samples/judge_test.csv", "--name", TASK]),
     ("train", [PY, "-m", "pipeline", "train", "--model", MODEL, "--task", TASK, *TRAIN_OVERRIDES]),
     ("predict", [PY, "-m", "pipeline", "predict", "--model", MODEL, "--task", TASK]),
+    ("score", [PY, "-m", "pipeline.scoring", "--model", MODEL, "--task", TASK,
+               "--out", f"predictions/{TASK}/{MODEL}_score.csv"]),
     ("baseline", [PY, "-m", "pipeline.baseline", "--task", TASK]),
-    ("vote", [PY, "-m", "voting", "vote", f"predictions/{TASK}/{MODEL}.csv", f"predictions/{TASK}/tfidf.csv",
-              "--task", "judge", "--tie-breaker", MODEL, "--group-col", "dimension", "--tie-breaker-only", "选择题",
-              "--unparsed", "3", "--out", f"submissions/{TASK}/voted.csv"]),
+    ("vote", [PY, "-m", "voting", "vote", *VOTERS, "--task", "judge", "--tie-breaker", TIE, "--group-col",
+              "dimension", "--tie-breaker-only", "选择题", "--unparsed", "3", "--out", f"submissions/{TASK}/voted.csv"]),
     ("submit", [PY, "-m", "voting", "submit", "judge", "--pred", f"submissions/{TASK}/voted.csv",
                 "--test", f"data/{TASK}_test.json", "--out", f"submissions/{TASK}/"]),
-    ("report", [PY, "-m", "voting", "report", f"predictions/{TASK}/{MODEL}.csv", f"predictions/{TASK}/tfidf.csv",
-                "--task", "judge", "--gold", f"data/{TASK}_test.json", "--tie-breaker", MODEL,
+    ("report", [PY, "-m", "voting", "report", *VOTERS, "--task", "judge", "--gold", f"data/{TASK}_test.json",
+                "--tie-breaker", TIE,
                 "--group-col", "dimension", "--tie-breaker-only", "选择题", "--unparsed", "3",
                 "--out", f"submissions/{TASK}/report"]),
 ]
@@ -54,7 +58,7 @@ def main() -> int:
     outputs = {
         "dataset": f"data/{TASK}_train.json, data/{TASK}_test.json (report: data/{TASK}_report.json)",
         "adapter": f"saves/{TASK}/{MODEL}/lora (run.yaml, manifest.json, training_loss.png)",
-        "predictions": f"predictions/{TASK}/{MODEL}.csv, predictions/{TASK}/tfidf.csv",
+        "predictions": ", ".join(VOTERS),
         "submission": f"submissions/{TASK}/submit.csv (数据编号,评判维度,预测分数, GB18030)",
         "score report": f"submissions/{TASK}/report/",
     }

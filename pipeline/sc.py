@@ -181,8 +181,15 @@ async def gather_samples(records: list[dict], todo: dict[str, list[int]], out: S
 
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(args.timeout), headers=headers, limits=limits) as client:
-            await asyncio.gather(*(one(client, record_id, samples) for record_id, samples in todo.items()))
+        # --timeout bounds the answer; connecting to a live local server is quick, a dead one refuses at once
+        timeout = httpx.Timeout(args.timeout, connect=max(args.timeout, 10.0))
+        async with httpx.AsyncClient(timeout=timeout, headers=headers, limits=limits) as client:
+            # every request ends before the client closes (a 401 ends each at once); then the first error is raised
+            results = await asyncio.gather(*(one(client, record_id, samples) for record_id, samples in todo.items()),
+                                           return_exceptions=True)
+        errors = [result for result in results if isinstance(result, BaseException)]
+        if errors:
+            raise errors[0]
     finally:
         bar.close()
     return failed

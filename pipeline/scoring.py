@@ -15,15 +15,17 @@ predict preset `python -m pipeline predict` runs), tokenizer and model with the 
 A label's score is the sum of its tokens' log-probabilities (teacher forcing), label tokens only: the template's
 end-of-turn tokens are left out, because they are common to every candidate and would only add noise. They are put
 back when the candidates' token sequences are not prefix-free ("1" and "10"), where leaving them out would make the
-shorter label always win. Single-token label sets (digits, letters) take the fast path: one forward pass over the
-left-padded prompts with `logits_to_keep=1`. Longer labels reuse that pass's KV cache: it is expanded to one row per
-(row, candidate) and only the candidates' tokens are run through the model.
+shorter label always win. Single-token label sets (digits, letters) take the fast path: one forward pass per batch
+(rows sorted by prompt length) over the left-padded prompts with `logits_to_keep=1`; the batch's common prefix (the
+template head and a fixed instruction) runs once and its KV cache is expanded to the batch. Longer labels reuse the
+prompt pass's KV cache: it is expanded to one row per (row, candidate) and only the candidates' tokens are run.
 
 `--calibrate` fits one bias per label (per candidate set: per judging dimension, per option count) on a seeded slice
-of the TRAIN records so that the labels' predicted frequencies match the train prior; it never looks at the rows
-being scored. It fixes the class-imbalance collapse (every row scored "1") while keeping the ranking. The calibrated
-predictions go to MODEL.csv; the raw ones to saves/TASK/MODEL/score/MODEL_raw.csv (outside predictions/, so a vote
-does not count the model twice); both are in the report.
+of the TRAIN records (or of `--calibrate-on DATASET`, a held-out part of train) so that the labels' predicted
+frequencies match that data's label prior; it never looks at the rows being scored. It fixes the class-imbalance
+collapse (every row scored "1") while keeping the ranking. The calibrated predictions go to MODEL.csv; the raw ones
+to saves/TASK/MODEL/score/MODEL_raw.csv (outside predictions/, so a vote does not count the model twice); both are
+in the report.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from pipeline.fileio import atomic_write_json, atomic_write_text
 from pipeline.runs import RunError, parse_overrides, resolve_config
 from voting.extract import LETTERS, TASKS, Task
 
+MIN_PREFIX = 4  # shorter common prefixes are not worth a cache
 OPTION_LINE = re.compile(r"^([A-Z])\s*[:：.、)）]", re.MULTILINE)
 
 
@@ -259,8 +262,12 @@ def _left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device) -> tuple[
 
 
 def score_encoded(model: Any, encoded: Sequence[Encoded], batch_size: int = 16, pad_id: int = 0,
-                  share_prompt_cache: bool = True) -> list[np.ndarray]:
-    """Log-likelihood of every candidate of every row (in input order): batches of rows sorted by prompt length."""
+                  share_prompt_cache: bool = True, share_prefix: bool = True, stats: dict | None = None
+                  ) -> list[np.ndarray]:
+    """Log-likelihood of every candidate of every row (in input order): batches of rows sorted by prompt length.
+
+    `stats`, if given, gets `prompt_positions`: the prompt positions run through the model (padding included).
+    """
     import torch
 
     if not encoded:
@@ -273,7 +280,7 @@ def score_encoded(model: Any, encoded: Sequence[Encoded], batch_size: int = 16, 
         for start in range(0, len(order), batch_size):
             rows = [encoded[i] for i in order[start:start + batch_size]]
             if share_prompt_cache or all(len(t) == 1 for row in rows for t in row.targets):
-                batch_scores = _score_shared_prompt(model, rows, pad_id, device, keep)
+                batch_scores = _score_shared_prompt(model, rows, pad_id, device, keep, share_prefix, stats)
             else:
                 batch_scores = _score_full_sequences(model, rows, pad_id, device, keep)
             for i, s in zip(order[start:start + batch_size], batch_scores, strict=True):
@@ -288,14 +295,44 @@ def _logits(model: Any, keep_arg: bool, n_keep: int, **inputs) -> tuple[Any, Any
     return out.logits[:, -n_keep:, :].float().log_softmax(-1), getattr(out, "past_key_values", None)
 
 
-def _score_shared_prompt(model, rows: Sequence[Encoded], pad_id: int, device, keep: bool) -> list[np.ndarray]:
-    """One pass over the prompts; a second over the candidates' later tokens on the expanded prompt cache."""
+def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix every sequence starts with (the template head and a fixed instruction)."""
+    first, n = sequences[0], min(map(len, sequences))
+    for i in range(n):
+        if any(seq[i] != first[i] for seq in sequences):
+            return i
+    return n
+
+
+def _prefix_cache(model, prefix: list[int], batch: int, device, keep: bool):
+    """The prefix's KV cache, computed once and expanded to `batch` rows; None where the model has no Cache API."""
     import torch
 
-    ids, mask, positions = _left_pad([r.prompt for r in rows], pad_id, device)
+    _, cache = _logits(model, keep, 1, input_ids=torch.tensor([prefix], device=device), use_cache=True)
+    if not hasattr(cache, "reorder_cache"):
+        return None
+    cache.reorder_cache(torch.zeros(batch, dtype=torch.long, device=device))
+    return cache
+
+
+def _score_shared_prompt(model, rows: Sequence[Encoded], pad_id: int, device, keep: bool,
+                         share_prefix: bool = True, stats: dict | None = None) -> list[np.ndarray]:
+    """One pass over the prompts (their common prefix once, on a cache expanded to the batch); a second over the
+    candidates' later tokens on the prompt cache expanded to one row per (row, candidate)."""
+    import torch
+
+    prompts = [r.prompt for r in rows]
+    shared = min(common_prefix(prompts), min(map(len, prompts)) - 1) if share_prefix and len(rows) > 1 else 0
+    past = _prefix_cache(model, prompts[0][:shared], len(rows), device, keep) if shared >= MIN_PREFIX else None
+    shared = shared if past is not None else 0
+    ids, suffix_mask, positions = _left_pad([p[shared:] for p in prompts], pad_id, device)
+    if stats is not None:
+        stats["prompt_positions"] = stats.get("prompt_positions", 0) + ids.numel() + shared
+    # prefix, then left padding, then each row's own tokens: padding is masked and positions skip it
+    mask = torch.cat([torch.ones((len(rows), shared), dtype=torch.long, device=device), suffix_mask], dim=-1)
     multi = [(r, k) for r, row in enumerate(rows) for k, t in enumerate(row.targets) if len(t) > 1]
-    first, cache = _logits(model, keep, 1, input_ids=ids, attention_mask=mask, position_ids=positions,
-                           use_cache=bool(multi))
+    first, cache = _logits(model, keep, 1, input_ids=ids, attention_mask=mask, position_ids=positions + shared,
+                           past_key_values=past, use_cache=bool(multi) or past is not None)
     first = first[:, 0, :]
     scores = [first[r, [t[0] for t in row.targets]].cpu().double().numpy() for r, row in enumerate(rows)]
     if not multi:
@@ -383,31 +420,40 @@ def fit_label_bias(scores: np.ndarray, prior: np.ndarray, rounds: int = 50) -> n
 
 
 def label_prior(records: Sequence[dict], labels: tuple[str, ...]) -> np.ndarray:
-    """Train frequency of each label among records with this candidate set (add-one smoothed)."""
+    """Frequency of each label among the records' outputs (add-one smoothed)."""
     counts = Counter(str(r.get("output", "")).strip() for r in records)
     return np.array([counts[label] + 1.0 for label in labels]) / (sum(counts[lb] for lb in labels) + len(labels))
 
 
+def calibration_group(record: dict, labels: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """Rows share biases when they share a dimension (judge) and a candidate set (logic: the option count)."""
+    return str(record.get("dimension", "")), tuple(labels)
+
+
 def fit_calibration(train: Sequence[dict], train_sets: Sequence[tuple[str, ...]], slice_idx: Sequence[int],
-                    slice_scores: Sequence[np.ndarray], min_rows: int = 8) -> dict[tuple[str, ...], dict]:
-    """{candidate set: {labels, prior, bias, rows}} from the scored train slice; too few rows leave bias 0."""
+                    slice_scores: Sequence[np.ndarray], min_rows: int = 8) -> dict[tuple, dict]:
+    """{group: {dimension, labels, prior, bias, rows}}: the prior over all train records of the group, the biases
+    from its scored slice rows; a group with fewer than `min_rows` scored rows keeps bias 0."""
+    groups = [calibration_group(r, s) for r, s in zip(train, train_sets, strict=True)]
     out = {}
-    for labels in dict.fromkeys(train_sets):
-        members = [r for r, s in zip(train, train_sets, strict=True) if s == labels]
-        prior = label_prior(members, labels)
-        rows = [s for i, s in zip(slice_idx, slice_scores, strict=True) if train_sets[i] == labels]
+    for group in dict.fromkeys(groups):
+        labels = group[1]
+        prior = label_prior([r for r, g in zip(train, groups, strict=True) if g == group], labels)
+        rows = [s for i, s in zip(slice_idx, slice_scores, strict=True) if groups[i] == group]
         logp = np.log(np.stack([softmax(s) for s in rows])) if rows else np.zeros((0, len(labels)))
         bias = fit_label_bias(logp, prior) if len(rows) >= min_rows else np.zeros(len(labels))
-        out[labels] = {"labels": list(labels), "prior": prior.round(4).tolist(), "bias": bias.round(4).tolist(),
-                       "rows": len(rows)}
+        out[group] = {"dimension": group[0], "labels": list(labels), "prior": prior.round(4).tolist(),
+                      "bias": bias.round(4).tolist(), "rows": len(rows)}
     return out
 
 
-def apply_calibration(scores: Sequence[np.ndarray], sets: Sequence[tuple[str, ...]], calibration: dict
-                      ) -> list[np.ndarray]:
+def apply_calibration(records: Sequence[dict], scores: Sequence[np.ndarray], sets: Sequence[tuple[str, ...]],
+                      calibration: dict) -> list[np.ndarray]:
+    """Log-probabilities over the candidates plus the group's biases (none for a group calibration did not see)."""
     out = []
-    for s, labels in zip(scores, sets, strict=True):
-        bias = np.asarray(calibration[labels]["bias"]) if labels in calibration else np.zeros(len(labels))
+    for record, s, labels in zip(records, scores, sets, strict=True):
+        fitted = calibration.get(calibration_group(record, labels))
+        bias = np.asarray(fitted["bias"]) if fitted else np.zeros(len(labels))
         out.append(np.log(softmax(s)) + bias)
     return out
 
@@ -418,7 +464,7 @@ def apply_calibration(scores: Sequence[np.ndarray], sets: Sequence[tuple[str, ..
 def prediction_rows(records: Sequence[dict], sets: Sequence[tuple[str, ...]], scores: Sequence[np.ndarray]
                     ) -> list[dict]:
     """{id, prediction, prob_<label> for every label of the task (0 where not a candidate)[, dimension]}."""
-    all_labels = list(dict.fromkeys(label for labels in sets for label in labels))
+    all_labels = sorted({label for labels in sets for label in labels}, key=lambda x: (len(x), x))  # as baseline
     rows = []
     for record, labels, s in zip(records, sets, scores, strict=True):
         probs = dict(zip(labels, softmax(np.asarray(s, dtype=float)), strict=True))
@@ -487,7 +533,7 @@ def run(args: argparse.Namespace) -> dict:
     score_dir = Path(config["output_dir"]).with_name("score")  # saves/TASK/MODEL/score, beside predict/
     rows = raw_rows
     if args.calibrate:
-        train_name = f"{args.task}_train"
+        train_name = args.calibrate_on or f"{args.task}_train"
         train = load_records(config, train_name)
         train_sets = label_sets(train, rules, train_name)
         rng = np.random.default_rng(args.seed)
@@ -497,7 +543,7 @@ def run(args: argparse.Namespace) -> dict:
                                                                  dataset_entry(config, train_name)[1]),
                                      args.batch_size, scorer.pad_id)
         calibration = fit_calibration(train, train_sets, picked, train_scores)
-        rows = prediction_rows(records, sets, apply_calibration(scores, sets, calibration))
+        rows = prediction_rows(records, sets, apply_calibration(records, scores, sets, calibration))
         raw_out = score_dir / f"{args.model}_raw.csv"
         write_predictions(raw_rows, raw_out)
         report.update(raw_predictions=str(raw_out), calibration={
@@ -533,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--labels", help="candidate labels for every row, comma-separated (default: the task's)")
     parser.add_argument("--calibrate", action="store_true", help="fit per-label biases on a TASK_train slice")
+    parser.add_argument("--calibrate-on", metavar="DATASET",
+                        help="calibrate on this registered dataset instead of TASK_train (a held-out train slice)")
     parser.add_argument("--calibration-rows", type=int, default=512, help="train records scored to calibrate (512)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration slice")
     parser.add_argument("--out", help="default predictions/TASK/MODEL.csv")

@@ -20,7 +20,9 @@ import pytest
 from pipeline.runs import RunError
 from pipeline.scoring import (
     LabelScorer,
+    apply_calibration,
     candidate_labels,
+    fit_calibration,
     fit_label_bias,
     label_sets,
     logic_options,
@@ -146,6 +148,21 @@ def test_bias_three_labels():
     assert np.abs(counts - prior * 600).max() <= 6
 
 
+def test_calibration_per_dimension_never_sees_scored_rows():
+    rng = np.random.default_rng(2)
+    train = [{"id": f"{d}{i}", "dimension": d, "output": "1" if rng.random() < p else "0"}
+             for d, p in (("x", 0.8), ("y", 0.2)) for i in range(200)]
+    sets = [("0", "1")] * len(train)
+    picked = list(range(0, 400, 2))
+    fitted = fit_calibration(train, sets, picked, [rng.normal(size=2) for _ in picked])
+    assert {g[0] for g in fitted} == {"x", "y"} and all(f["rows"] == 100 for f in fitted.values())
+    scored = [{"id": f"s{i}", "dimension": d} for d in ("x", "y", "z") for i in range(300)]
+    calibrated = apply_calibration(scored, [rng.normal(size=2) for _ in scored], [("0", "1")] * 900, fitted)
+    share = [np.mean([c.argmax() == 1 for c in calibrated[k * 300:(k + 1) * 300]]) for k in range(3)]
+    assert share[0] > 0.65 and share[1] < 0.35 and 0.35 < share[2] < 0.65  # z: no group fitted, no bias
+    assert all(abs(np.exp(c).sum() - 1) < 1e-9 for c in calibrated[600:])
+
+
 # ---------------------------------------------------------------- the model
 
 
@@ -194,6 +211,13 @@ def test_batching_and_paths_do_not_change_scores(scorer: LabelScorer, tiny_lora)
         no_cache = score_encoded(scorer.model, encoded, batch_size=5, pad_id=scorer.pad_id, share_prompt_cache=False)
         np.testing.assert_allclose(np.stack(one), np.stack(sorted_batches), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(np.stack(one), np.stack(no_cache), rtol=1e-4, atol=1e-4)
+        stats: dict = {}
+        no_prefix = score_encoded(scorer.model, encoded, batch_size=5, pad_id=scorer.pad_id, share_prefix=False,
+                                  stats=stats)
+        np.testing.assert_allclose(np.stack(one), np.stack(no_prefix), rtol=1e-4, atol=1e-4)
+        shared: dict = {}
+        score_encoded(scorer.model, encoded, batch_size=5, pad_id=scorer.pad_id, stats=shared)
+        assert shared["prompt_positions"] < stats["prompt_positions"]  # the instruction ran once per batch
 
 
 def test_no_rows_no_forward():
@@ -239,10 +263,13 @@ def test_smollm2_single_token_fast_path(smollm2_dir):
                           "cutoff_len": 512, "infer_dtype": "float32"})
     records = [{"id": str(i), "instruction": INSTRUCTION, "input": text, "output": ""}
                for i, text in enumerate(["The cat sat on the mat.", "Cat the mat on sat.", "She said that."])]
+    import torch
+
     for labels in (("0", "1"), ("A", "B", "C", "D", "E")):
         encoded = scorer.encode(records, [labels] * 3)
         assert all(len(t) == 1 for e in encoded for t in e.targets)
         scores = score_encoded(scorer.model, encoded, batch_size=3, pad_id=scorer.pad_id)
         for enc, s in zip(encoded, scores, strict=True):
-            expected = [naive_log_likelihood(scorer.model, enc.prompt, t) for t in enc.targets]
-            np.testing.assert_allclose(s, expected, rtol=1e-4, atol=1e-4)
+            with torch.inference_mode():  # one-token labels: the prompt's own last-position distribution
+                logp = scorer.model(input_ids=torch.tensor([enc.prompt])).logits[0, -1].float().log_softmax(-1)
+            np.testing.assert_allclose(s, [float(logp[t[0]]) for t in enc.targets], rtol=1e-4, atol=1e-4)
