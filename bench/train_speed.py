@@ -83,7 +83,7 @@ def main() -> int:
             results[name] = {"tokens_per_s": round(tokens_per_s, 1), "of_bound": round(tokens_per_s / bound, 3),
                              "seconds": round(metrics["train_runtime"], 1), "tokens": tokens}
     base = results["preset"].get("tokens_per_s")
-    for name, result in results.items():
+    for result in results.values():
         if base and "tokens_per_s" in result:
             result["vs_preset"] = round(result["tokens_per_s"] / base, 2)
     print(json.dumps({"bench": "train_speed", "model": "smollm2", "params": params, "steps": args.steps,
