@@ -46,7 +46,7 @@ $(foreach v,FORCE_TORCHRUN NNODES NODE_RANK MASTER_ADDR MASTER_PORT USE_RAY,$(if
 export USE_MODELSCOPE_HUB ?= 1
 
 .PHONY: help setup models demo test test-fast lint data train qlora train-all predict predict-all export \
-        vote report baseline serve sc chat board-preset webui bench clean
+        vote report baseline serve sc chat board-preset webui bench bench-quality clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -134,8 +134,11 @@ board-preset: $(STAMP) ## turn factory_configs/MODEL into a LLaMA Board config (
 webui: setup ## LLaMA Board on HOST:PORT (127.0.0.1 unless HOST= is given) with the project's data/
 	$(PY) -m pipeline.board webui --host $(HOST) --port $(PORT)
 
-bench: setup ## run the benchmarks in bench/ (one JSON line each)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+bench: setup ## run the quick benchmarks in bench/ (one JSON line each; bench-quality is separate, ~15 min)
+	@for b in bench/adapters.py bench/vote.py bench/predict.py bench/train_speed.py; do echo "== $$b"; $(PY) $$b; done
+
+bench-quality: setup ## CoLA + judge quality: label scoring vs generation vs TF-IDF vs majority (trains smollm2)
+	$(PY) bench/quality.py
 
 clean: ## remove run outputs (saves/, predictions/, submissions/); keeps data/, models/ and .venv
 	rm -rf saves predictions submissions test-artifacts

@@ -2,19 +2,18 @@
 
 `python -m pipeline.baseline --task TASK` reads data/TASK_train.json and data/TASK_test.json and writes
 predictions/TASK/tfidf.csv (id,prediction,prob_<label>...), the same format the models write, so it can vote.
-Character n-grams: they work for Chinese (no word segmentation) and English alike.
+Word 1–2-grams for space-separated text (English: CoLA, QQP), character 1–3-grams otherwise (Chinese has no
+spaces to split on). Measured on CoLA dev: word 1–2-grams accuracy 0.702 / MCC 0.138, char 1–3-grams 0.674 / 0.065.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
 
-from pipeline.fileio import atomic_write_text
+from pipeline.fileio import atomic_write_csv
 
 
 def record_text(record: dict) -> str:
@@ -26,9 +25,18 @@ def group_of(record: dict) -> str:
     return record.get("dimension", "")
 
 
+def text_vectorizer(texts: list[str]):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    sample = "".join(texts[:200])
+    spaced = sample.count(" ") > 0.05 * max(len(sample), 1)
+    if spaced:
+        return TfidfVectorizer(ngram_range=(1, 2))
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)
+
+
 def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0) -> list[dict]:
     """Fit one TF-IDF + LR model per group on train; return [{id, prediction, prob_<label>...}] in test order."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
@@ -44,8 +52,8 @@ def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0) -> lis
             for r in todo:
                 rows[r["id"]] = {"prediction": classes[0], **{f"prob_{c}": float(c == classes[0]) for c in labels_all}}
             continue
-        model = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=1),
-                              LogisticRegression(max_iter=2000, C=4.0, random_state=seed))
+        model = make_pipeline(text_vectorizer([r.get("input", "") for r in fit_on]),
+                              LogisticRegression(max_iter=2000, C=4.0 if group else 1.0, random_state=seed))
         model.fit([record_text(r) for r in fit_on], [r["output"] for r in fit_on])
         probs = model.predict_proba([record_text(r) for r in todo])
         for r, p in zip(todo, probs, strict=True):
@@ -54,14 +62,6 @@ def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0) -> lis
                              **{f"prob_{c}": round(float(by_label.get(c, 0.0)), 6) for c in labels_all}}
     return [{"id": r["id"], **rows[r["id"]], **({"dimension": r["dimension"]} if "dimension" in r else {})}
             for r in test]
-
-
-def write_predictions(rows: list[dict], out: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out, buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     train, test = (json.loads(p.read_text(encoding="utf-8")) for p in paths)
     out = args.out or Path("predictions") / args.task / "tfidf.csv"
-    write_predictions(tfidf_predictions(train, test), out)
+    atomic_write_csv(out, tfidf_predictions(train, test))
     print(f"[baseline] TF-IDF + LR on {len(train)} train records → {len(test)} predictions in {out}")
     return 0
 

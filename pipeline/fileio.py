@@ -78,3 +78,21 @@ def read_text(path: str | os.PathLike) -> tuple[str, str]:
             ) from None
         raise  # unreachable: UTF-8 decoding succeeded above
     return data.decode(encoding), encoding
+
+
+def _csv_cell(value: Any) -> Any:
+    # csv with lineterminator="\n" quotes "\n" but not a lone "\r", which would split the row when read back.
+    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None,
+                     encoding: str = "utf-8") -> None:
+    """Write dict rows as CSV (LF line ends, header from the first row unless given), atomically."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames or list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: _csv_cell(value) for key, value in row.items()} for row in rows)
+    atomic_write_text(path, buffer.getvalue(), encoding=encoding)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.fileio import atomic_write_json, atomic_write_text
+from pipeline.fileio import atomic_write_csv, atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "factory_configs"
@@ -231,19 +231,13 @@ def run_stage(
 
 def join_predictions(predict_dir: Path, test_json: Path, out_csv: Path) -> int:
     """generated_predictions.jsonl is in dataset order: zip it with the test records' ids into id,prediction."""
-    import csv
-    import io
-
     records = json.loads(test_json.read_text(encoding="utf-8"))
     generated = [json.loads(line) for line in (predict_dir / "generated_predictions.jsonl").open(encoding="utf-8")]
     if len(generated) != len(records):
         raise RunError(f"{predict_dir}/generated_predictions.jsonl has {len(generated)} rows but {test_json} has "
                        f"{len(records)}: cannot join by order (was max_samples set?)")
     extra = [key for key in ("dimension",) if records and key in records[0]]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "prediction", *extra])
-    for record, row in zip(records, generated, strict=True):
-        writer.writerow([record["id"], row["predict"].strip(), *(record[key] for key in extra)])
-    atomic_write_text(out_csv, buffer.getvalue())
+    rows = [{"id": record["id"], "prediction": row["predict"].strip(), **{key: record[key] for key in extra}}
+            for record, row in zip(records, generated, strict=True)]
+    atomic_write_csv(out_csv, rows, fieldnames=["id", "prediction", *extra])
     return len(records)

@@ -31,9 +31,7 @@ in the report.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import io
 import json
 import re
 import sys
@@ -45,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.fileio import atomic_write_json, atomic_write_text
+from pipeline.fileio import atomic_write_csv, atomic_write_json
 from pipeline.runs import RunError, parse_overrides, resolve_config
 from voting.extract import LETTERS, TASKS, Task
 
@@ -476,14 +474,6 @@ def prediction_rows(records: Sequence[dict], sets: Sequence[tuple[str, ...]], sc
     return rows
 
 
-def write_predictions(rows: Sequence[dict], out: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out, buffer.getvalue())
-
-
 def metrics(records: Sequence[dict], rows: Sequence[dict]) -> dict | None:
     """Accuracy, MCC etc. (voting.score) where every scored record has a gold output."""
     from voting.score import label_metrics
@@ -545,13 +535,13 @@ def run(args: argparse.Namespace) -> dict:
         calibration = fit_calibration(train, train_sets, picked, train_scores)
         rows = prediction_rows(records, sets, apply_calibration(records, scores, sets, calibration))
         raw_out = score_dir / f"{args.model}_raw.csv"
-        write_predictions(raw_rows, raw_out)
+        atomic_write_csv(raw_out, list(raw_rows))
         report.update(raw_predictions=str(raw_out), calibration={
             "fitted_on": f"{train_name}: {len(picked)} of {len(train)} records (seed {args.seed})",
             "sets": list(calibration.values())})
         report["calibrated"] = {"metrics": metrics(records, rows),
                                 "predicted": dict(Counter(row["prediction"] for row in rows))}
-    write_predictions(rows, out)
+    atomic_write_csv(out, list(rows))
     report["predictions"] = str(out)
     atomic_write_json(score_dir / "report.json", report)
     return report
