@@ -7,13 +7,11 @@ Extra key=value pairs are LLaMA-Factory overrides, applied last.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 from pathlib import Path
 
-from pipeline.fileio import atomic_write_text
-from pipeline.runs import RunError, join_predictions, run_stage
+from pipeline.fileio import atomic_write_csv
+from pipeline.runs import RunError, join_predictions, predicted_rows, run_stage
 
 
 def predict(args: argparse.Namespace) -> None:
@@ -26,21 +24,16 @@ def predict(args: argparse.Namespace) -> None:
             print(f"[predict] {rows} predictions → {out_csv}")
         return
     # Self-consistency: N sampled runs (seed i), gathered into one samples file with a `sample` column.
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "prediction", "sample"])
+    samples: list[dict] = []
     for sample in range(args.samples):
         overrides = ["do_sample=true", f"temperature={args.temperature}", f"seed={sample}", *args.overrides]
         predict_dir = run_stage(args.model, "predict", args.task, overrides, dry_run=args.dry_run, split=args.split)
-        if args.dry_run:
-            continue
-        part = predict_dir.with_name(f"predict-sample{sample}.csv")
-        join_predictions(predict_dir, test_json, part)
-        for row in list(csv.DictReader(part.open(encoding="utf-8"))):
-            writer.writerow([row["id"], row["prediction"], sample])
+        if not args.dry_run:
+            samples += [{"id": row["id"], "prediction": row["prediction"], "sample": sample}
+                        for row in predicted_rows(predict_dir, test_json)]
     if not args.dry_run:
         out_csv = out_csv.with_name(f"{args.model}_samples.csv")
-        atomic_write_text(out_csv, buffer.getvalue())
+        atomic_write_csv(out_csv, samples)
         print(f"[predict] {args.samples} samples per id → {out_csv}")
 
 

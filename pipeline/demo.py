@@ -22,6 +22,9 @@ TRAIN_OVERRIDES = ["max_steps=12", "per_device_train_batch_size=4", "logging_ste
 # Three voters: SmolLM2 generating, SmolLM2 label-scoring (never unparsed, so it breaks ties), TF-IDF + LR.
 VOTERS = [f"predictions/{TASK}/{MODEL}.csv", f"predictions/{TASK}/{MODEL}_score.csv", f"predictions/{TASK}/tfidf.csv"]
 TIE = f"{MODEL}_score"
+# The seed's rules: 选择题 rows take the tie-breaker's answer; a row no voter parses gets the middle score.
+VOTE_OPTS = ["--task", "judge", "--tie-breaker", TIE, "--group-col", "dimension", "--tie-breaker-only", "选择题",
+             "--unparsed", "3"]
 STAGES = [
     ("data", [PY, "-m", "adapters", "judge", "--train", "data/samples/judge_train.csv",
               "--test", "data/samples/judge_test.csv", "--name", TASK]),
@@ -30,13 +33,10 @@ STAGES = [
     ("score", [PY, "-m", "pipeline.scoring", "--model", MODEL, "--task", TASK,
                "--out", f"predictions/{TASK}/{MODEL}_score.csv"]),
     ("baseline", [PY, "-m", "pipeline.baseline", "--task", TASK]),
-    ("vote", [PY, "-m", "voting", "vote", *VOTERS, "--task", "judge", "--tie-breaker", TIE, "--group-col",
-              "dimension", "--tie-breaker-only", "选择题", "--unparsed", "3", "--out", f"submissions/{TASK}/voted.csv"]),
+    ("vote", [PY, "-m", "voting", "vote", *VOTERS, *VOTE_OPTS, "--out", f"submissions/{TASK}/voted.csv"]),
     ("submit", [PY, "-m", "voting", "submit", "judge", "--pred", f"submissions/{TASK}/voted.csv",
                 "--test", f"data/{TASK}_test.json", "--out", f"submissions/{TASK}/"]),
-    ("report", [PY, "-m", "voting", "report", *VOTERS, "--task", "judge", "--gold", f"data/{TASK}_test.json",
-                "--tie-breaker", TIE,
-                "--group-col", "dimension", "--tie-breaker-only", "选择题", "--unparsed", "3",
+    ("report", [PY, "-m", "voting", "report", *VOTERS, *VOTE_OPTS, "--gold", f"data/{TASK}_test.json",
                 "--out", f"submissions/{TASK}/report"]),
 ]
 

@@ -229,15 +229,20 @@ def run_stage(
     return out_dir
 
 
-def join_predictions(predict_dir: Path, test_json: Path, out_csv: Path) -> int:
-    """generated_predictions.jsonl is in dataset order: zip it with the test records' ids into id,prediction."""
+def predicted_rows(predict_dir: Path, test_json: Path) -> list[dict]:
+    """generated_predictions.jsonl is in dataset order: zip it with the test records' ids (and dimension)."""
     records = json.loads(test_json.read_text(encoding="utf-8"))
     generated = [json.loads(line) for line in (predict_dir / "generated_predictions.jsonl").open(encoding="utf-8")]
     if len(generated) != len(records):
         raise RunError(f"{predict_dir}/generated_predictions.jsonl has {len(generated)} rows but {test_json} has "
                        f"{len(records)}: cannot join by order (was max_samples set?)")
     extra = [key for key in ("dimension",) if records and key in records[0]]
-    rows = [{"id": record["id"], "prediction": row["predict"].strip(), **{key: record[key] for key in extra}}
+    return [{"id": record["id"], "prediction": row["predict"].strip(), **{key: record[key] for key in extra}}
             for record, row in zip(records, generated, strict=True)]
-    atomic_write_csv(out_csv, rows, fieldnames=["id", "prediction", *extra])
-    return len(records)
+
+
+def join_predictions(predict_dir: Path, test_json: Path, out_csv: Path) -> int:
+    """Write predicted_rows as out_csv (id,prediction[,dimension]); return the row count."""
+    rows = predicted_rows(predict_dir, test_json)
+    atomic_write_csv(out_csv, rows)
+    return len(rows)
