@@ -106,15 +106,17 @@ predict-all: ## predict with the four seed models in sequence
 export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ Ollama Modelfile)
 	$(PY) -m pipeline export --model $(MODEL) --task $(TASK) $(ARGS)
 
+# every model's predictions of TASK (sampled runs excluded: self-consistency votes those) and the task's vote rules
+VOTE_ARGS = $(filter-out %_samples.csv,$(wildcard predictions/$(TASK)/*.csv)) --task $(VOTE_TASK) \
+	--tie-breaker $(TIE) $(VOTE_OPTS_$(VOTE_TASK))
+
 vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ (voted.csv + the competition's file)
-	$(PY) -m voting vote $(filter-out %_samples.csv,$(wildcard predictions/$(TASK)/*.csv)) --task $(VOTE_TASK) \
-		--tie-breaker $(TIE) $(VOTE_OPTS_$(VOTE_TASK)) --out submissions/$(TASK)/voted.csv
+	$(PY) -m voting vote $(VOTE_ARGS) --out submissions/$(TASK)/voted.csv
 	$(PY) -m voting submit $(VOTE_TASK) --pred submissions/$(TASK)/voted.csv --test data/$(TASK)_$(SPLIT).json \
 		--out submissions/$(TASK)/
 
 report: $(STAMP) ## each model and the ensemble against GOLD (default: the labelled test set) → submissions/TASK/report
-	$(PY) -m voting report $(filter-out %_samples.csv,$(wildcard predictions/$(TASK)/*.csv)) --task $(VOTE_TASK) \
-		--gold $(GOLD) --tie-breaker $(TIE) $(VOTE_OPTS_$(VOTE_TASK)) --out submissions/$(TASK)/report
+	$(PY) -m voting report $(VOTE_ARGS) --gold $(GOLD) --out submissions/$(TASK)/report
 
 baseline: $(STAMP) ## TF-IDF + logistic regression → predictions/TASK/tfidf.csv
 	$(PY) -m pipeline.baseline --task $(TASK)

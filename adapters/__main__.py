@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         task.add_argument("--tokenizer", metavar="PATH", help="tokenizer for the length report "
                           "(default models/smollm2 when present; 'none' skips it)")  # fmt: skip
         task.add_argument("--cutoff-len", type=int, default=1024, help="cutoff_len to check lengths against (1024)")
+        task.add_argument("--fit-cutoff", action="store_true",
+                          help="trim each record's input (head kept) so the templated example fits --cutoff-len; "
+                          "LLaMA-Factory would cut the prompt's tail, assistant header included")  # fmt: skip
         task.add_argument("--drop-duplicates", action="store_true",
                           help="drop train records repeating an earlier one (text and output); listed in the report")  # fmt: skip
         if adapter.add_arguments is not None:
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run_conversion(
             ADAPTERS[args.task], files, args.name, args.data_dir, args,
-            tokenizer=args.tokenizer, cutoff_len=args.cutoff_len, drop_duplicate_rows=args.drop_duplicates,
+            tokenizer=args.tokenizer, cutoff_len=args.cutoff_len, drop_duplicate_rows=args.drop_duplicates, fit_cutoff=args.fit_cutoff,
         )  # fmt: skip
     except AdapterError as err:
         print(f"error: {err}\nnothing was written.", file=sys.stderr)

@@ -509,6 +509,45 @@ def token_stats(records: list[dict[str, Any]], tokenizer: Any, overhead: int, cu
     }
 
 
+def fit_inputs(parts: list[Part], tokenizer: Any, cutoff_len: int) -> None:
+    """Trim each record's `input` to its head so the templated example fits `cutoff_len` (`--fit-cutoff`).
+
+    LLaMA-Factory truncates an over-long prompt by its tail, which drops the chat template's end of turn and the
+    assistant header too: the model is then trained and asked to answer in the middle of the user's text. Trimming
+    here keeps the template whole. Every record gets the same room for its answer (the longest output in the run),
+    so train and test rows keep the same share of text; the template overhead is the length report's, which errs on
+    the short side. The count goes to each part's notes as `fitted_to_cutoff`.
+    """
+    if tokenizer is None:
+        raise AdapterError("--fit-cutoff needs a tokenizer: give --tokenizer PATH (the model's)")
+    records = [record for part in parts for record in part.records]
+    if not records:
+        return
+    outputs = tokenizer([record["output"] for record in records], add_special_tokens=False)["input_ids"]
+    answer = max(len(ids) for ids in outputs) + 1  # + end of turn
+    overheads = {with_system: template_overhead(tokenizer, with_system) for with_system in (False, True)}
+    batch = 2048
+    for part in parts:
+        fitted = 0
+        for start in range(0, len(part.records), batch):
+            chunk = part.records[start : start + batch]
+            rest = [prompt_text({**record, "input": "", "output": ""}) for record in chunk]
+            rest_ids = tokenizer(rest, add_special_tokens=False)["input_ids"]
+            inputs = tokenizer([record["input"] for record in chunk], add_special_tokens=False,
+                               return_offsets_mapping=True)  # fmt: skip
+            for offset, record in enumerate(chunk):
+                ids, spans = inputs["input_ids"][offset], inputs["offset_mapping"][offset]
+                room = cutoff_len - overheads["system" in record] - answer - len(rest_ids[offset]) - 2  # "\n" joins
+                if len(ids) <= room:
+                    continue
+                if room <= 0:
+                    raise AdapterError(f"{part.source}: record {record.get('id', start + offset)}: the instruction "
+                                       f"alone needs more than --cutoff-len {cutoff_len} tokens; raise it")  # fmt: skip
+                record["input"] = record["input"][: spans[room - 1][1]]
+                fitted += 1
+        part.notes["fitted_to_cutoff"] = fitted
+
+
 def build_report(
     task: str, name: str, parts: list[Part], tokenizer: Any = None, token_note: str = "", cutoff_len: int = 1024
 ) -> dict[str, Any]:
@@ -700,6 +739,7 @@ def run_conversion(
     tokenizer: str | None = "none",
     cutoff_len: int = 1024,
     drop_duplicate_rows: bool = False,
+    fit_cutoff: bool = False,
 ) -> dict[str, Any]:
     """Read and check every file of the run in memory, then write data files, report and registry entries."""
     check_name(name)
@@ -717,6 +757,8 @@ def run_conversion(
                     drop_duplicates(part)
         read_registry(data_dir)  # a broken dataset_info.json stops the run before any file is written
         tok, note = load_tokenizer(tokenizer)
+        if fit_cutoff:
+            fit_inputs(parts, tok, cutoff_len)
         report = build_report(adapter.name, name, parts, tok, note, cutoff_len)
         write_outputs(parts, name, data_dir, report)
     return report

@@ -82,8 +82,9 @@ def run_quiet(command: list[str], cwd: Path, log: Path) -> float:
     with log.open("w") as handle:
         result = subprocess.run(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1"})
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command[2:5])} failed ({result.returncode}); see {log}")
+    if result.returncode != 0:  # the log lives in a temporary folder: show its tail before it goes
+        tail = "".join(log.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-15:])
+        raise SystemExit(f"{tail}\n{' '.join(command[2:5])} failed ({result.returncode}); see the log above")
     return time.perf_counter() - start
 
 

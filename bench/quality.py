@@ -1,10 +1,13 @@
-"""Bench: CoLA quality. A SmolLM2 LoRA trained on a stratified subset of in-domain train, scored on all 527 dev rows
-by label scoring (raw, and calibrated on held-out train rows), by LLaMA-Factory's batched generation, against the
-TF-IDF + LR baseline (full train) and the majority class. Accuracy and MCC; one JSON line.
+"""Bench: prediction quality of a SmolLM2 LoRA against the TF-IDF + LR baseline and the majority class; one JSON line.
 
-Run: `.venv/bin/python bench/quality.py [--train-rows 1200] [--adapter PATH]` (long: training is most of it; the
-adapter is kept in bench/results/cola_quality_lora_N and reused). Calibration never sees dev: it fits per-label
-biases on `--calibration-rows` train rows the adapter was not trained on, to that held-out slice's label prior.
+- `--task cola`: the LoRA trains on a stratified subset of CoLA in-domain train and scores all 527 dev rows by label
+  scoring (raw, and calibrated on held-out train rows) and by LLaMA-Factory's batched generation. Accuracy and MCC.
+- `--task judge`: DataFountain 1032 fluency. 200 rows of train_fluency_1200.csv are held out (stratified, seed 0),
+  the LoRA trains on the other 1000 and scores the 200. Accuracy and MAE (scores 1–5); the majority is score 3.
+  There are no spare labelled rows, so calibration fits on a slice of the 1000 training rows (never the 200).
+
+Run: `.venv/bin/python bench/quality.py [--task cola|judge] [--train-rows N] [--cutoff-len N] [--adapter PATH]`
+(long: training is most of it; the adapter is kept in bench/results/TASK_quality_lora_N and reused).
 """
 
 from __future__ import annotations
@@ -24,45 +27,82 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.predict import COLA, SMOLLM2, parsed_metrics, run_quiet  # noqa: E402
+from bench.predict import COLA, SMOLLM2, run_quiet  # noqa: E402
 from pipeline.baseline import tfidf_predictions  # noqa: E402
+from voting.extract import TASKS, extract_label  # noqa: E402
 from voting.score import label_metrics  # noqa: E402
 
-TASK = "cola_quality"
+DF1032 = COLA.parent / "df1032"
+METRICS = {"cola": ("accuracy", "mcc"), "judge": ("accuracy", "mae", "macro_f1")}
 
 
-def convert(data_dir: Path, train_rows: int) -> tuple[list[dict], list[dict], list[dict]]:
-    """cola_quality_{train (the sample), dev, test (= dev)} and cola_quality_heldout (train rows not sampled)."""
+def adapters(*argv: str) -> None:
     from adapters.__main__ import main as adapters_main
 
-    train_tsv, dev_tsv = COLA / "in_domain_train.tsv", COLA / "in_domain_dev.tsv"
+    tokenizer = [] if "--tokenizer" in argv else ["--tokenizer", "none"]
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the JSON line
-        assert adapters_main(["cola", "--train", str(train_tsv), "--name", "cola_full", "--data-dir", str(data_dir),
-                              "--tokenizer", "none"]) == 0
-        assert adapters_main(["cola", "--train", str(train_tsv), "--dev", str(dev_tsv), "--name", TASK,
-                              "--data-dir", str(data_dir), "--max-train", str(train_rows), "--stratify",
-                              "--tokenizer", "none"]) == 0
-    load = lambda name: json.loads((data_dir / f"{name}.json").read_text(encoding="utf-8"))  # noqa: E731
-    full, train, dev = load("cola_full_train"), load(f"{TASK}_train"), load(f"{TASK}_dev")
-    used = {r["id"] for r in train}
-    heldout = [r for r in full if r["id"] not in used]
+        assert adapters_main([*argv, *tokenizer]) == 0, f"adapters {argv[0]} failed"
+
+
+def load(data_dir: Path, name: str) -> list[dict]:
+    return json.loads((data_dir / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def register(data_dir: Path, like: str, datasets: dict[str, list[dict]]) -> None:
+    """Write each dataset's records and register it with the same columns as the registered dataset `like`."""
     info = json.loads((data_dir / "dataset_info.json").read_text(encoding="utf-8"))
-    for name, records in ((f"{TASK}_test", dev), (f"{TASK}_heldout", heldout)):
+    for name, records in datasets.items():
         (data_dir / f"{name}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
-        info[name] = {**info[f"{TASK}_dev"], "file_name": f"{name}.json"}
+        info[name] = {**info[like], "file_name": f"{name}.json"}
     (data_dir / "dataset_info.json").write_text(json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
-    return full, train, dev
 
 
-def command(stage: str, data_dir: Path, out_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", stage, "--model", "smollm2", "--task", TASK, "--data-dir", str(data_dir),
+def convert_cola(data_dir: Path, task: str, train_rows: int) -> tuple[list[dict], list[dict], str]:
+    """TASK_{train (the stratified sample), dev, test (= dev), heldout (train rows not sampled)}; returns the full
+    train (for TF-IDF), the scored rows and the calibration dataset."""
+    train_tsv, dev_tsv = COLA / "in_domain_train.tsv", COLA / "in_domain_dev.tsv"
+    adapters("cola", "--train", str(train_tsv), "--name", "cola_full", "--data-dir", str(data_dir))
+    adapters("cola", "--train", str(train_tsv), "--dev", str(dev_tsv), "--name", task, "--data-dir", str(data_dir),
+             "--max-train", str(train_rows), "--stratify")
+    full, train, dev = load(data_dir, "cola_full_train"), load(data_dir, f"{task}_train"), load(data_dir, f"{task}_dev")
+    used = {r["id"] for r in train}
+    register(data_dir, f"{task}_dev", {f"{task}_test": dev, f"{task}_heldout": [r for r in full if r["id"] not in used]})
+    return full, dev, f"{task}_heldout"
+
+
+def convert_judge(data_dir: Path, task: str, test_rows: int, cutoff_len: int) -> tuple[list[dict], list[dict], str]:
+    """TASK_train (1200 minus `test_rows` held out, stratified, seed 0) and TASK_test (the held-out rows), essays
+    trimmed to fit `cutoff_len` (`--fit-cutoff`: LLaMA-Factory would cut the assistant header off instead)."""
+    from adapters.common import sample
+
+    adapters("judge", "--train", str(DF1032 / "train_fluency_1200.csv"), "--name", "judge_full",
+             "--data-dir", str(data_dir), "--tokenizer", str(SMOLLM2), "--cutoff-len", str(cutoff_len), "--fit-cutoff")
+    full = load(data_dir, "judge_full_train")
+    test = sample(full, test_rows, seed=0, stratify=True)
+    held = {r["id"] for r in test}
+    train = [r for r in full if r["id"] not in held]
+    register(data_dir, "judge_full_train", {f"{task}_train": train, f"{task}_test": test})
+    return train, test, f"{task}_train"
+
+
+def command(stage: str, task: str, data_dir: Path, out_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", stage, "--model", "smollm2", "--task", task, "--data-dir", str(data_dir),
             f"model_name_or_path={SMOLLM2}", f"dataset_dir={data_dir}", f"output_dir={out_dir}", *extra]
+
+
+def rounded(metrics: dict, keys: tuple[str, ...]) -> dict:
+    return {key: None if metrics.get(key) is None else round(metrics[key], 3) for key in keys}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=("cola", "judge"), default="cola")
     parser.add_argument("--train-rows", type=int, default=1200,
-                        help="stratified train rows for the LoRA (1200: 150 steps, about 10 min on a quiet 2-core box)")
+                        help="cola: stratified train rows for the LoRA (1200: 150 steps, about 10 min on a quiet 2-core "
+                             "box); judge: ignored, it trains on all 1000 rows not held out")
+    parser.add_argument("--test-rows", type=int, default=200, help="judge: rows held out and scored (200)")
+    parser.add_argument("--cutoff-len", type=int, help="cutoff_len for training and scoring (default: the preset's, "
+                                                       "512); judge essays are ~1700 SmolLM2 tokens, so this is the cost")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--adapter", type=Path, help="an adapter trained on this subset (default: train one, kept)")
     parser.add_argument("--calibration-rows", type=int, default=512)
@@ -70,53 +110,70 @@ def main() -> None:
     args = parser.parse_args()
     from pipeline.scoring import main as scoring_main
 
-    result: dict = {"bench": "quality", "task": "CoLA in-domain dev", "train_rows": args.train_rows}
+    task = f"{args.task}_quality"
+    cutoff = [f"cutoff_len={args.cutoff_len}"] if args.cutoff_len else []
+    keys = METRICS[args.task]
+    result: dict = {"bench": "quality", "task": args.task}
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         work = Path(tmp)
         data_dir = work / "data"
-        full, train, dev = convert(data_dir, args.train_rows)
-        gold = [r["output"] for r in dev]
-        adapter = args.adapter or ROOT / "bench" / "results" / f"cola_quality_lora_{args.train_rows}"
+        if args.task == "cola":
+            result.update(scored="CoLA in-domain dev (527)", train_rows=args.train_rows)
+            baseline_train, scored, calibrate_on = convert_cola(data_dir, task, args.train_rows)
+            tag = str(args.train_rows)
+        else:
+            baseline_train, scored, calibrate_on = convert_judge(data_dir, task, args.test_rows, args.cutoff_len or 512)
+            result.update(scored=f"train_fluency_1200 held-out {len(scored)} (stratified, seed 0)",
+                          train_rows=len(baseline_train))
+            tag = f"{len(baseline_train)}_cut{args.cutoff_len or 'preset'}"
+        result["cutoff_len"] = args.cutoff_len or "preset (512)"
+        gold = [r["output"] for r in scored]
+        adapter = (args.adapter or ROOT / "bench" / "results" / f"{task}_lora_{tag}").resolve()  # stages run in work
         if not (adapter / "adapter_model.safetensors").is_file():
-            seconds = run_quiet(command("train", data_dir, adapter, f"num_train_epochs={args.epochs}",
-                                        "save_steps=100000", "plot_loss=false", "logging_steps=10"), work,
+            seconds = run_quiet(command("train", task, data_dir, adapter, f"num_train_epochs={args.epochs}",
+                                        "save_steps=100000", "plot_loss=false", "logging_steps=10", *cutoff), work,
                                 work / "train.log")
             result["train_s"] = round(seconds, 1)
         result["adapter"] = str(adapter)
 
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            code = scoring_main(["--model", "smollm2", "--task", TASK, "--data-dir", str(data_dir), "--calibrate",
-                                 "--calibrate-on", f"{TASK}_heldout", "--calibration-rows", str(args.calibration_rows),
+            code = scoring_main(["--model", "smollm2", "--task", task, "--data-dir", str(data_dir), "--calibrate",
+                                 "--calibrate-on", calibrate_on, "--calibration-rows", str(args.calibration_rows),
                                  "--out", str(work / "scored.csv"), f"model_name_or_path={SMOLLM2}",
-                                 f"adapter_name_or_path={adapter}", f"output_dir={work / 'predict'}"])
+                                 f"adapter_name_or_path={adapter}", f"output_dir={work / 'predict'}", *cutoff])
         assert code == 0, "label scoring failed"
         report = json.loads((work / "score" / "report.json").read_text(encoding="utf-8"))
-        for kind in ("raw", "calibrated"):
-            m = report[kind]["metrics"]
-            result[f"scoring_{kind}"] = {"accuracy": round(m["accuracy"], 3), "mcc": round(m["mcc"], 3),
-                                         "predicted": report[kind]["predicted"], "unparsed": 0}
+        for kind, path in (("raw", report["raw_predictions"]), ("calibrated", report["predictions"])):
+            m = label_metrics(gold, [row["prediction"] for row in read_rows(Path(path))])
+            result[f"scoring_{kind}"] = {**rounded(m, keys), "predicted": report[kind]["predicted"], "unparsed": 0}
         result["scoring_s"] = round(time.perf_counter() - start, 1)
+        result["prompt_tokens_per_row"] = report["prompt_tokens_per_row"]
         result["calibration"] = report["calibration"]
 
         if not args.skip_generation:
-            out_dir = work / "generate"
-            seconds = run_quiet(command("predict", data_dir, out_dir, f"adapter_name_or_path={adapter}"), work,
-                                work / "predict.log")
-            with (work / "predictions" / TASK / "smollm2.csv").open(encoding="utf-8", newline="") as handle:
-                texts = [row["prediction"] for row in csv.DictReader(handle)]
-            result["generation"] = {**parsed_metrics(dev, texts), "predicted": dict(Counter(texts).most_common(5))}
+            seconds = run_quiet(command("predict", task, data_dir, work / "generate", f"adapter_name_or_path={adapter}",
+                                        *cutoff), work, work / "predict.log")
+            texts = [row["prediction"] for row in read_rows(work / "predictions" / task / "smollm2.csv")]
+            rules = TASKS[args.task]
+            labels = [extract_label(text, rules.labels, rules.synonyms)[0] for text in texts]
+            m = label_metrics(gold, labels)
+            result["generation"] = {**rounded(m, keys), "unparsed": m["unparsed"],
+                                    "predicted": dict(Counter(texts).most_common(5))}
             result["generation_s"] = round(seconds, 1)
 
-        tfidf = tfidf_predictions(full, dev)
-        m = label_metrics(gold, [row["prediction"] for row in tfidf])
-        result["tfidf_full_train"] = {"accuracy": round(m["accuracy"], 3), "mcc": round(m["mcc"], 3)}
-        majority = Counter(r["output"] for r in train).most_common(1)[0][0]
-        m = label_metrics(gold, [majority] * len(gold))
-        result["majority"] = {"label": majority, "accuracy": round(m["accuracy"], 3), "mcc": round(m["mcc"], 3)}
+        m = label_metrics(gold, [row["prediction"] for row in tfidf_predictions(baseline_train, scored)])
+        result["tfidf"] = rounded(m, keys)
+        majority = Counter(r["output"] for r in baseline_train).most_common(1)[0][0]
+        result["majority"] = {"label": majority, **rounded(label_metrics(gold, [majority] * len(gold)), keys)}
     result["load_avg"] = round(os.getloadavg()[0], 2)
     result["command"] = "python bench/quality.py " + " ".join(sys.argv[1:])
     print(json.dumps(result, ensure_ascii=False))
+
+
+def read_rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 if __name__ == "__main__":

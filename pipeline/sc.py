@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import io
 import os
 import random
 import sys
@@ -30,7 +29,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pipeline.fileio import atomic_write_text
+from pipeline.fileio import atomic_write_csv
 from pipeline.runs import RunError, parse_overrides, resolve_config
 from pipeline.scoring import candidate_labels, dataset_entry, load_records, split_dataset, task_rules
 
@@ -96,13 +95,8 @@ class SampleFile:
             self.flush()
 
     def flush(self) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=[*FIELDS, *self.extra], extrasaction="ignore",
-                                lineterminator="\n")
-        writer.writeheader()
-        for key in sorted(self.rows, key=lambda k: (self.order.get(k[0], len(self.order)), k[0], k[1])):
-            writer.writerow(self.rows[key])
-        atomic_write_text(self.path, buffer.getvalue())
+        keys = sorted(self.rows, key=lambda k: (self.order.get(k[0], len(self.order)), k[0], k[1]))
+        atomic_write_csv(self.path, [self.rows[key] for key in keys], fieldnames=[*FIELDS, *self.extra])
         self.last = time.monotonic()
 
 
@@ -170,7 +164,6 @@ async def gather_samples(records: list[dict], todo: dict[str, list[int]], out: S
                 failed[record_id] = f"bad response ({err})"
                 return
             for sample, text in zip(samples, answers, strict=False):
-                text = text.replace("\r\n", "\n").replace("\r", "\n")  # csv quotes "\n" fields, not a lone "\r"
                 row = {"id": record_id, "prediction": extract(text, record, rules), "sample": sample, "text": text}
                 if "dimension" in record:
                     row["dimension"] = record["dimension"]

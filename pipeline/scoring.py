@@ -482,7 +482,7 @@ def metrics(records: Sequence[dict], rows: Sequence[dict]) -> dict | None:
     if not gold or not all(gold):
         return None
     result = label_metrics(gold, [row["prediction"] for row in rows])
-    return {key: result[key] for key in ("n", "accuracy", "mcc", "macro_f1", "labels", "confusion")}
+    return {key: result[key] for key in ("n", "accuracy", "mcc", "macro_f1", "mae", "labels", "confusion") if key in result}
 
 
 # ---------------------------------------------------------------- CLI

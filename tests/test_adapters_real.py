@@ -119,12 +119,12 @@ def lf_load(converted: Path, tiny_model: Path, tmp_path_factory: pytest.TempPath
 
     work = tmp_path_factory.mktemp("lf")
 
-    def load(dataset: str):
+    def load(dataset: str, data_dir: Path = converted, cutoff_len: int = 512, **extra):
         model_args, data_args, training_args, _, _ = get_train_args({
             "model_name_or_path": str(tiny_model), "stage": "sft", "do_train": True, "finetuning_type": "lora",
-            "dataset": dataset, "dataset_dir": str(converted), "template": "smollm2", "cutoff_len": 512,
+            "dataset": dataset, "dataset_dir": str(data_dir), "template": "smollm2", "cutoff_len": cutoff_len,
             "max_samples": 50, "overwrite_cache": True, "output_dir": str(work / "out"), "report_to": "none",
-            "cache_dir": str(work / "cache"),
+            "cache_dir": str(work / "cache"), **extra,
         })  # fmt: skip
         tokenizer_module = load_tokenizer(model_args)
         template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
@@ -145,3 +145,27 @@ def test_llamafactory_loads_and_tokenizes(lf_load, converted: Path, dataset: str
     assert records[0]["instruction"][:10] in text  # the instruction reached the prompt through the column mapping
     if records[0]["output"]:
         assert tokenizer.decode([t for t in first["labels"] if t != -100]).startswith(records[0]["output"][:5])
+
+
+@pytest.mark.parametrize("fit", [True, False], ids=["fit-cutoff", "llamafactory-truncates"])
+def test_fit_cutoff_keeps_the_assistant_header(lf_load, shared_data: Path, tmp_path: Path, tiny_model: Path, fit):
+    """Long fluency essays under cutoff_len 128: LLaMA-Factory cuts an over-long prompt's tail, assistant header
+    included; --fit-cutoff trims the essay instead, so every row LLaMA-Factory builds ends its prompt properly."""
+    code = main(["judge", "--train", str(shared_data / "df1032/train_fluency_1200.csv"), "--name", "fit",
+                 "--data-dir", str(tmp_path), "--tokenizer", str(tiny_model), "--cutoff-len", "128",
+                 *(["--fit-cutoff"] if fit else [])])  # fmt: skip
+    assert code == 0
+    entry = _report(tmp_path, "fit")["datasets"]["fit_train"]
+    # default_system "" as the presets train; the tiny tokenizer's chat template has no default system prompt
+    train, tokenizer = lf_load("fit_train", data_dir=tmp_path, cutoff_len=128, default_system="")
+    header = tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)
+    ends = [row["input_ids"][row["labels"].index(next(t for t in row["labels"] if t != -100)) - len(header):]
+            for row in train]
+    whole = sum(ids[: len(header)] == header for ids in ends)
+    if fit:
+        assert entry["fitted_to_cutoff"] > 40 and entry["tokens"]["over_cutoff"] == 0
+        assert whole == len(train) == 50
+        assert all(len(row["input_ids"]) <= 128 for row in train)
+    else:
+        assert "fitted_to_cutoff" not in entry and entry["tokens"]["over_cutoff"] > 40
+        assert whole < 10  # the essay runs straight into the score
