@@ -290,6 +290,13 @@ def test_a_broken_registry_is_refused_before_writing(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset_info.json", "train.csv"]
 
 
+def test_fit_cutoff_without_a_tokenizer_is_refused_before_writing(tmp_path, capsys):
+    source = write_csv(tmp_path / "train.csv", JUDGE_ROWS, header=JUDGE_HEADER)
+    code, _, err = convert(capsys, "judge", tmp_path / "data", "--train", source, "--tokenizer", "none", "--fit-cutoff")
+    assert code == 2 and "--fit-cutoff needs a tokenizer" in err and "nothing was written" in err
+    assert not (tmp_path / "data").exists()
+
+
 def test_no_input_and_bad_name_are_refused(tmp_path, capsys):
     assert convert(capsys, "judge", tmp_path)[2].count("no input") == 1
     source = write_csv(tmp_path / "train.csv", JUDGE_ROWS, header=JUDGE_HEADER)
