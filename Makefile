@@ -136,11 +136,12 @@ board-preset: $(STAMP) ## turn factory_configs/MODEL into a LLaMA Board config (
 webui: setup ## LLaMA Board on HOST:PORT (127.0.0.1 unless HOST= is given) with the project's data/
 	$(PY) -m pipeline.board webui --host $(HOST) --port $(PORT)
 
-bench: setup ## run the quick benchmarks in bench/ (one JSON line each; bench-quality is separate, ~15 min)
+bench: setup ## run the quick benchmarks in bench/ (one JSON line each; bench-quality is separate, about an hour)
 	@for b in bench/adapters.py bench/vote.py bench/predict.py bench/train_speed.py; do echo "== $$b"; $(PY) $$b; done
 
 bench-quality: setup ## CoLA + judge quality: label scoring vs generation vs TF-IDF vs majority (trains smollm2)
-	$(PY) bench/quality.py
+	$(PY) bench/quality.py --task cola
+	$(PY) bench/quality.py --task judge --cutoff-len 256 --calibration-rows 256
 
 clean: ## remove run outputs (saves/, predictions/, submissions/); keeps data/, models/ and .venv
 	rm -rf saves predictions submissions test-artifacts
