@@ -145,8 +145,13 @@ def main() -> None:
         assert code == 0, "label scoring failed"
         report = json.loads((work / "score" / "report.json").read_text(encoding="utf-8"))
         for kind, path in (("raw", report["raw_predictions"]), ("calibrated", report["predictions"])):
-            m = label_metrics(gold, [row["prediction"] for row in read_rows(Path(path))])
+            rows = read_rows(Path(path))
+            m = label_metrics(gold, [row["prediction"] for row in rows])
             result[f"scoring_{kind}"] = {**rounded(m, keys), "predicted": report[kind]["predicted"], "unparsed": 0}
+            if args.task == "judge":  # ordinal scores: the median of each row's distribution minimises expected MAE
+                medians = [median_label(row) for row in rows]
+                m = label_metrics(gold, medians)
+                result[f"scoring_{kind}_median"] = {**rounded(m, keys), "predicted": dict(Counter(medians))}
         result["scoring_s"] = round(time.perf_counter() - start, 1)
         result["prompt_tokens_per_row"] = report["prompt_tokens_per_row"]
         result["calibration"] = report["calibration"]
@@ -169,6 +174,18 @@ def main() -> None:
     result["load_avg"] = round(os.getloadavg()[0], 2)
     result["command"] = "python bench/quality.py " + " ".join(sys.argv[1:])
     print(json.dumps(result, ensure_ascii=False))
+
+
+def median_label(row: dict) -> str:
+    """The smallest numeric label whose cumulative probability (prob_<label> columns) reaches one half."""
+    probs = sorted((float(label), label, float(p)) for key, p in row.items() if key.startswith("prob_")
+                   for label in [key[len("prob_"):]])  # fmt: skip
+    total, cumulative = sum(p for _, _, p in probs), 0.0
+    for _, label, p in probs:
+        cumulative += p
+        if cumulative >= total / 2:
+            return label
+    return probs[-1][1]
 
 
 def read_rows(path: Path) -> list[dict]:
