@@ -152,6 +152,7 @@ def main() -> None:
                 medians = [median_label(row) for row in rows]
                 m = label_metrics(gold, medians)
                 result[f"scoring_{kind}_median"] = {**rounded(m, keys), "predicted": dict(Counter(medians))}
+                result[f"scoring_{kind}"]["spearman_expected_score"] = round(spearman(gold, rows), 3)
         result["scoring_s"] = round(time.perf_counter() - start, 1)
         result["prompt_tokens_per_row"] = report["prompt_tokens_per_row"]
         result["calibration"] = report["calibration"]
@@ -186,6 +187,15 @@ def median_label(row: dict) -> str:
         if cumulative >= total / 2:
             return label
     return probs[-1][1]
+
+
+def spearman(gold: list[str], rows: list[dict]) -> float:
+    """Rank correlation of the gold scores with each row's expected score: is there any signal to calibrate?"""
+    from scipy.stats import spearmanr
+
+    expected = [sum(float(key[len("prob_"):]) * float(p) for key, p in row.items() if key.startswith("prob_"))
+                for row in rows]  # fmt: skip
+    return float(spearmanr([float(g) for g in gold], expected).statistic)
 
 
 def read_rows(path: Path) -> list[dict]:
