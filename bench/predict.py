@@ -93,14 +93,19 @@ def train_adapter(data_dir: Path, adapter: Path, work: Path) -> float:
                                       "logging_steps=5"), work, work / "train.log")
 
 
-def parsed_metrics(records: list[dict], texts: list[str]) -> dict:
+def rounded(metrics: dict, keys: tuple[str, ...]) -> dict:
+    return {key: None if metrics.get(key) is None else round(metrics[key], 3) for key in keys}
+
+
+def parsed_metrics(records: list[dict], texts: list[str], task: str = "cola",
+                   keys: tuple[str, ...] = ("accuracy", "mcc")) -> dict:
+    """Generated answers extracted under the task's rules, scored against the records' outputs."""
     from voting.score import label_metrics
 
-    task = TASKS["cola"]
-    labels = [extract_label(text, task.labels, task.synonyms)[0] for text in texts]
+    rules = TASKS[task]
+    labels = [extract_label(text, rules.labels, rules.synonyms)[0] for text in texts]
     result = label_metrics([r["output"] for r in records], labels)
-    return {"unparsed": sum(label is None for label in labels), "accuracy": round(result["accuracy"], 3),
-            "mcc": round(result["mcc"], 3)}
+    return {"unparsed": result["unparsed"], **rounded(result, keys)}
 
 
 def label_scoring(records: list[dict], data_dir: Path, adapter: Path, batch_size: int) -> tuple[dict, int]:

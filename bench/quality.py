@@ -27,9 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.predict import COLA, SMOLLM2, run_quiet  # noqa: E402
+from bench.predict import COLA, SMOLLM2, parsed_metrics, rounded, run_quiet  # noqa: E402
 from pipeline.baseline import tfidf_predictions  # noqa: E402
-from voting.extract import TASKS, extract_label  # noqa: E402
 from voting.score import label_metrics  # noqa: E402
 
 DF1032 = COLA.parent / "df1032"
@@ -90,10 +89,6 @@ def command(stage: str, task: str, data_dir: Path, out_dir: Path, *extra: str) -
             f"model_name_or_path={SMOLLM2}", f"dataset_dir={data_dir}", f"output_dir={out_dir}", *extra]
 
 
-def rounded(metrics: dict, keys: tuple[str, ...]) -> dict:
-    return {key: None if metrics.get(key) is None else round(metrics[key], 3) for key in keys}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("cola", "judge"), default="cola")
@@ -145,10 +140,10 @@ def main() -> None:
         assert code == 0, "label scoring failed"
         report = json.loads((work / "score" / "report.json").read_text(encoding="utf-8"))
         for kind, path in (("raw", report["raw_predictions"]), ("calibrated", report["predictions"])):
-            rows = read_rows(Path(path))
-            m = label_metrics(gold, [row["prediction"] for row in rows])
-            result[f"scoring_{kind}"] = {**rounded(m, keys), "predicted": report[kind]["predicted"], "unparsed": 0}
+            result[f"scoring_{kind}"] = {**rounded(report[kind]["metrics"], keys),
+                                         "predicted": report[kind]["predicted"], "unparsed": 0}
             if args.task == "judge":  # ordinal scores: the median of each row's distribution minimises expected MAE
+                rows = read_rows(Path(path))
                 medians = [median_label(row) for row in rows]
                 m = label_metrics(gold, medians)
                 result[f"scoring_{kind}_median"] = {**rounded(m, keys), "predicted": dict(Counter(medians))}
@@ -161,10 +156,7 @@ def main() -> None:
             seconds = run_quiet(command("predict", task, data_dir, work / "generate", f"adapter_name_or_path={adapter}",
                                         *cutoff), work, work / "predict.log")
             texts = [row["prediction"] for row in read_rows(work / "predictions" / task / "smollm2.csv")]
-            rules = TASKS[args.task]
-            labels = [extract_label(text, rules.labels, rules.synonyms)[0] for text in texts]
-            m = label_metrics(gold, labels)
-            result["generation"] = {**rounded(m, keys), "unparsed": m["unparsed"],
+            result["generation"] = {**parsed_metrics(scored, texts, args.task, keys),
                                     "predicted": dict(Counter(texts).most_common(5))}
             result["generation_s"] = round(seconds, 1)
 
@@ -177,10 +169,15 @@ def main() -> None:
     print(json.dumps(result, ensure_ascii=False))
 
 
+def label_probs(row: dict) -> list[tuple[float, str, float]]:
+    """(numeric value, label, probability) of a scored row's prob_<label> columns, by value."""
+    return sorted((float(key[len("prob_"):]), key[len("prob_"):], float(p)) for key, p in row.items()
+                  if key.startswith("prob_"))  # fmt: skip
+
+
 def median_label(row: dict) -> str:
-    """The smallest numeric label whose cumulative probability (prob_<label> columns) reaches one half."""
-    probs = sorted((float(label), label, float(p)) for key, p in row.items() if key.startswith("prob_")
-                   for label in [key[len("prob_"):]])  # fmt: skip
+    """The smallest numeric label whose cumulative probability reaches one half."""
+    probs = label_probs(row)
     total, cumulative = sum(p for _, _, p in probs), 0.0
     for _, label, p in probs:
         cumulative += p
@@ -193,8 +190,7 @@ def spearman(gold: list[str], rows: list[dict]) -> float:
     """Rank correlation of the gold scores with each row's expected score: is there any signal to calibrate?"""
     from scipy.stats import spearmanr
 
-    expected = [sum(float(key[len("prob_"):]) * float(p) for key, p in row.items() if key.startswith("prob_"))
-                for row in rows]  # fmt: skip
+    expected = [sum(value * p for value, _, p in label_probs(row)) for row in rows]
     return float(spearmanr([float(g) for g in gold], expected).statistic)
 
 

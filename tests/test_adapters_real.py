@@ -159,9 +159,8 @@ def test_fit_cutoff_keeps_the_assistant_header(lf_load, shared_data: Path, tmp_p
     # default_system "" as the presets train; the tiny tokenizer's chat template has no default system prompt
     train, tokenizer = lf_load("fit_train", data_dir=tmp_path, cutoff_len=128, default_system="")
     header = tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)
-    ends = [row["input_ids"][row["labels"].index(next(t for t in row["labels"] if t != -100)) - len(header):]
-            for row in train]
-    whole = sum(ids[: len(header)] == header for ids in ends)
+    answer_at = [next(i for i, t in enumerate(row["labels"]) if t != -100) for row in train]
+    whole = sum(row["input_ids"][at - len(header) : at] == header for row, at in zip(train, answer_at, strict=True))
     if fit:
         assert entry["fitted_to_cutoff"] > 40 and entry["tokens"]["over_cutoff"] == 0
         assert whole == len(train) == 50
