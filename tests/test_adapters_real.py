@@ -62,7 +62,7 @@ def test_real_file_counts_match_the_readme(converted: Path, run):
 def test_real_details(converted: Path):
     judge = _report(converted, "judge")["datasets"]
     assert judge["judge_test"]["empty_content"] == {"规范性": 24}  # kept, counted
-    assert judge["judge_train"]["labels"] == {"流畅性 2": 33, "流畅性 3": 637, "流畅性 4": 325, "流畅性 5": 205}
+    assert judge["judge_train"]["labels"] == {"流畅性 1": 114, "流畅性 2": 152, "流畅性 3": 510, "流畅性 4": 260, "流畅性 5": 164}
     assert _report(converted, "judgeB")["datasets"]["judgeB_test"]["labels"] == {
         "流畅性 (unlabelled)": 1000, "规范性 (unlabelled)": 1000, "选择题 (unlabelled)": 750}  # fmt: skip
     cola = _report(converted, "cola")["datasets"]["cola_train"]["labels"]
