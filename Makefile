@@ -7,6 +7,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+LLMCOMP := $(VENV)/bin/llmcomp
 STAMP := $(VENV)/.installed
 SMOLLM2 := models/smollm2/config.json
 
@@ -18,22 +19,23 @@ SEED_MODELS := glm4 qwen2 internlm2_5 gemma2
 MODE ?= generate
 SAMPLES ?= 1
 SPLIT ?= test
+DATA_DIR ?= data
 TEMPERATURE ?= 0.7
 PORT ?= 7860
 HOST ?= 127.0.0.1
 
-# adapters: make data TASK=judge NAME=judge TRAIN=path/train.csv TEST=path/test_A.csv
+# adapters: make data TASK=judge NAME=judge TRAIN=path/train.csv TEST=path/test_A.csv [DATA_ARGS="--fit-cutoff ..."]
 ADAPTER ?= $(TASK)
 NAME ?= $(TASK)
 TRAIN ?=
 DEV ?=
 TEST ?=
+DATA_ARGS ?=
 
-# voting: the tie-breaker is a prediction file's stem (glm4 in the winning entry)
+# voting: the tie-breaker is a prediction file's stem (glm4 in the winning entry). The task's own rules (labels,
+# groups, 选择题 → tie-breaker) come from the dataset's recorded task: `--task $(TASK)` finds them.
 TIE ?= $(if $(wildcard predictions/$(TASK)/glm4.csv),glm4,$(MODEL))
-VOTE_TASK ?= $(firstword $(subst _, ,$(TASK)))
-VOTE_OPTS_judge := --group-col dimension --tie-breaker-only 选择题
-GOLD ?= data/$(TASK)_$(SPLIT).json
+GOLD ?= $(DATA_DIR)/$(TASK)_$(SPLIT).json
 
 # scale-out: LLaMA-Factory's own torchrun / DeepSpeed / Ray launchers (see README)
 DS ?=
@@ -64,12 +66,12 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 $(SMOLLM2): | $(STAMP)
-	$(PY) -m pipeline.models
+	$(PY) -m pipeline.embedded
 
 models: $(SMOLLM2) ## convert the embedded SmolLM2-135M-Instruct GGUF into models/smollm2
 
 demo: setup ## the whole pipeline on the embedded sample: data → train → predict → vote → submission + score
-	$(PY) -m pipeline.demo
+	$(LLMCOMP) demo
 
 test: setup ## run the test suite (its set-up included)
 	$(PY) -m pytest -q
@@ -80,61 +82,63 @@ test-fast: setup ## the tests that need neither SmolLM2 nor the real data nor a 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 
-data: $(STAMP) ## convert raw files: make data TASK=judge NAME=judge TRAIN=... [DEV=...] [TEST=...]
-	$(PY) -m adapters $(ADAPTER) --name $(NAME) $(if $(TRAIN),--train $(TRAIN)) $(if $(DEV),--dev $(DEV)) \
-		$(if $(TEST),--test $(TEST)) $(ARGS)
+data: $(STAMP) ## convert raw files: make data TASK=judge NAME=judge TRAIN=... [DEV=...] [TEST=...] [DATA_ARGS=...]
+	$(LLMCOMP) data $(ADAPTER) --name $(NAME) --data-dir $(DATA_DIR) $(if $(TRAIN),--train $(TRAIN)) \
+		$(if $(DEV),--dev $(DEV)) $(if $(TEST),--test $(TEST)) $(DATA_ARGS)
 
 train: setup ## LoRA SFT: make train MODEL=qwen2 TASK=judge [FRESH=1] [DS=z3] [ARGS="key=value ..."]
-	$(PY) -m pipeline train --model $(MODEL) --task $(TASK) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
+	$(LLMCOMP) train --model $(MODEL) --task $(TASK) --data-dir $(DATA_DIR) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
 
 qlora: setup ## 4-bit QLoRA SFT (CUDA + bitsandbytes): make qlora MODEL=internlm2_5 TASK=judge
-	$(PY) -m pipeline qlora --model $(MODEL) --task $(TASK) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
+	$(LLMCOMP) qlora --model $(MODEL) --task $(TASK) --data-dir $(DATA_DIR) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
 
 train-all: ## the four seed models in sequence, one process each (GPU memory freed between)
 	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory train MODEL=$$m TASK=$(TASK); done
 
-predict: setup ## batch predictions → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score] [SAMPLES=N TEMPERATURE=t]
+predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv] [SAMPLES=N TEMPERATURE=t]
 ifeq ($(MODE),score)
-	$(PY) -m pipeline.scoring --model $(MODEL) --task $(TASK) $(ARGS)
+	$(LLMCOMP) score --model $(MODEL) --task $(TASK) --split $(SPLIT) --data-dir $(DATA_DIR) $(ARGS)
 else
-	$(PY) -m pipeline predict --model $(MODEL) --task $(TASK) --split $(SPLIT) --samples $(SAMPLES) --temperature $(TEMPERATURE) $(ARGS)
+	$(LLMCOMP) predict --model $(MODEL) --task $(TASK) --split $(SPLIT) --data-dir $(DATA_DIR) --samples $(SAMPLES) \
+		--temperature $(TEMPERATURE) $(ARGS)
 endif
 
 predict-all: ## predict with the four seed models in sequence
 	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory predict MODEL=$$m TASK=$(TASK); done
 
 export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ Ollama Modelfile)
-	$(PY) -m pipeline export --model $(MODEL) --task $(TASK) $(ARGS)
+	$(LLMCOMP) export --model $(MODEL) --task $(TASK) $(ARGS)
 
 # every model's predictions of TASK (sampled runs excluded: self-consistency votes those) and the task's vote rules
-VOTE_ARGS = $(filter-out %_samples.csv,$(wildcard predictions/$(TASK)/*.csv)) --task $(VOTE_TASK) \
-	--tie-breaker $(TIE) $(VOTE_OPTS_$(VOTE_TASK))
+VOTE_ARGS = $(filter-out %_samples.csv,$(wildcard predictions/$(TASK)/*.csv)) --task $(TASK) --data-dir $(DATA_DIR) \
+	--tie-breaker $(TIE)
 
 vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ (voted.csv + the competition's file)
-	$(PY) -m voting vote $(VOTE_ARGS) --out submissions/$(TASK)/voted.csv
-	$(PY) -m voting submit $(VOTE_TASK) --pred submissions/$(TASK)/voted.csv --test data/$(TASK)_$(SPLIT).json \
-		--out submissions/$(TASK)/
+	$(LLMCOMP) vote $(VOTE_ARGS) --out submissions/$(TASK)/voted.csv
+	$(LLMCOMP) submit $(TASK) --data-dir $(DATA_DIR) --pred submissions/$(TASK)/voted.csv \
+		--test $(DATA_DIR)/$(TASK)_$(SPLIT).json --out submissions/$(TASK)/
 
 report: $(STAMP) ## each model and the ensemble against GOLD (default: the labelled test set) → submissions/TASK/report
-	$(PY) -m voting report $(VOTE_ARGS) --gold $(GOLD) --out submissions/$(TASK)/report
+	$(LLMCOMP) report $(VOTE_ARGS) --gold $(GOLD) --out submissions/$(TASK)/report
 
-baseline: $(STAMP) ## TF-IDF + logistic regression → predictions/TASK/tfidf.csv
-	$(PY) -m pipeline.baseline --task $(TASK)
+baseline: $(STAMP) ## TF-IDF + logistic regression → predictions/TASK/tfidf.csv [SPLIT=dev]
+	$(LLMCOMP) baseline --task $(TASK) --split $(SPLIT) --data-dir $(DATA_DIR)
 
 serve: setup ## OpenAI-compatible API on 127.0.0.1:PORT with the trained adapter (API_KEY required)
-	$(PY) -m pipeline.serve --model $(MODEL) --task $(TASK) --port $(PORT) $(ARGS)
+	$(LLMCOMP) serve --model $(MODEL) --task $(TASK) --port $(PORT) $(ARGS)
 
-sc: $(STAMP) ## self-consistency samples from the server: make sc MODEL=... TASK=logic N=5
-	$(PY) -m pipeline.sc --model $(MODEL) --task $(TASK) --n $(or $(N),5) --port $(PORT) $(ARGS)
+sc: $(STAMP) ## self-consistency samples from the server: make sc MODEL=... TASK=logic SAMPLES=5
+	$(LLMCOMP) sc --model $(MODEL) --task $(TASK) --samples $(if $(filter 1,$(SAMPLES)),5,$(SAMPLES)) --port $(PORT) \
+		--split $(SPLIT) --data-dir $(DATA_DIR) $(ARGS)
 
 chat: setup ## terminal chat with the trained adapter
-	$(PY) -m pipeline.board chat --model $(MODEL) --task $(TASK) $(ARGS)
+	$(LLMCOMP) board chat --model $(MODEL) --task $(TASK) $(ARGS)
 
 board-preset: $(STAMP) ## turn factory_configs/MODEL into a LLaMA Board config (Train tab → Config path → Load)
-	$(PY) -m pipeline.board preset --model $(MODEL) --task $(TASK) $(ARGS)
+	$(LLMCOMP) board preset --model $(MODEL) --task $(TASK) $(ARGS)
 
 webui: setup ## LLaMA Board on HOST:PORT (127.0.0.1 unless HOST= is given) with the project's data/
-	$(PY) -m pipeline.board webui --host $(HOST) --port $(PORT)
+	$(LLMCOMP) board webui --host $(HOST) --port $(PORT)
 
 bench: setup ## run the quick benchmarks in bench/ (one JSON line each; bench-quality is separate, about an hour)
 	@for b in bench/adapters.py bench/vote.py bench/predict.py bench/train_speed.py; do echo "== $$b"; $(PY) $$b; done

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .common import Part
+    from .records import Part
 
 
 @dataclass(frozen=True)
@@ -54,3 +54,9 @@ def _load_builtin() -> None:
 
 
 _load_builtin()
+
+# Importing adapters registers the built-in tasks (each competition module registers its TaskSpec beside its
+# converter); later stages look tasks up through these names.
+from core.tasks import TASKS, TaskSpec, find_task, get_task, register_task  # noqa: E402
+
+__all__ = ["ADAPTERS", "TASKS", "Adapter", "TaskSpec", "find_task", "get_task", "register_adapter", "register_task"]

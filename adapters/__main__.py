@@ -10,8 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from core import InputError
+
 from . import ADAPTERS
-from .common import AdapterError, format_report, run_conversion
+from .report import format_report
+from .writing import run_conversion
 
 EXAMPLES = """examples:
   python -m adapters judge --train train.csv --test test_A.csv --name df1032
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             ADAPTERS[args.task], files, args.name, args.data_dir, args,
             tokenizer=args.tokenizer, cutoff_len=args.cutoff_len, drop_duplicate_rows=args.drop_duplicates, fit_cutoff=args.fit_cutoff,
         )  # fmt: skip
-    except AdapterError as err:
+    except InputError as err:  # AdapterError included
         print(f"error: {err}\nnothing was written.", file=sys.stderr)
         return 2
     print(format_report(report))

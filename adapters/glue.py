@@ -10,11 +10,17 @@ first N dev rows, as in the gemma-2b seed.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from core.extract import extract_label
+from core.fileio import atomic_open
+from core.tasks import BINARY, BINARY_SYNONYMS, TaskSpec, register_task
+
 from . import register_adapter
-from .common import AdapterError, Part, RowError, build_records, output_label, quoted, read_tsv, sample
+from .readers import AdapterError, RowError, read_tsv
+from .records import Part, build_records, output_label, quoted, sample
 
 COLA_INSTRUCTION = "Is this sentence grammatically acceptable? Answer 1 for yes, 0 for no."
 QQP_INSTRUCTION = "Do these two questions ask the same thing? Answer 1 for yes, 0 for no."
@@ -123,5 +129,35 @@ def convert_qqp(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
     return _convert("qqp", path, split, args)
 
 
+SEED_SCORE_WEIGHT = 70  # the gemma-2b seed's exam score: accuracy × 70 for the prediction part
+COLA_SYNONYMS = {
+    **BINARY_SYNONYMS, "acceptable": "1", "unacceptable": "0", "grammatical": "1", "ungrammatical": "0",
+    "可接受": "1", "不可接受": "0",
+}  # fmt: skip
+QQP_SYNONYMS = {
+    **BINARY_SYNONYMS, "duplicate": "1", "not duplicate": "0", "not_duplicate": "0", "相同": "1", "不同": "0",
+}  # fmt: skip
+
+
+def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[str, str], task: TaskSpec,
+                     **_: Any) -> dict[str, Any]:
+    """One label per line in dev order; with known dev labels, accuracy and the seed's score (accuracy × 70)."""
+    ordered = [labels[str(record["id"])] for record in records]
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write("".join(f"{label}\n" for label in ordered))
+    summary: dict[str, Any] = {"rows": len(ordered)}
+    gold = [extract_label(str(record.get("output", "")), task.labels, task.synonyms)[0] for record in records]
+    if all(label is not None for label in gold):
+        accuracy = sum(g == p for g, p in zip(gold, ordered, strict=True)) / len(ordered)
+        summary.update(accuracy=accuracy, seed_score=accuracy * SEED_SCORE_WEIGHT)
+    else:
+        summary["seed_score"] = None  # dev labels unknown (empty output)
+    return summary
+
+
 register_adapter("cola", convert_cola, "GLUE CoLA TSV (no header): grammatical acceptability 0/1", add_arguments)
 register_adapter("qqp", convert_qqp, "GLUE QQP TSV (with header): duplicate question pairs 0/1", add_arguments)
+register_task(TaskSpec("cola", BINARY, COLA_SYNONYMS, submission_name="result_CoLA.txt", write_submission=write_submission,
+                       help="CoLA: is the sentence acceptable (1) or not (0)"))
+register_task(TaskSpec("qqp", BINARY, QQP_SYNONYMS, submission_name="result_QQP.txt", write_submission=write_submission,
+                       help="QQP: are the two questions duplicates (1) or not (0)"))

@@ -1,21 +1,29 @@
 """DataFountain 1032 text judging: one short instruction per 评判维度, the answer is a single digit.
 
 CSV (GB18030 / UTF-8 / UTF-8 with BOM) or XLSX with columns 数据编号, 创作要求, 评判维度, 待评判内容[, 标注分值].
-Records keep the dimension in an extra `"dimension"` key (LLaMA-Factory ignores unmapped keys) for the
-submission writer and the vote's per-group rule. Rows with empty 待评判内容 are kept and counted.
+Records keep the dimension in an extra `"dimension"` key (LLaMA-Factory ignores unmapped keys): the task's group
+column, with a score scale per dimension, read by label scoring, the vote and the submission writer. Rows with empty
+待评判内容 are kept and counted. The submission is `submit.csv`, GB18030 `数据编号,评判维度,预测分数` like the
+competition's 提交示例.csv.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 from collections import Counter
+from collections.abc import Mapping
 from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from core.fileio import atomic_open
+from core.tasks import BINARY, BINARY_SYNONYMS, TaskError, TaskSpec, register_task
+
 from . import register_adapter
-from .common import Part, RowError, SkipRow, build_records, quoted, read_table
+from .readers import RowError, SkipRow, read_table
+from .records import Part, build_records, quoted
 
 ID, BRIEF, DIMENSION, CONTENT, SCORE = "数据编号", "创作要求", "评判维度", "待评判内容", "标注分值"
 COLUMNS = (ID, BRIEF, DIMENSION, CONTENT)
@@ -26,9 +34,12 @@ INSTRUCTIONS = {
     "规范性": "按创作要求给文章的规范性打分，1-5分，5分最规范，只输出数字。",
     "选择题": "模型回复选对了输出1，选错了输出0。",
 }
-SCORES = {"流畅性": "12345", "规范性": "12345", "选择题": "01"}
-EXPECTED = {"12345": "an integer 1–5", "01": "0 or 1"}
-VALID = {dimension: frozenset(scale) for dimension, scale in SCORES.items()}
+SCORES_1_5 = ("1", "2", "3", "4", "5")
+SCALES = {"流畅性": SCORES_1_5, "规范性": SCORES_1_5, "选择题": BINARY}
+GROUP_COL = "dimension"
+EXPECTED = {SCORES_1_5: "an integer 1–5", BINARY: "0 or 1"}
+VALID = {dimension: frozenset(scale) for dimension, scale in SCALES.items()}
+SUBMISSION_HEADER = ("数据编号", "评判维度", "预测分数")
 DIMENSIONS = {dimension: dimension for dimension in INSTRUCTIONS}  # one shared string per dimension, not one per row
 
 
@@ -39,8 +50,8 @@ def parse_score(value: str, dimension: str) -> str:
     text = value.strip()
     if text.endswith(".0"):
         text = text[:-2]
-    if len(text) != 1 or text not in SCORES[dimension]:
-        raise RowError(f"{SCORE} is {quoted(value)}, expected {EXPECTED[SCORES[dimension]]} for {dimension}")
+    if text not in VALID[dimension]:
+        raise RowError(f"{SCORE} is {quoted(value)}, expected {EXPECTED[SCALES[dimension]]} for {dimension}")
     return text
 
 
@@ -73,11 +84,11 @@ def judge_record(row: dict[str, str], labelled: bool) -> dict[str, Any]:
         "instruction": INSTRUCTIONS[dimension],
         "input": text,
         "output": output,
-        "dimension": dimension,
+        GROUP_COL: dimension,
     }
 
 
-dimension_label = itemgetter("dimension", "output")  # the report counts scores per dimension
+dimension_label = itemgetter(GROUP_COL, "output")  # the report counts scores per dimension
 
 
 def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
@@ -91,4 +102,29 @@ def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
     return [Part(split, path, records, len(table.rows), skipped, label_of=dimension_label, notes=notes)]
 
 
+def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[str, str], **_: Any) -> dict[str, Any]:
+    """`数据编号,评判维度,预测分数`, GB18030, LF line ends, in the test file's order; scores checked per dimension."""
+    rows = []
+    for index, record in enumerate(records):
+        record_id, dimension = str(record["id"]), str(record.get(GROUP_COL, ""))
+        if dimension not in SCALES:
+            raise TaskError(f"test record {index} id {record_id}: {GROUP_COL} is {dimension!r}, expected one of "
+                            f"{', '.join(SCALES)}")
+        if labels[record_id] not in SCALES[dimension]:
+            raise TaskError(f"id {record_id}: prediction {labels[record_id]!r} is not a {dimension} score "
+                            f"({', '.join(SCALES[dimension])})")
+        rows.append((record_id, dimension, labels[record_id]))
+    with atomic_open(path, "w", encoding="gb18030", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(SUBMISSION_HEADER)
+        writer.writerows(rows)
+    return {"rows": len(rows)}
+
+
 register_adapter("judge", convert, "DataFountain 1032 text judging (流畅性/规范性/选择题), CSV or XLSX")
+register_task(TaskSpec(
+    "judge", ("0", *SCORES_1_5), group_col=GROUP_COL,
+    groups={dimension: (scale, BINARY_SYNONYMS if scale == BINARY else {}) for dimension, scale in SCALES.items()},
+    tie_breaker_only=("选择题",), submission_name="submit.csv", write_submission=write_submission,
+    help="text judging: a 1–5 score per 流畅性/规范性 row, 0/1 per 选择题 row",
+))

@@ -7,16 +7,27 @@ Each line is `{"problem", "questions": [{"question", "options": [...], "answer"}
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import string
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from core import first_items
+from core.fileio import atomic_open, read_text
+from core.tasks import TaskError, TaskSpec, register_task
+
 from . import register_adapter
-from .common import Part, RowError, build_records, output_label, quoted, read_jsonl
+from .readers import RowError, read_jsonl
+from .records import Part, build_records, output_label, quoted
 
 INSTRUCTION = "阅读题目，选出正确选项，只输出选项字母。"
-LETTERS = string.ascii_uppercase
+# Option letters, one spelling for the adapter, label scoring and the vote: the competition's questions have 2 to 5
+# options. More letters would make answers such as "I don't know" parse as option I.
+LETTERS = tuple(string.ascii_uppercase[:5])
+OPTION_LINE = re.compile(r"^([A-Z]): ", re.MULTILINE)  # how logic_records writes each option
 
 
 def _text(value: Any, what: str) -> str:
@@ -43,7 +54,8 @@ def logic_records(problem: Any, labelled: bool) -> list[dict[str, Any]]:
             raise RowError(f'{where} is {quoted(item)}, expected {{"question", "options"[, "answer"]}}')
         options = item["options"]
         if not isinstance(options, list) or not 2 <= len(options) <= len(LETTERS):
-            raise RowError(f"{where}.options is {quoted(options)}, expected a list of 2 to 26 options")
+            raise RowError(f"{where}.options is {quoted(options)}, expected a list of 2 to {len(LETTERS)} options "
+                           f"(A–{LETTERS[-1]})")
         letters = LETTERS[: len(options)]
         lines = [
             f"{letter}: {_text(option, f'{where}.options[{i}]')}"
@@ -79,3 +91,49 @@ def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
 
 
 register_adapter("logic", convert, "logic-reasoning JSONL: one record per question, output the option letter")
+
+
+def record_options(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """A record's option letters, read back from the "A: …" lines `logic_records` wrote (A first, consecutive)."""
+    letters = tuple(dict.fromkeys(OPTION_LINE.findall(str(record.get("input", "")))))
+    if len(letters) >= 2 and letters == LETTERS[: len(letters)]:
+        return letters
+    return LETTERS  # every letter where the options cannot be read back
+
+
+def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[str, str], source: str | None = None,
+                     **_: Any) -> dict[str, Any]:
+    """The original test JSONL (`--source`) with `answer` filled per question (ids `<problem id>#<index>`)."""
+    if not source:
+        raise TaskError("submit logic needs --source round1_test_data.jsonl (the original test JSONL)")
+    text, _ = read_text(source)
+    problems, missing = [], []
+    for line_number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            problem = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TaskError(f"{source} line {line_number}: not JSON ({err})") from None
+        if "id" not in problem or not isinstance(problem.get("questions"), list):
+            raise TaskError(f"{source} line {line_number}: expected an object with id and a questions list")
+        for index, question in enumerate(problem["questions"]):
+            question_id = f"{problem['id']}#{index}"
+            if question_id not in labels:
+                missing.append(question_id)
+                continue
+            answer, options = labels[question_id], question.get("options", [])
+            if options and answer not in LETTERS[: len(options)]:
+                raise TaskError(f"id {question_id}: answer {answer!r} but the question has {len(options)} options "
+                                f"(A–{LETTERS[len(options) - 1]})")
+            question["answer"] = answer
+        problems.append(problem)
+    if missing:
+        raise TaskError(f"{source}: {len(missing)} questions have no prediction: {first_items(missing)}")
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(problem, ensure_ascii=False) + "\n" for problem in problems))
+    return {"rows": len(problems), "questions": sum(len(p["questions"]) for p in problems)}
+
+
+register_task(TaskSpec("logic", LETTERS, candidates_of=record_options, submission_name="upload.jsonl",
+                       write_submission=write_submission, help="logic multiple choice: the option letter"))

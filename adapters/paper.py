@@ -9,11 +9,17 @@ with an empty abstract are kept (title only) and counted in the report.
 from __future__ import annotations
 
 import argparse
+import csv
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from core.fileio import atomic_open
+from core.tasks import BINARY, BINARY_SYNONYMS, TaskError, TaskSpec, register_task
+
 from . import register_adapter
-from .common import Part, RowError, build_records, output_label, quoted, read_table
+from .readers import RowError, read_table
+from .records import Part, build_records, output_label, quoted
 
 COLUMNS = ("uuid", "title", "author", "abstract")
 KEYWORDS, LABEL = "Keywords", "label"
@@ -49,8 +55,27 @@ def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
     rows_in = len(table.rows)
     return [
         Part(split, path, records[0::2], rows_in, skipped, "cls", output_label, dict(notes)),
-        Part(split, path, records[1::2], rows_in, list(skipped), "kw", None, dict(notes)),
+        Part(split, path, records[1::2], rows_in, list(skipped), "kw", None, dict(notes), task="keywords"),
     ]
 
 
 register_adapter("paper", convert, "iFLYTEK paper abstracts CSV → NAME_cls_* (medical 0/1) and NAME_kw_* (keywords)")
+
+
+def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[str, str],
+                     keywords: Mapping[str, str] | None = None, **_: Any) -> dict[str, Any]:
+    """`uuid,Keywords,label` (UTF-8) in the test file's order: `labels` from NAME_cls, `keywords` from NAME_kw."""
+    if keywords is None:
+        raise TaskError("submit paper needs --keywords KW.csv (id,prediction holding each abstract's keywords)")
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("uuid", "Keywords", "label"))
+        for record in records:
+            record_id = str(record["id"])
+            writer.writerow((record_id, " ".join(keywords[record_id].split()), labels[record_id]))
+    return {"rows": len(records)}
+
+
+register_task(TaskSpec("paper", BINARY, BINARY_SYNONYMS, submission_name="submit.csv", write_submission=write_submission,
+                       help="paper classification: medical (1) or not (0); the submission adds the keywords"))
+register_task(TaskSpec("keywords", None, help="keyword extraction: free text, keywords separated by '; '"))

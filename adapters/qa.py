@@ -13,23 +13,19 @@ Rows with an empty question or answer are skipped and reported.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from core.fileio import atomic_open
+from core.tasks import TaskSpec, register_task
+
 from . import register_adapter
-from .common import (
-    AdapterError,
-    Part,
-    RowError,
-    SkipRow,
-    build_records,
-    quoted,
-    read_docx,
-    read_jsonl,
-    read_table,
-)
+from .readers import AdapterError, RowError, SkipRow, read_docx, read_jsonl, read_table
+from .records import Part, build_records, quoted
 
 HEADER_WORDS = {"question", "answer", "q", "a", "问题", "答案", "问", "答", "input", "output", "instruction",
                 "prompt", "response", "query", "题目", "回答", "问句", "答句"}  # fmt: skip
@@ -166,3 +162,17 @@ def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
 
 
 register_adapter("qa", convert, "question/answer pairs: XTuner conversation JSONL, input/output JSONL, XLSX, DOCX")
+
+
+def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[str, str], **_: Any) -> dict[str, Any]:
+    """JSONL, one `{"id", "instruction", "input", "answer"}` per test record, in order."""
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        for record in records:
+            row = {"id": str(record["id"]), "instruction": record.get("instruction", ""),
+                   "input": record.get("input", ""), "answer": labels[str(record["id"])]}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return {"rows": len(records)}
+
+
+register_task(TaskSpec("qa", None, submission_name="answers.jsonl", write_submission=write_submission,
+                       help="question answering: free-text answers"))

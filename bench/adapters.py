@@ -55,7 +55,7 @@ def peak_rss_mb() -> float:
 
 def run_project(source: Path, out: Path) -> int:
     from adapters import ADAPTERS
-    from adapters.common import run_conversion
+    from adapters.writing import run_conversion
 
     report = run_conversion(ADAPTERS["judge"], {"train": source}, "bench", out, argparse.Namespace(), tokenizer="none")
     return report["datasets"]["bench_train"]["rows_out"]

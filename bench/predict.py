@@ -3,7 +3,7 @@ dev rows and the same SmolLM2 + LoRA adapter, each against the machine's forward
 
 Run: `.venv/bin/python bench/predict.py [--rows 200] [--adapter PATH] [--batch-size 16]`. Prints one JSON line.
 
-- label scoring: `pipeline.scoring` in this process (model loaded once, timed from the first batch);
+- label scoring: `pipeline.label_scoring` in this process (model loaded once, timed from the first batch);
 - batched generation: `python -m pipeline predict` as `make predict` runs it (LLaMA-Factory's predict_with_generate,
   greedy, the preset's batch size), rows/s from LLaMA-Factory's own predict_runtime (model loading excluded);
 - per-row loop, as the seeds wrote it: `model.generate` per row on `tokenizer.apply_chat_template(...)` (the
@@ -30,9 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.runs import resolve_config  # noqa: E402
-from pipeline.scoring import LabelScorer, infer_arguments, label_sets, score_encoded, task_rules  # noqa: E402
 from voting.extract import TASKS, extract_label  # noqa: E402
+
+from pipeline.label_scoring import LabelScorer, infer_arguments, label_sets, score_encoded, task_rules  # noqa: E402
+from pipeline.runs import resolve_config  # noqa: E402
 
 COLA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data")) / "cola"
 SMOLLM2 = ROOT / "models" / "smollm2"
@@ -100,7 +101,7 @@ def rounded(metrics: dict, keys: tuple[str, ...]) -> dict:
 def parsed_metrics(records: list[dict], texts: list[str], task: str = "cola",
                    keys: tuple[str, ...] = ("accuracy", "mcc")) -> dict:
     """Generated answers extracted under the task's rules, scored against the records' outputs."""
-    from voting.score import label_metrics
+    from core.metrics import label_metrics
 
     rules = TASKS[task]
     labels = [extract_label(text, rules.labels, rules.synonyms)[0] for text in texts]

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.predict import COLA, SMOLLM2, parsed_metrics, rounded, run_quiet  # noqa: E402
+from core.metrics import label_metrics  # noqa: E402
 from pipeline.baseline import tfidf_predictions  # noqa: E402
-from voting.score import label_metrics  # noqa: E402
 
 DF1032 = COLA.parent / "df1032"
 METRICS = {"cola": ("accuracy", "mcc"), "judge": ("accuracy", "mae", "macro_f1")}
@@ -72,7 +72,7 @@ def convert_cola(data_dir: Path, task: str, train_rows: int) -> tuple[list[dict]
 def convert_judge(data_dir: Path, task: str, test_rows: int, cutoff_len: int) -> tuple[list[dict], list[dict], str]:
     """TASK_train (1200 minus `test_rows` held out, stratified, seed 0) and TASK_test (the held-out rows), essays
     trimmed to fit `cutoff_len` (`--fit-cutoff`: LLaMA-Factory would cut the assistant header off instead)."""
-    from adapters.common import sample
+    from adapters.records import sample
 
     adapters("judge", "--train", str(DF1032 / "train_fluency_1200.csv"), "--name", "judge_full",
              "--data-dir", str(data_dir), "--tokenizer", str(SMOLLM2), "--cutoff-len", str(cutoff_len), "--fit-cutoff")
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--calibration-rows", type=int, default=512)
     parser.add_argument("--skip-generation", action="store_true", help="label scoring and baselines only")
     args = parser.parse_args()
-    from pipeline.scoring import main as scoring_main
+    from pipeline.label_scoring import main as scoring_main
 
     task = f"{args.task}_quality"
     cutoff = [f"cutoff_len={args.cutoff_len}"] if args.cutoff_len else []

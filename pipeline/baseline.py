@@ -1,6 +1,6 @@
 """The classic floor: TF-IDF + logistic regression trained on an adapter's train records.
 
-`python -m pipeline.baseline --task TASK` reads data/TASK_train.json and data/TASK_test.json and writes
+`python -m pipeline.baseline --task TASK [--split test]` reads TASK_train and TASK_<split> and writes
 predictions/TASK/tfidf.csv (id,prediction,prob_<label>...), the same format the models write, so it can vote.
 Word 1–2-grams for space-separated text (English: CoLA, QQP), character 1–3-grams otherwise (Chinese has no
 spaces to split on). Measured on CoLA dev: word 1–2-grams accuracy 0.702 / MCC 0.138, char 1–3-grams 0.674 / 0.065.
@@ -9,20 +9,24 @@ spaces to split on). Measured on CoLA dev: word 1–2-grams accuracy 0.702 / MCC
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from pipeline.fileio import atomic_write_csv
+from adapters import find_task
+from core import InputError
+from core.fileio import atomic_write_csv
+from core.paths import DATA_DIR, predictions_csv
+from core.records import dataset_file, read_records
+from core.tasks import TaskError
 
 
 def record_text(record: dict) -> str:
     return f"{record.get('instruction', '')}\n{record.get('input', '')}"
 
 
-def group_of(record: dict) -> str:
-    # One classifier per judging dimension: 1–5 scores and 0/1 choices are different label sets.
-    return record.get("dimension", "")
+def group_key(group_col: str | None):
+    """One classifier per group (judge: dimension), since 1–5 scores and 0/1 choices are different label sets."""
+    return lambda record: str(record.get(group_col, "")) if group_col else ""
 
 
 def text_vectorizer(texts: list[str]):
@@ -35,8 +39,9 @@ def text_vectorizer(texts: list[str]):
     return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)
 
 
-def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0) -> list[dict]:
+def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0, group_col: str | None = None) -> list[dict]:
     """Fit one TF-IDF + LR model per group on train; return [{id, prediction, prob_<label>...}] in test order."""
+    group_of = group_key(group_col)
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
@@ -60,26 +65,30 @@ def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0) -> lis
             by_label = dict(zip(model.classes_, p, strict=True))
             rows[r["id"]] = {"prediction": max(by_label, key=by_label.get),
                              **{f"prob_{c}": round(float(by_label.get(c, 0.0)), 6) for c in labels_all}}
-    return [{"id": r["id"], **rows[r["id"]], **({"dimension": r["dimension"]} if "dimension" in r else {})}
+    return [{"id": r["id"], **rows[r["id"]], **({group_col: r[group_col]} if group_col and group_col in r else {})}
             for r in test]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", required=True, help="dataset prefix: reads DATA/TASK_train.json, DATA/TASK_test.json")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--test-split", default="test", help="score this split instead (e.g. dev)")
+    parser.add_argument("--task", required=True, help="dataset name: reads DATA/TASK_train.json and DATA/TASK_<split>")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--split", default="test", help="predict this split (default test; GLUE tasks use dev)")
     parser.add_argument("--out", type=Path, help="default predictions/TASK/tfidf.csv")
     args = parser.parse_args(argv)
-    paths = [args.data_dir / f"{args.task}_{split}.json" for split in ("train", args.test_split)]
-    for path in paths:
-        if not path.is_file():
-            print(f"error: {path} not found: convert the data first (python -m adapters ...)", file=sys.stderr)
-            return 2
-    train, test = (json.loads(p.read_text(encoding="utf-8")) for p in paths)
-    out = args.out or Path("predictions") / args.task / "tfidf.csv"
-    atomic_write_csv(out, tfidf_predictions(train, test))
-    print(f"[baseline] TF-IDF + LR on {len(train)} train records → {len(test)} predictions in {out}")
+    try:
+        train, test = (read_records(dataset_file(f"{args.task}_{split}", args.data_dir)[0])
+                       for split in ("train", args.split))
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        group_col = find_task(args.task, args.data_dir).group_col
+    except TaskError:
+        group_col = None  # a dataset without a recorded task: one classifier for all rows
+    out = args.out or predictions_csv(args.task, "tfidf")
+    atomic_write_csv(out, tfidf_predictions(train, test, group_col=group_col))
+    print(f"[baseline] TF-IDF + LR on {len(train)} train records → {len(test)} predictions of {args.split} in {out}")
     return 0
 
 

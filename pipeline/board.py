@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.fileio import atomic_write_text
+from core.fileio import atomic_write_text
 from pipeline.runs import ROOT, RunError, parse_overrides, preset_path, resolve_config, stage_dir
 
 BOARD_CONFIG_DIR = "llamaboard_config"  # llamafactory.webui.common.DEFAULT_CONFIG_DIR, relative to the board's cwd

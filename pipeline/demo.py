@@ -22,19 +22,17 @@ TRAIN_OVERRIDES = ["max_steps=12", "per_device_train_batch_size=4", "logging_ste
 # Three voters: SmolLM2 generating, SmolLM2 label-scoring (never unparsed, so it breaks ties), TF-IDF + LR.
 VOTERS = [f"predictions/{TASK}/{MODEL}.csv", f"predictions/{TASK}/{MODEL}_score.csv", f"predictions/{TASK}/tfidf.csv"]
 TIE = f"{MODEL}_score"
-# The seed's rules: 选择题 rows take the tie-breaker's answer; a row no voter parses gets the middle score.
-VOTE_OPTS = ["--task", "judge", "--tie-breaker", TIE, "--group-col", "dimension", "--tie-breaker-only", "选择题",
-             "--unparsed", "3"]
+# The judge task's own rules (选择题 rows take the tie-breaker's answer); a row no voter parses gets the middle score.
+VOTE_OPTS = ["--task", TASK, "--tie-breaker", TIE, "--unparsed", "3"]
 STAGES = [
     ("data", [PY, "-m", "adapters", "judge", "--train", "data/samples/judge_train.csv",
               "--test", "data/samples/judge_test.csv", "--name", TASK]),
     ("train", [PY, "-m", "pipeline", "train", "--model", MODEL, "--task", TASK, *TRAIN_OVERRIDES]),
     ("predict", [PY, "-m", "pipeline", "predict", "--model", MODEL, "--task", TASK]),
-    ("score", [PY, "-m", "pipeline.scoring", "--model", MODEL, "--task", TASK,
-               "--out", f"predictions/{TASK}/{MODEL}_score.csv"]),
+    ("score", [PY, "-m", "pipeline.label_scoring", "--model", MODEL, "--task", TASK]),
     ("baseline", [PY, "-m", "pipeline.baseline", "--task", TASK]),
     ("vote", [PY, "-m", "voting", "vote", *VOTERS, *VOTE_OPTS, "--out", f"submissions/{TASK}/voted.csv"]),
-    ("submit", [PY, "-m", "voting", "submit", "judge", "--pred", f"submissions/{TASK}/voted.csv",
+    ("submit", [PY, "-m", "voting", "submit", TASK, "--pred", f"submissions/{TASK}/voted.csv",
                 "--test", f"data/{TASK}_test.json", "--out", f"submissions/{TASK}/"]),
     ("report", [PY, "-m", "voting", "report", *VOTERS, *VOTE_OPTS, "--gold", f"data/{TASK}_test.json",
                 "--out", f"submissions/{TASK}/report"]),

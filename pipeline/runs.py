@@ -21,12 +21,13 @@ from typing import Any
 
 import yaml
 
-from pipeline.fileio import atomic_write_csv, atomic_write_json, atomic_write_text
+from core.fileio import atomic_write_csv, atomic_write_json, atomic_write_text
+from core.paths import DATA_DIR, stage_dir
+from core.records import read_records, read_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "factory_configs"
 STAGE_FILES = {"train": "lora_sft.yaml", "qlora": "qlora_sft.yaml", "predict": "predict.yaml", "export": "export.yaml"}
-STAGE_DIRS = {"train": "lora", "qlora": "lora", "predict": "predict", "export": "merged"}
 SEED_MODELS = ("glm4", "qwen2", "internlm2_5", "gemma2")  # the winning text-judging entry's four, in its order
 PACKAGES = ("llamafactory", "transformers", "peft", "trl", "datasets", "accelerate", "torch")
 RUN_FILES = ("run.yaml", "manifest.json")
@@ -63,16 +64,22 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def stage_dir(task: str, model: str, stage: str) -> Path:
-    return Path("saves") / task / model / STAGE_DIRS[stage]
-
-
 def resolve_config(
     model: str, stage: str, task: str, overrides: dict[str, Any] | None = None, cuda: bool | None = None,
-    split: str = "test",
+    split: str = "test", data_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The preset with the task's datasets and folders filled in, precision set for the device, overrides last."""
+    """The preset with the task's datasets and folders filled in, precision set for the device, overrides last.
+
+    `data_dir` (every CLI's `--data-dir`) is LLaMA-Factory's `dataset_dir`; giving both it and a different
+    `dataset_dir=` override is refused rather than one silently winning.
+    """
+    overrides = dict(overrides or {})
+    if data_dir is not None and "dataset_dir" in overrides and str(overrides["dataset_dir"]) != str(data_dir):
+        raise RunError(f"--data-dir {data_dir} and the override dataset_dir={overrides['dataset_dir']} disagree; "
+                       "give one")
     config = yaml.safe_load(preset_path(model, stage).read_text(encoding="utf-8"))
+    if stage != "export":
+        config["dataset_dir"] = str(data_dir or overrides.get("dataset_dir") or config.get("dataset_dir") or DATA_DIR)
     lora_dir = str(stage_dir(task, model, "train"))
     if stage in ("train", "qlora"):
         config.update(dataset=f"{task}_train", output_dir=lora_dir)
@@ -84,7 +91,7 @@ def resolve_config(
     if stage != "export":
         use_cuda = cuda_available() if cuda is None else cuda
         config["bf16"] = bool(use_cuda and config.get("bf16", True))  # bf16 only where CUDA is; fp32 on CPU
-    config.update(overrides or {})
+    config.update({key: value for key, value in overrides.items() if key != "dataset_dir"})
     return config
 
 
@@ -116,11 +123,11 @@ def file_sha256(path: Path) -> str:
 
 def dataset_hashes(config: dict[str, Any]) -> dict[str, str]:
     """sha256 of every data file the run reads, found through dataset_info.json."""
-    dataset_dir = Path(config.get("dataset_dir", "data"))
+    dataset_dir = Path(config.get("dataset_dir", DATA_DIR))
     info_path = dataset_dir / "dataset_info.json"
     if not info_path.is_file():
         return {}
-    info = json.loads(info_path.read_text(encoding="utf-8"))
+    info = read_registry(dataset_dir)
     hashes = {str(info_path): file_sha256(info_path)}
     for key in ("dataset", "eval_dataset"):
         for name in filter(None, (n.strip() for n in str(config.get(key) or "").split(","))):
@@ -191,12 +198,12 @@ def cli_command(stage: str, run_yaml: Path) -> list[str]:
 
 def run_stage(
     model: str, stage: str, task: str, overrides: list[str] | None = None, fresh: bool = False,
-    dry_run: bool = False, split: str = "test",
+    dry_run: bool = False, split: str = "test", data_dir: str | Path | None = None,
 ) -> Path:
     """Resolve, check, record and launch one stage; return its output folder."""
     preset = preset_path(model, stage)
     override_dict = parse_overrides(overrides or [])
-    config = resolve_config(model, stage, task, override_dict, split=split)
+    config = resolve_config(model, stage, task, override_dict, split=split, data_dir=data_dir)
     where = f"{preset.relative_to(ROOT)} with overrides {override_dict or '{}'}"
     check_config(config, stage, where)
     out_dir = Path(config["export_dir"] if stage == "export" else config["output_dir"])
@@ -229,20 +236,20 @@ def run_stage(
     return out_dir
 
 
-def predicted_rows(predict_dir: Path, test_json: Path) -> list[dict]:
-    """generated_predictions.jsonl is in dataset order: zip it with the test records' ids (and dimension)."""
-    records = json.loads(test_json.read_text(encoding="utf-8"))
+def predicted_rows(predict_dir: Path, test_json: Path, group_col: str | None = None) -> list[dict]:
+    """generated_predictions.jsonl is in dataset order: zip it with the test records' ids (and their group)."""
+    records = read_records(test_json)
     generated = [json.loads(line) for line in (predict_dir / "generated_predictions.jsonl").open(encoding="utf-8")]
     if len(generated) != len(records):
         raise RunError(f"{predict_dir}/generated_predictions.jsonl has {len(generated)} rows but {test_json} has "
                        f"{len(records)}: cannot join by order (was max_samples set?)")
-    extra = [key for key in ("dimension",) if records and key in records[0]]
+    extra = [key for key in (group_col,) if key and key in records[0]]
     return [{"id": record["id"], "prediction": row["predict"].strip(), **{key: record[key] for key in extra}}
             for record, row in zip(records, generated, strict=True)]
 
 
-def join_predictions(predict_dir: Path, test_json: Path, out_csv: Path) -> int:
-    """Write predicted_rows as out_csv (id,prediction[,dimension]); return the row count."""
-    rows = predicted_rows(predict_dir, test_json)
+def join_predictions(predict_dir: Path, test_json: Path, out_csv: Path, group_col: str | None = None) -> int:
+    """Write predicted_rows as out_csv (id,prediction[,group]); return the row count."""
+    rows = predicted_rows(predict_dir, test_json, group_col)
     atomic_write_csv(out_csv, rows)
     return len(rows)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.fileio import atomic_write_text
+from core.fileio import atomic_write_text
 from pipeline.runs import RunError, cuda_available, parse_overrides, resolve_config
 
 
@@ -31,7 +31,7 @@ def vllm_usable() -> bool:
 
 def server_config(model: str, task: str, overrides: list[str]) -> tuple[dict, Path]:
     """(the API server's LLaMA-Factory arguments, where they are recorded)."""
-    from pipeline.scoring import infer_arguments
+    from pipeline.label_scoring import infer_arguments
 
     config = resolve_config(model, "predict", task, parse_overrides(overrides))
     args = infer_arguments(config)

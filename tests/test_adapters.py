@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from adapters import ADAPTERS
 from adapters.__main__ import main
-from adapters.common import RowError, sample
 from adapters.judge import judge_record
 from adapters.logic import logic_records
+from adapters.readers import RowError
+from adapters.records import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
@@ -158,6 +159,7 @@ def test_registry_entries_have_full_columns_and_other_entries_survive(tmp_path, 
         "file_name": "t_train.json",
         "formatting": "alpaca",
         "columns": {"prompt": "instruction", "query": "input", "response": "output"},
+        "task": "judge",  # the task later stages read (LLaMA-Factory ignores the key)
     }
     assert info["t_test"]["file_name"] == "t_test.json"
 
@@ -378,7 +380,7 @@ def test_logic_one_record_per_question():
     assert [r["id"] for r in records] == ["r_000#0", "r_000#1"]
     assert records[0]["input"] == "P\n\nQ0\nA: x\nB: y" and records[0]["output"] == "B"
     assert records[1]["input"].endswith("E: e") and records[1]["output"] == "E"
-    with pytest.raises(RowError, match=r"questions\[0\]\.options is .*expected a list of 2 to 26 options"):
+    with pytest.raises(RowError, match=r"questions\[0\]\.options is .*expected a list of 2 to 5 options"):
         logic_records({**problem, "questions": [{"question": "q", "options": ["only"]}]}, labelled=False)
 
 

@@ -34,7 +34,7 @@ def test_one_model_per_dimension_and_a_lone_label():
              + records([("选对了", "1"), ("也对了", "1")], "c", dimension="选择题"))
     test = records([("流畅", ""), ("对", "")], "t", dimension="流畅性")
     test[1]["dimension"] = "选择题"
-    rows = tfidf_predictions(train, test)
+    rows = tfidf_predictions(train, test, group_col="dimension")
     assert rows[1]["prediction"] == "1" and (rows[1]["prob_1"], rows[1]["prob_5"]) == (1.0, 0.0)  # the lone label
     assert rows[0]["prediction"] in ("1", "5") and abs(rows[0]["prob_1"] + rows[0]["prob_5"] - 1) < 1e-5
     assert [r["dimension"] for r in rows] == ["流畅性", "选择题"]
@@ -43,13 +43,15 @@ def test_one_model_per_dimension_and_a_lone_label():
 def test_cli_writes_the_predictions_file(tmp_path: Path, capsys):
     (tmp_path / "cats_train.json").write_text(json.dumps(records(CATS, "tr")), encoding="utf-8")
     (tmp_path / "cats_test.json").write_text(json.dumps(records([("cat", ""), ("dog", "")], "te")), encoding="utf-8")
+    (tmp_path / "dataset_info.json").write_text(json.dumps({f"cats_{split}": {"file_name": f"cats_{split}.json"}
+                                                            for split in ("train", "test")}), encoding="utf-8")
     out = tmp_path / "out" / "tfidf.csv"
     assert main(["--task", "cats", "--data-dir", str(tmp_path), "--out", str(out)]) == 0
     with out.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["id", "prediction", "prob_0", "prob_1"] and len(rows) == 2
     assert main(["--task", "missing", "--data-dir", str(tmp_path)]) == 2
-    assert "missing_train.json not found" in capsys.readouterr().err
+    assert "Undefined dataset missing_train" in capsys.readouterr().err
 
 
 @pytest.mark.shared
@@ -60,7 +62,7 @@ def test_cola_dev_matches_the_measured_floor(shared_data: Path, tmp_path: Path):
     weaker on MCC (character n-grams of a fixed instruction plus a short sentence carry little).
     """
     from adapters.__main__ import main as adapters_main
-    from voting.score import label_metrics
+    from core.metrics import label_metrics
 
     cola = shared_data / "cola"
     assert adapters_main(["cola", "--train", str(cola / "in_domain_train.tsv"), "--dev", str(cola / "in_domain_dev.tsv"),

@@ -17,19 +17,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.runs import RunError
-from pipeline.scoring import (
+from adapters import get_task
+from adapters.logic import record_options
+from core.tasks import TaskError
+from pipeline.label_scoring import (
     LabelScorer,
     apply_calibration,
-    candidate_labels,
     fit_calibration,
     fit_label_bias,
     label_sets,
-    logic_options,
     main,
     score_encoded,
-    task_rules,
+    scoring_task,
 )
+from pipeline.runs import RunError
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTION = "Is this sentence grammatically acceptable? Answer 1 for yes, 0 for no."
@@ -98,31 +99,35 @@ def naive_log_likelihood(model, prompt: list[int], target: list[int]) -> float:
 # ---------------------------------------------------------------- candidate labels (no model)
 
 
-def test_task_rules_by_dataset_prefix():
-    assert task_rules("cola_bench").labels == ("0", "1")
-    assert task_rules("judge_demo").name == "judge"
-    assert task_rules("whatever", "a, b ,c").labels == ("a", "b", "c")
-    assert task_rules("qa_gongkao") is None  # free text cannot be scored
-    assert task_rules("mystery") is None
+def test_scoring_task_from_the_datasets_recorded_task(tmp_path):
+    (tmp_path / "dataset_info.json").write_text(json.dumps({
+        "gk_train": {"file_name": "gk_train.json", "task": "qa"}, "c_train": {"file_name": "c.json", "task": "cola"}}))
+    assert scoring_task("c", data_dir=tmp_path).labels == ("0", "1")  # no name rule: the recorded task
+    assert scoring_task("judge").name == "judge"
+    assert scoring_task("whatever", "a, b ,c").labels == ("a", "b", "c")
+    with pytest.raises(RunError, match="free-text"):
+        scoring_task("gk", data_dir=tmp_path)  # qa: free text cannot be scored
+    with pytest.raises(TaskError, match="unknown task 'mystery'"):
+        scoring_task("mystery", data_dir=tmp_path)
 
 
 def test_candidates_per_row():
-    judge = task_rules("judge")
-    assert candidate_labels({"dimension": "流畅性"}, judge) == ("1", "2", "3", "4", "5")
-    assert candidate_labels({"dimension": "选择题"}, judge) == ("0", "1")
-    with pytest.raises(RunError, match="dimension"):
-        candidate_labels({"id": "x", "dimension": "创意"}, judge)
-    logic = task_rules("logic")
+    judge = get_task("judge")
+    assert judge.candidates({"dimension": "流畅性"}) == ("1", "2", "3", "4", "5")
+    assert judge.candidates({"dimension": "选择题"}) == ("0", "1")
+    with pytest.raises(TaskError, match="dimension"):
+        judge.candidates({"id": "x", "dimension": "创意"})
+    logic = get_task("logic")
     three = {"instruction": "选出正确选项", "input": "题目\n\n问题\nA: 甲\nB: 乙\nC: 丙"}
-    assert candidate_labels(three, logic) == ("A", "B", "C")
-    assert logic_options("no options here") == ("A", "B", "C", "D", "E")
-    assert logic_options("A: x\nC: y") == ("A", "B", "C", "D", "E")  # not consecutive: fall back
+    assert logic.candidates(three) == ("A", "B", "C")
+    assert record_options({"input": "no options here"}) == ("A", "B", "C", "D", "E")
+    assert record_options({"input": "A: x\nC: y"}) == ("A", "B", "C", "D", "E")  # not consecutive: fall back
 
 
 def test_outputs_outside_the_candidates_are_refused():
     records = [{"id": "r1", "output": "1"}, {"id": "r2", "output": "yes"}]
     with pytest.raises(RunError, match="r2.*'yes'"):
-        label_sets(records, task_rules("cola"), "cola_train")
+        label_sets(records, get_task("cola"), "cola_train")
 
 
 # ---------------------------------------------------------------- calibration (no model)
@@ -154,10 +159,11 @@ def test_calibration_per_dimension_never_sees_scored_rows():
              for d, p in (("x", 0.8), ("y", 0.2)) for i in range(200)]
     sets = [("0", "1")] * len(train)
     picked = list(range(0, 400, 2))
-    fitted = fit_calibration(train, sets, picked, [rng.normal(size=2) for _ in picked])
+    fitted = fit_calibration(train, sets, picked, [rng.normal(size=2) for _ in picked], get_task("judge"))
     assert {g[0] for g in fitted} == {"x", "y"} and all(f["rows"] == 100 for f in fitted.values())
     scored = [{"id": f"s{i}", "dimension": d} for d in ("x", "y", "z") for i in range(300)]
-    calibrated = apply_calibration(scored, [rng.normal(size=2) for _ in scored], [("0", "1")] * 900, fitted)
+    calibrated = apply_calibration(scored, [rng.normal(size=2) for _ in scored], [("0", "1")] * 900, fitted,
+                                   get_task("judge"))
     share = [np.mean([c.argmax() == 1 for c in calibrated[k * 300:(k + 1) * 300]]) for k in range(3)]
     assert share[0] > 0.65 and share[1] < 0.35 and 0.35 < share[2] < 0.65  # z: no group fitted, no bias
     assert all(abs(np.exp(c).sum() - 1) < 1e-9 for c in calibrated[600:])

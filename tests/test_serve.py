@@ -1,5 +1,5 @@
 """The API server (`pipeline.serve`, LLaMA-Factory's `llamafactory-cli api`) on the tiny model, and the
-self-consistency client (`pipeline.sc`) against it: no mocks. Two real servers start once per module, on free ports;
+self-consistency client (`pipeline.self_consistency`) against it: no mocks. Two real servers start once per module, on free ports;
 one is killed mid-run. Every server is stopped by its PID in the fixture's teardown.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline import sc
+from pipeline import self_consistency as sc
 from pipeline.serve import main as serve_main
 from tests.test_scoring import toy_records, write_dataset
 
@@ -134,16 +134,17 @@ def test_messages_are_built_like_the_training_prompt(run):
 
 
 def test_extraction_per_row():
-    from pipeline.scoring import task_rules
+    from adapters import get_task
+    from core.tasks import TEXT
 
-    logic = task_rules("logic")
+    logic = get_task("logic")
     three = {"input": "问题\nA: 甲\nB: 乙\nC: 丙"}
     assert sc.extract("答案是C。", three, logic) == "C"
     assert sc.extract("E", three, logic) == ""  # not one of this row's options: abstains
-    judge = task_rules("judge")
+    judge = get_task("judge")
     assert sc.extract("我给4分", {"dimension": "流畅性"}, judge) == "4"
     assert sc.extract("正确", {"dimension": "选择题"}, judge) == "1"
-    assert sc.extract("  free text ", {}, None) == "free text"
+    assert sc.extract("  free text ", {}, TEXT) == "free text"
 
 
 # ---------------------------------------------------------------- real servers
@@ -152,13 +153,13 @@ def test_extraction_per_row():
 def test_samples_file_feeds_the_vote(run, servers, tmp_path, monkeypatch):
     monkeypatch.setenv("API_KEY", KEY)
     out = tmp_path / "tiny_samples.csv"
-    assert sc.main(client_args(run, servers["a"]["port"], out, "--n", "3", "--max-tokens", "4")) == 0
+    assert sc.main(client_args(run, servers["a"]["port"], out, "--samples", "3", "--max-tokens", "4")) == 0
     rows = read_rows(out)
     assert list(rows[0]) == ["id", "prediction", "sample", "text"]
     assert sorted((r["id"], r["sample"]) for r in rows) == sorted(
         (f"test-{i}", str(s)) for i in range(12) for s in range(3))
     assert all(r["prediction"] in ("", "0", "1") for r in rows)
-    assert sc.main(client_args(run, servers["a"]["port"], out, "--n", "3")) == 2  # exists: --resume or --fresh
+    assert sc.main(client_args(run, servers["a"]["port"], out, "--samples", "3")) == 2  # exists: --resume or --fresh
     voted = tmp_path / "voted.csv"
     result = subprocess.run([sys.executable, "-m", "voting", "self-consistency", str(out), "--task", "cola",
                              "--unparsed", "0", "--out", str(voted)], cwd=ROOT, capture_output=True, text=True)
@@ -168,14 +169,14 @@ def test_samples_file_feeds_the_vote(run, servers, tmp_path, monkeypatch):
 
 def test_wrong_key_stops_at_once(run, servers, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("API_KEY", "wrong")
-    assert sc.main(client_args(run, servers["a"]["port"], tmp_path / "s.csv", "--n", "1")) == 2
+    assert sc.main(client_args(run, servers["a"]["port"], tmp_path / "s.csv", "--samples", "1")) == 2
     assert "rejected API_KEY" in capsys.readouterr().err
 
 
 def test_timeouts_are_reported_then_resumed(run, servers, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("API_KEY", KEY)
     out = tmp_path / "tiny_samples.csv"
-    args = client_args(run, servers["a"]["port"], out, "--n", "2", "--max-tokens", "4")
+    args = client_args(run, servers["a"]["port"], out, "--samples", "2", "--max-tokens", "4")
     assert sc.main([*args, "--timeout", "0.001", "--retries", "1", "--backoff", "0.01"]) == 1
     err = capsys.readouterr().err
     assert "12 ids incomplete" in err and "timed out after 2 tries" in err and "test-0" in err and "--resume" in err
@@ -187,7 +188,7 @@ def test_timeouts_are_reported_then_resumed(run, servers, tmp_path, monkeypatch,
 def test_server_killed_mid_run_then_resume(run, servers, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("API_KEY", KEY)
     out = tmp_path / "tiny_samples.csv"
-    common = ["--split", "long", "--n", "3", "--max-tokens", "48", "--concurrency", "1", "--flush-seconds", "0",
+    common = ["--split", "long", "--samples", "3", "--max-tokens", "48", "--concurrency", "1", "--flush-seconds", "0",
               "--retries", "2", "--backoff", "0.05"]
     codes: list[int] = []
     client = threading.Thread(target=lambda: codes.append(sc.main(client_args(run, servers["b"]["port"], out,

@@ -55,8 +55,7 @@ def judge_files(tmp_path) -> list[Path]:
 def test_vote_subprocess_judge(judge_files, tmp_path):
     out = tmp_path / "voted" / "judge.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "voting", "vote", *map(str, judge_files), "--task", "judge", "--tie-breaker", "glm4",
-         "--group-col", "dimension", "--tie-breaker-only", "选择题", "--out", str(out)],
+        [sys.executable, "-m", "voting", "vote", *map(str, judge_files), "--task", "judge", "--tie-breaker", "glm4", "--out", str(out)],  # 选择题 → glm4: the task's own rule
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
@@ -72,12 +71,11 @@ def test_vote_subprocess_judge(judge_files, tmp_path):
 
 
 def test_vote_groups_file_and_weights(judge_files, tmp_path, capsys):
-    groups = write(tmp_path / "groups.csv", "id,kind\n" + "".join(f"TE{i},{'mc' if i == 4 else 'x'}\n"
-                                                                  for i in range(6)))
+    groups = write(tmp_path / "groups.csv", "id,dimension\n" + "".join(
+        f"TE{i},{'选择题' if i == 4 else '流畅性'}\n" for i in range(6)))
     out = tmp_path / "voted.csv"
-    code, summary, _ = run(["vote", *judge_files, "--task", "judge", "--tie-breaker", "glm4", "--group-col", "kind",
-                            "--groups", groups, "--tie-breaker-only", "mc", "--weights", "gemma2=3",
-                            "--out", out], capsys)
+    code, summary, _ = run(["vote", *judge_files, "--task", "judge", "--tie-breaker", "glm4", "--groups", groups,
+                            "--weights", "gemma2=3", "--out", out], capsys)
     assert code == 0
     # gemma2 weighs 3: it outvotes a pair (rows 1 and 5) and beats the singles (row 2); row 4 is tie-breaker-only
     assert [r["prediction"] for r in read_csv(out)] == ["4", "2", "4", "5", "1", "4"]
@@ -109,14 +107,14 @@ def test_vote_unparsed_row_needs_an_explicit_fallback(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("b_text", "extra", "message"),
     [
+        ("id,prediction\n1,A\n2,G\n", [], "{b} row 3 id 2: prediction is 'G', expected a logic label"),
         ("id,prediction\n1,A\n3,B\n", [], "have different ids: 1 ids only in {a} (2); 1 ids only in {b} (3)"),
         ("id,prediction\n1,A\n1,B\n2,C\n", [], "{b}: duplicate ids 1"),
         ("", [], "{b}: empty file"),
-        ("id,prediction\n1,A\n2,G\n", [], "{b} row 3 id 2: prediction is 'G', expected a logic label"),
         ("id,prediction\n1,A\n2,B\n", ["--tie-breaker", "glm4"], "--tie-breaker glm4 matches no file"),
         ("id,prediction\n1,A\n2,B\n", ["--weights", "c=2"], "--weights c=2"),
         ("id,prediction\n1,A\n2,B\n", ["--soft"], "--soft needs prob_<label> columns"),
-        ("id,prediction\n1,A\n2,B\n", ["--tie-breaker-only", "x"], "--tie-breaker-only needs --group-col"),
+        ("id,prediction\n1,A\n2,B\n", ["--tie-breaker-only", "x"], "--tie-breaker-only: task logic has no groups"),
     ],
 )
 def test_vote_bad_input(tmp_path, capsys, b_text, extra, message):
@@ -164,7 +162,7 @@ def test_report(judge_files, tmp_path, capsys):
     gold = write(tmp_path / "gold.csv", "id,label\nTE0,4\nTE1,3\nTE2,2\nTE3,5\nTE4,1\nTE5,4\n")
     out = tmp_path / "report"
     code, summary, _ = run(["report", *judge_files, "--gold", gold, "--out", out, "--task", "judge",
-                            "--tie-breaker", "glm4", "--group-col", "dimension", "--tie-breaker-only", "选择题"],
+                            "--tie-breaker", "glm4"],
                            capsys)
     assert code == 0
     assert summary["tie_breaker_decided"]["rows"] == 3

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from adapters import TASKS
+from core.extract import extract_label, extract_labels, normalize_text
+from core.tasks import BINARY, BINARY_SYNONYMS, TaskError
 from voting import VotingError
-from voting.extract import (
-    BINARY,
-    BINARY_SYNONYMS,
-    LETTERS,
-    SCORES_1_5,
-    TASKS,
-    extract_label,
-    extract_labels,
-    normalize_text,
-    read_gold,
-    read_predictions_csv,
-    task_from_args,
-)
+from voting.__main__ import build_parser, task_from_args
+from voting.predictions import read_gold, read_predictions_csv
+
+SCORES_1_5 = ("1", "2", "3", "4", "5")
+LETTERS = ("A", "B", "C", "D", "E")  # a five-option question's letters
 
 
 @pytest.mark.parametrize(
@@ -97,14 +92,17 @@ def test_normalize_text():
 
 
 def test_task_from_args():
-    assert task_from_args("logic").labels == LETTERS
-    assert task_from_args(labels="1, 2,3").labels == ("1", "2", "3")
-    assert task_from_args(labels="0,1").synonyms == BINARY_SYNONYMS
-    assert task_from_args(text=True).free_text
-    with pytest.raises(VotingError, match="unknown task"):
-        task_from_args("chess")
+    def task(*argv):
+        return task_from_args(build_parser().parse_args(["score", "--pred", "p", "--gold", "g", *argv]))
+
+    assert task("--task", "logic").labels == LETTERS
+    assert task("--labels", "1, 2,3").labels == ("1", "2", "3")
+    assert task("--labels", "0,1").synonyms == BINARY_SYNONYMS
+    assert task("--text").free_text
+    with pytest.raises(TaskError, match="unknown task"):
+        task("--task", "chess")
     with pytest.raises(VotingError, match="only one"):
-        task_from_args("logic", "1,2")
+        task("--task", "logic", "--labels", "1,2")
 
 
 def test_read_predictions_csv_extracts_and_reads_gb18030(tmp_path):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, mean_absolute_error
 
+from core.metrics import char_f1, label_metrics, matthews_from_confusion, text_metrics
 from voting.__main__ import main
-from voting.score import char_f1, label_metrics, matthews_from_confusion, text_metrics
 
 GOLD = ["1", "2", "3", "4", "5", "3", "3", "4", "2", "5", "1", "4"]
 PRED = ["1", "3", "3", "4", "4", "3", "2", "4", "2", "5", "2", "5"]

@@ -2,7 +2,7 @@
 
 A predictions file is UTF-8 (or GB18030) CSV with header `id,prediction`, optionally `prob_<label>` columns and
 extra columns (e.g. `dimension`) that are carried through. `prediction` may hold raw generated text
-("Score: 4", "答案是B。"); every command applies the task's extraction (voting/extract.py) first.
+("Score: 4", "答案是B。"); every command applies the task's extraction (core/extract.py) first.
 
 Policies, stated once (the CLI help and the README point here):
 
@@ -36,13 +36,10 @@ Bad input
 
 from __future__ import annotations
 
+from core import InputError, first_items
 
-class VotingError(ValueError):
+__all__ = ["VotingError", "first_items"]
+
+
+class VotingError(InputError):
     """Bad input: the CLI prints the message (it names the file and the first offending ids) and exits 2."""
-
-
-def first_items(items, limit: int = 5) -> str:
-    """`a, b, c` for the first `limit` items, `… (N in all)` when there are more: error messages name a few."""
-    items = list(items)
-    shown = ", ".join(str(item) for item in items[:limit])
-    return shown if len(items) <= limit else f"{shown}, … ({len(items)} in all)"

@@ -4,15 +4,19 @@ tie-breaker decided. Written to a folder as report.md, report.png and report.jso
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from pipeline.fileio import atomic_open, atomic_write_json, atomic_write_text
-from voting.extract import Predictions
+from core.fileio import atomic_open, atomic_write_json, atomic_write_text
+from core.metrics import is_closed_set, label_metrics, metrics_by_group, plot_confusion, text_metrics
+from core.tasks import TaskSpec
+from voting.ensemble import VoteOptions, vote_files
+from voting.predictions import Predictions, aligned_predictions, read_gold, read_predictions_csv, report_unparsed
 from voting.rules import DECIDED_BY, TIE_BREAKER, TIE_BREAKER_ONLY, VoteResult
-from voting.score import label_metrics, metrics_by_group, text_metrics
 
 ENSEMBLE = "ensemble"
 
@@ -149,3 +153,49 @@ def _cell(value) -> str:
     if value is None:
         return "–"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def text_scoring(task: TaskSpec, gold: Predictions) -> bool:
+    """Free-text metrics for qa/keywords/--text, and with no --task when gold is not a small closed set."""
+    return task.free_text and (task.name != "raw" or not is_closed_set(list(gold.labels)))
+
+
+def score_file(pred_path: str, gold_path: str, task: TaskSpec, plot: str | None = None) -> dict:
+    """One predictions file against gold: label metrics (per group too) or free-text metrics."""
+    gold = read_gold(gold_path, task)
+    dimensions = dict(zip(gold.ids, gold.groups, strict=True)) if gold.groups is not None else None
+    pred = read_predictions_csv(pred_path, task, dimensions)
+    gold, pred = aligned_predictions([gold, pred])
+    report_unparsed(pred)
+    result: dict = {"pred": pred_path, "gold": gold_path}
+    if text_scoring(task, gold):
+        result.update(text_metrics(list(gold.labels), list(pred.labels)))
+        if plot:
+            print("--plot: no confusion matrix for free-text answers; nothing drawn", file=sys.stderr)
+        return result
+    numeric = task.numeric if task.labels else None
+    result.update(label_metrics(list(gold.labels), list(pred.labels), task.labels, numeric))
+    groups = gold.groups if gold.groups is not None else pred.groups
+    if groups is not None:
+        result["by_group"] = metrics_by_group(list(gold.labels), list(pred.labels), groups,
+                                              label_order=task.labels, numeric=numeric)
+    if plot:
+        plot_confusion(result["confusion"], result["labels"], plot, title=Path(pred_path).stem)
+        result["plot"] = plot
+    return result
+
+
+def report_files(paths: list[str], gold_path: str, task: TaskSpec, options: VoteOptions, out: str) -> dict:
+    """Vote the files, score each and the ensemble against gold, write report.md/.png/.json to `out`."""
+    gold = read_gold(gold_path, task)
+    vote = vote_files(paths, task, options)
+    aligned = aligned_predictions([gold, *vote.files])  # same ids as gold, rows in gold's order
+    order = pd.Index(vote.files[0].ids).get_indexer(aligned[0].ids)
+    reordered = VoteResult(vote.result.winner[order], vote.result.decided_by[order])
+    report = ensemble_report(aligned[1:], aligned[0], vote.voted[order], reordered, vote.tie_breaker,
+                             text_scoring(task, gold), task.labels, task.numeric if task.labels else None)
+    written = write_report(report, out)
+    ensemble = report["scores"][ENSEMBLE]
+    return {"out": [str(p) for p in written], "tie_breaker": vote.tie_breaker,
+            "ensemble": {k: v for k, v in ensemble.items() if k not in ("labels", "confusion")},
+            "tie_breaker_decided": report["tie_breaker_decided"]}

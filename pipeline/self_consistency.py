@@ -1,15 +1,15 @@
 """Self-consistency samples from the API server (`make serve`): N sampled answers per question, labels extracted.
 
-    API_KEY=... python -m pipeline.sc --model smollm2 --task logic --n 5 [--port 7860] [--resume] [key=value ...]
-    (make sc MODEL=smollm2 TASK=logic N=5 PORT=7860)
+    API_KEY=... python -m pipeline.self_consistency --model smollm2 --task logic --samples 5 [--port 7860] [--resume] [key=value ...]
+    (make sc MODEL=smollm2 TASK=logic SAMPLES=5 PORT=7860)
     python -m voting self-consistency predictions/logic/smollm2_samples.csv --task logic --out ...
 
 Each record of the task's test split (the predict preset's eval_dataset) is sent as it was trained: instruction and
 input joined by "\\n" as the user message, the record's system (if its dataset has one) as the system message, the
 way LLaMA-Factory's alpaca converter builds them; the server applies the chat template and default_system. One
-request per id asks for its missing samples at once (`n`). Answers go through voting.extract (the task's labels;
+request per id asks for its missing samples at once (`n`). Answers go through core.extract (the task's labels;
 logic: the row's option letters; judge: its dimension's scale) into predictions/TASK/MODEL_samples.csv:
-`id,prediction,sample,text[,dimension]`, where prediction is the label ("" where the text does not parse, so that
+`id,prediction,sample,text[,group]`, where prediction is the label ("" where the text does not parse, so that
 sample abstains in the vote) and text the raw answer. Ties are the vote's business (first sample wins).
 
 Requests run concurrently (--concurrency), each with a timeout, retried with exponential backoff on timeouts,
@@ -29,9 +29,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pipeline.fileio import atomic_write_csv
+from adapters import find_task
+from core import InputError
+from core.extract import OK, extract_label
+from core.fileio import atomic_write_csv
+from core.paths import predictions_csv
+from core.tasks import TaskSpec, labels_task
+from pipeline.label_scoring import load_records
 from pipeline.runs import RunError, parse_overrides, resolve_config
-from pipeline.scoring import candidate_labels, dataset_entry, load_records, split_dataset, task_rules
 
 FIELDS = ("id", "prediction", "sample", "text")
 
@@ -52,15 +57,15 @@ def chat_messages(record: dict, columns: dict[str, str] | None = None) -> list[d
     return messages
 
 
-def extract(text: str, record: dict, rules) -> str:
+def extract(text: str, record: dict, task: TaskSpec) -> str:
     """The sample's label, "" where it does not parse; free-text tasks keep the stripped text."""
-    from voting.extract import OK, extract_label
-
-    if rules is None:
+    if task.free_text:
         return text.strip()
-    labels = candidate_labels(record, rules)
-    synonyms = rules.rules_for(record.get(rules.group_col))[1] if rules.group_rules else rules.synonyms
-    label, status = extract_label(text, labels, synonyms)
+    try:
+        _, synonyms = task.rules_for(task.group_of(record))
+    except KeyError:
+        synonyms = task.synonyms
+    label, status = extract_label(text, task.candidates(record), synonyms)
     return label if status == OK else ""
 
 
@@ -71,7 +76,7 @@ def read_samples(path: Path) -> dict[tuple[str, int], dict]:
         missing = [c for c in ("id", "prediction", "sample") if c not in (reader.fieldnames or [])]
         if missing:
             raise RunError(f"{path}: header {','.join(reader.fieldnames or [])} lacks {','.join(missing)}; "
-                           "expected a samples file written by pipeline.sc")
+                           "expected a samples file written by pipeline.self_consistency")
         rows = {}
         for line, row in enumerate(reader, start=2):
             try:
@@ -84,10 +89,11 @@ def read_samples(path: Path) -> dict[tuple[str, int], dict]:
 class SampleFile:
     """The samples gathered so far, rewritten atomically (all rows, record order then sample) now and then."""
 
-    def __init__(self, path: Path, records: list[dict], rows: dict[tuple[str, int], dict], every: float):
+    def __init__(self, path: Path, records: list[dict], rows: dict[tuple[str, int], dict], every: float,
+                 group_col: str | None = None):
         self.path, self.rows, self.every, self.last = path, rows, every, 0.0
         self.order = {r["id"]: i for i, r in enumerate(records)}
-        self.extra = ["dimension"] if any("dimension" in r for r in records) else []
+        self.extra = [group_col] if group_col and any(group_col in r for r in records) else []
 
     def add(self, row: dict) -> None:
         self.rows[(row["id"], int(row["sample"]))] = row
@@ -165,8 +171,8 @@ async def gather_samples(records: list[dict], todo: dict[str, list[int]], out: S
                 return
             for sample, text in zip(samples, answers, strict=False):
                 row = {"id": record_id, "prediction": extract(text, record, rules), "sample": sample, "text": text}
-                if "dimension" in record:
-                    row["dimension"] = record["dimension"]
+                if rules.group_col and rules.group_col in record:
+                    row[rules.group_col] = record[rules.group_col]
                 out.add(row)
             bar.update(min(len(samples), len(answers)))
             if len(answers) < len(samples):
@@ -206,21 +212,23 @@ def wait_for_server(host: str, port: int, seconds: float) -> bool:
 
 
 def run(args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
-    config = resolve_config(args.model, "predict", args.task, parse_overrides(args.overrides))
-    if args.data_dir:
-        config["dataset_dir"] = args.data_dir
-    name = split_dataset(config, args.task, args.split)
-    records = load_records(config, name)
-    columns = dataset_entry(config, name)[1].get("columns", {})
-    rules = task_rules(args.task, args.labels)
-    out_path = Path(args.out) if args.out else Path("predictions") / args.task / f"{args.model}_samples.csv"
+    config = resolve_config(args.model, "predict", args.task, parse_overrides(args.overrides), split=args.split,
+                            data_dir=args.data_dir)
+    name = config["eval_dataset"]
+    records, attr = load_records(config, name)
+    columns = {key: getattr(attr, key) for key in ("prompt", "query", "system") if getattr(attr, key, None)}
+    try:
+        rules = labels_task(args.labels) if args.labels else find_task(args.task, config["dataset_dir"])
+    except InputError as err:
+        raise RunError(str(err)) from None
+    out_path = Path(args.out) if args.out else predictions_csv(args.task, args.model, "samples")
     if out_path.exists() and not (args.resume or args.fresh):
         raise RunError(f"{out_path} exists: --resume keeps its samples and asks for the rest, --fresh starts over")
     rows = read_samples(out_path) if args.resume and out_path.exists() else {}
-    todo = {r["id"]: [s for s in range(args.n) if (r["id"], s) not in rows] for r in records}
+    todo = {r["id"]: [s for s in range(args.samples) if (r["id"], s) not in rows] for r in records}
     todo = {record_id: samples for record_id, samples in todo.items() if samples}
     kept = len(rows)
-    out = SampleFile(out_path, records, rows, args.flush_seconds)
+    out = SampleFile(out_path, records, rows, args.flush_seconds, rules.group_col)
     if not todo:
         out.flush()
         return out_path, {}, kept
@@ -237,15 +245,15 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.sc", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m pipeline.self_consistency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--task", default="judge_demo")
-    parser.add_argument("--n", type=int, default=5, help="samples per id (5)")
+    parser.add_argument("--samples", type=int, default=5, help="sampled answers per id (5)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--split", default="test", help="ask about TASK_<split> (default: the preset's eval_dataset)")
-    parser.add_argument("--data-dir", help="dataset_dir (default: the preset's, data)")
+    parser.add_argument("--split", default="test", help="ask about TASK_<split> (default test)")
+    parser.add_argument("--data-dir", help="the datasets' folder, LLaMA-Factory's dataset_dir (default data)")
     parser.add_argument("--labels", help="candidate labels, comma-separated (default: the task's)")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--top-p", type=float)
@@ -259,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="keep the samples already in the file")
     parser.add_argument("--fresh", action="store_true", help="overwrite an existing samples file")
     parser.add_argument("--out", help="default predictions/TASK/MODEL_samples.csv")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of the predict preset (dataset_dir=...)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of the predict preset")
     args = parser.parse_intermixed_args(argv)
     if not os.environ.get("API_KEY"):
         print("error: API_KEY is not set (the server's key, sent as a bearer token)", file=sys.stderr)

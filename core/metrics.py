@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from voting.extract import normalize_text
+from core.extract import normalize_text
 
 CLOSED_SET_MAX = 20  # with no --task, gold with more distinct labels than this is scored as free text
 
@@ -120,7 +120,7 @@ def plot_confusion(confusion: Sequence[Sequence[int]], labels: Sequence[str], pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline.fileio import atomic_open
+    from core.fileio import atomic_open
 
     matrix = np.asarray(confusion)
     size = max(3.0, 0.6 * len(labels) + 2)

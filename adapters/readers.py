@@ -1,0 +1,280 @@
+"""Reading competition files: CSV/XLSX tables, TSV, JSON lines, DOCX; refusing bad input with file, row and column.
+
+Every reader decodes UTF-8 (BOM or not) or GB18030 and raises AdapterError naming the file and where it failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+from core import InputError
+from core.fileio import ENCODINGS, DecodeError, read_text
+
+XLSX_SUFFIXES = (".xlsx", ".xlsm")
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+class AdapterError(InputError):
+    """Bad input refused: the message names the file, the row or line, the column and what was expected."""
+
+
+class RowError(ValueError):
+    """Raised by a pure row function; `build_records` prefixes the file and row to make an AdapterError."""
+
+
+class SkipRow(Exception):  # a signal, not an error: the row is dropped and reported
+    """Raised by a row function for a row that is left out of the output; the reason goes into the report."""
+
+
+
+
+def _read_text(path: Path) -> tuple[str, str]:
+    """Decode UTF-8 (BOM or not) or GB18030; undecodable bytes: fileio.read_text's message (file, line, byte)."""
+    if not path.is_file():
+        raise AdapterError(f"{path}: no such file")
+    data = path.read_bytes()
+    for encoding in ENCODINGS:  # decode once here; fileio.read_text decodes twice, and is kept for the message
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        try:
+            text, encoding = read_text(path)
+        except DecodeError as err:
+            raise AdapterError(str(err)) from None
+    del data
+    if not text.strip():
+        raise AdapterError(f"{path}: the file is empty, expected data")
+    return text, encoding
+
+
+@dataclass
+class Table:
+    """A CSV or XLSX sheet: header row plus data rows, every cell a string ('' for empty)."""
+
+    path: Path
+    header: list[str]
+    rows: list[list[str]]
+    numbers: list[int] | None = None  # XLSX: each row's sheet row; CSV: the line each row starts on (found lazily)
+    encoding: str = "xlsx"
+    blank_rows: int = 0
+
+    def row_number(self, index: int) -> int:
+        """The row as a spreadsheet shows it (header = row 1)."""
+        return self.numbers[index] if self.encoding == "xlsx" else index + 2
+
+    def where(self, index: int) -> str:
+        """'train.csv row 17', plus the text line where a CSV row starts when that differs (multi-line cells)."""
+        if self.encoding == "xlsx":
+            return f"{self.path} row {self.numbers[index]}"
+        if self.numbers is None:  # only errors and skips need lines: finding them is kept off the fast path
+            self.numbers = _csv_lines(self.path, self.encoding)
+        return _csv_where(self.path, index + 2, self.numbers[index])
+
+    def require(self, required: Iterable[str], optional: Iterable[str] = ()) -> list[str]:
+        """Refuse a header that lacks a required column; return the known columns present, in that order."""
+        required, optional = list(required), list(optional)
+        missing = [name for name in required if name not in self.header]
+        if missing:
+            raise AdapterError(
+                f"{self.path} row 1 (header): missing column {', '.join(missing)}; expected columns "
+                f"{', '.join(required + [f'[{name}]' for name in optional])}, found {', '.join(self.header) or 'none'}"
+            )
+        return required + [name for name in optional if name in self.header]
+
+    def dicts(self, columns: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
+        """(row index, {column: value}) for the given columns; built with map/zip, the hot path of big files."""
+        positions = [self.header.index(name) for name in columns]
+        rows: Iterable[Any] = self.rows
+        if positions != list(range(len(self.header))):
+            rows = map(itemgetter(*positions), rows) if len(positions) > 1 else ((row[positions[0]],) for row in rows)
+        return enumerate(map(dict, map(zip, repeat(columns), rows)))  # widths were checked on reading
+
+
+def read_table(path: str | Path) -> Table:
+    """Read a CSV (UTF-8, UTF-8 with BOM or GB18030) or an XLSX workbook (first sheet) into a Table."""
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterError(f"{path}: no such file")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if path.suffix.lower() in XLSX_SUFFIXES or magic == ZIP_MAGIC:
+        return _read_xlsx(path)
+    return _read_csv(path)
+
+
+def _csv_where(path: Path, row: int, line: int) -> str:
+    return f"{path} row {row}" + (f" (line {line})" if line != row else "")
+
+
+def _is_blank(values: list[str]) -> bool:
+    return not values or (len(values) == 1 and not values[0].strip())
+
+
+def _read_csv(path: Path) -> Table:
+    """Parse the file as a stream (no whole-file string in memory), trying UTF-8 (BOM or not), then GB18030."""
+    for encoding in ENCODINGS:  # a GB18030 file fails UTF-8 at its first Chinese byte, usually in the header
+        try:
+            with open(path, encoding=encoding, newline="") as handle:
+                reader = csv.reader(handle)
+                rows = list(reader)
+            break
+        except UnicodeDecodeError:
+            continue
+        except csv.Error as err:
+            raise AdapterError(
+                f"{path} line {reader.line_num}: malformed CSV ({err}), expected comma-separated fields"
+            ) from None
+    else:
+        _read_text(path)  # raises the AdapterError naming the line and byte that neither encoding decodes
+        raise AdapterError(f"{path}: undecodable text, expected UTF-8 or GB18030")
+    kept = [values for values in rows if values and (len(values) > 1 or values[0].strip())]
+    if not kept:
+        raise AdapterError(f"{path}: the file is empty, expected a header row and data rows")
+    header = [name.strip().lstrip("\ufeff") for name in kept[0]]
+    table = Table(path, header, kept[1:], None, encoding, len(rows) - len(kept) - rows.index(kept[0]))
+    del rows
+    if not table.rows:
+        raise AdapterError(f"{path}: only a header row, expected data rows after it")
+    width = len(header)
+    if any(map(width.__ne__, map(len, table.rows))):
+        for index, values in enumerate(table.rows):
+            if len(values) != width:
+                _check_width(table.where(index), values, header)
+    return table
+
+
+def _csv_lines(path: Path, encoding: str) -> list[int]:
+    """The line where each non-blank data row of a CSV starts (re-reads the file; used for messages only)."""
+    with open(path, encoding=encoding, newline="") as handle:
+        reader = csv.reader(handle)
+        lines, start, header_seen = [], 1, False
+        for values in reader:
+            if not _is_blank(values):
+                if header_seen:
+                    lines.append(start)
+                header_seen = True
+            start = reader.line_num + 1
+    return lines
+
+
+def _check_width(where: str, values: list[str], header: list[str]) -> None:
+    """A row narrower than the header, or wider with non-empty extra cells, is malformed: refuse it."""
+    if len(values) > len(header) and not any(cell.strip() for cell in values[len(header) :]):
+        del values[len(header) :]
+        return
+    raise AdapterError(f"{where}: {len(values)} fields, expected {len(header)} ({', '.join(header)})")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a score typed as 5 comes back from openpyxl as 5 or 5.0
+    return str(value)
+
+
+def _read_xlsx(path: Path) -> Table:
+    import openpyxl
+
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as err:
+        raise AdapterError(
+            f"{path}: not a readable XLSX workbook ({err}), expected an .xlsx file saved by Excel/WPS"
+        ) from None
+    try:
+        header: list[str] | None = None
+        rows: list[list[str]] = []
+        numbers: list[int] = []
+        blank = 0
+        for number, values in enumerate(workbook.worksheets[0].iter_rows(values_only=True), start=1):
+            cells = [_cell(value) for value in values]
+            if not any(cell.strip() for cell in cells):
+                blank += header is not None
+            elif header is None:
+                while not cells[-1].strip():
+                    cells.pop()
+                header = [name.strip() for name in cells]
+            else:
+                if len(cells) < len(header):
+                    cells += [""] * (len(header) - len(cells))  # a sheet's missing trailing cells are empty
+                elif len(cells) > len(header):
+                    _check_width(f"{path} row {number}", cells, header)
+                rows.append(cells)
+                numbers.append(number)
+    finally:
+        workbook.close()
+    if header is None:
+        raise AdapterError(f"{path}: the workbook's first sheet is empty, expected a header row")
+    if not rows:
+        raise AdapterError(f"{path}: only a header row, expected data rows after it")
+    return Table(path, header, rows, numbers, "xlsx", blank)
+
+
+def read_tsv(path: str | Path) -> tuple[list[tuple[int, list[str]]], str]:
+    """Tab-separated lines, quoting off (quotes are text), CRLF or LF: [(line number, fields)], encoding."""
+    path = Path(path)
+    text, encoding = _read_text(path)
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if line.strip():
+            rows.append((number, line.split("\t")))
+    return rows, encoding
+
+
+def read_jsonl(path: str | Path) -> tuple[list[tuple[int, Any]], str, str]:
+    """JSON Lines → ([(line number, object)], encoding, "line"); a file holding one JSON list → "record" numbers."""
+    path = Path(path)
+    text, encoding = _read_text(path)
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise AdapterError(f"{path} line {err.lineno}: not valid JSON ({err.msg}), expected a JSON list") from None
+        return list(enumerate(items, start=1)), encoding, "record"
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise AdapterError(
+                f"{path} line {number}: not valid JSON ({err.msg} at column {err.colno}), "
+                "expected one JSON object per line"
+            ) from None
+    return rows, encoding, "line"
+
+
+def read_docx(path: str | Path) -> list[tuple[int, str]]:
+    """The paragraphs of a Word document as [(paragraph number, text)], empty paragraphs left out."""
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterError(f"{path}: no such file")
+    import docx
+
+    try:
+        document = docx.Document(str(path))
+    except Exception as err:  # python-docx raises several unrelated types for a non-DOCX file
+        raise AdapterError(
+            f"{path}: not a readable DOCX document ({type(err).__name__}), expected a Word .docx file"
+        ) from None
+    paragraphs = [(number, p.text.strip()) for number, p in enumerate(document.paragraphs, start=1)]
+    paragraphs = [(number, text) for number, text in paragraphs if text]
+    if not paragraphs:
+        raise AdapterError(f"{path}: the document has no text, expected question and answer paragraphs")
+    return paragraphs
+
+

@@ -1,0 +1,142 @@
+"""Writing a conversion: data files, the report and, last, the `dataset_info.json` entries; one run end to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from adapters.readers import AdapterError
+from adapters.records import Part, drop_duplicates
+from adapters.report import build_report, fit_inputs, load_tokenizer
+from core.fileio import atomic_open, atomic_write_json
+from core.records import REGISTRY, read_registry
+
+SPLITS = ("train", "dev", "test")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+
+
+
+def columns_for(records: list[dict[str, Any]]) -> dict[str, str]:
+    """The full alpaca column mapping: a partial `columns` makes LLaMA-Factory null the keys it leaves out."""
+    columns = {"prompt": "instruction", "query": "input", "response": "output"}
+    # mapped but absent would make LLaMA-Factory raise KeyError, so map system/history only when present
+    if records and "system" in records[0]:
+        columns["system"] = "system"
+    if records and "history" in records[0]:
+        columns["history"] = "history"
+    return columns
+
+
+def registry_entry(file_name: str, records: list[dict[str, Any]], task: str) -> dict[str, Any]:
+    """LLaMA-Factory's keys, plus the task its records answer (LLaMA-Factory ignores it; later stages read it)."""
+    return {"file_name": file_name, "formatting": "alpaca", "columns": columns_for(records), "task": task}
+
+
+# A reused encoder is ~2x json.dumps per record; the hand-written encoder this replaced was no faster than
+# json.dumps (200k judge-like records: encoder 0.71 s, json.dumps 1.53 s, hand-written 1.63 s).
+encode_record = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def write_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """A JSON list with one record per line: readable, diffable, and fast to write."""
+    encode = encode_record
+    chunk = 4096  # join a few thousand lines at a time: fast, without a second copy of the whole file in memory
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write("[\n")
+        for start in range(0, len(records), chunk):
+            if start:
+                handle.write(",\n")
+            handle.write(",\n".join(map(encode, records[start : start + chunk])))
+        handle.write("\n]\n")
+
+
+def check_parts(parts: list[Part], name: str) -> None:
+    names = [part.dataset_name(name) for part in parts]
+    for dataset in set(names):
+        if names.count(dataset) > 1:
+            raise AdapterError(f"two inputs would both write {dataset}; give each split one file")
+    for part in parts:
+        if not part.records:
+            reasons = "; ".join(f"{s['where']}: {s['reason']}" for s in part.skipped[:3])
+            raise AdapterError(
+                f"{part.source}: no usable rows for {part.dataset_name(name)}" + (f" ({reasons})" if reasons else "")
+            )
+
+
+def write_outputs(parts: list[Part], name: str, data_dir: Path, report: dict[str, Any]) -> list[str]:
+    """Write data files, the report, then the registry (only the NAME_* keys of this run change); all atomic."""
+    registry = read_registry(data_dir)  # refuse a broken registry before writing anything
+    written = []
+    for part in parts:
+        dataset = part.dataset_name(name)
+        write_records(data_dir / f"{dataset}.json", part.records)
+        registry[dataset] = registry_entry(f"{dataset}.json", part.records, part.task)
+        written.append(dataset)
+    report["registered"] = written
+    atomic_write_json(data_dir / f"{name}_report.json", report)
+    atomic_write_json(data_dir / REGISTRY, registry)
+    return written
+
+
+def check_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise AdapterError(f"--name {name!r}: expected letters, digits, '_', '.' or '-' (it becomes file names)")
+
+
+
+
+def run_conversion(
+    adapter: Any,
+    files: dict[str, Path],
+    name: str,
+    data_dir: Path,
+    args: Any,
+    tokenizer: str | None = "none",
+    cutoff_len: int = 1024,
+    drop_duplicate_rows: bool = False,
+    fit_cutoff: bool = False,
+) -> dict[str, Any]:
+    """Read and check every file of the run in memory, then write data files, report and registry entries."""
+    check_name(name)
+    if not files:
+        raise AdapterError("no input: give at least one of --train, --dev, --test")
+    with _gc_paused():
+        parts: list[Part] = []
+        for split in SPLITS:
+            if split in files:
+                parts.extend(adapter.convert(Path(files[split]), split, args))
+        for part in parts:
+            part.task = part.task or adapter.name
+        check_parts(parts, name)
+        if drop_duplicate_rows:
+            for part in parts:
+                if part.split == "train":
+                    drop_duplicates(part)
+        read_registry(data_dir)  # a broken dataset_info.json stops the run before any file is written
+        tok, note = load_tokenizer(tokenizer)
+        if fit_cutoff:
+            fit_inputs(parts, tok, cutoff_len)
+        report = build_report(adapter.name, name, parts, tok, note, cutoff_len)
+        write_outputs(parts, name, data_dir, report)
+    return report
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Records hold no reference cycles; pausing the cyclic GC saves its repeated scans of a growing heap."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+

@@ -1,0 +1,225 @@
+"""Predictions and gold files read into labels, with their task's extraction (core/extract.py) applied.
+
+A predictions file is CSV `id,prediction[,prob_<label>...][,extras]`; gold is CSV `id,label` or an adapter dataset
+(JSON records with `id`, `output`). Both are read strictly: required columns, unique non-empty ids, UTF-8 or GB18030.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core import InputError
+from core.extract import OUT_OF_SET, UNKNOWN_GROUP, UNPARSED, extract_labels
+from core.fileio import DecodeError, read_text
+from core.records import read_records
+from core.tasks import TaskSpec
+from voting import VotingError, first_items
+
+
+@dataclass
+class Predictions:
+    """One predictions (or gold) file after extraction; `frame` keeps the file's columns as read."""
+
+    path: Path
+    frame: pd.DataFrame
+    labels: np.ndarray  # object, None where unparsed
+    groups: np.ndarray | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.frame["id"].to_numpy(dtype=object)
+
+    @property
+    def unparsed_ids(self) -> list[str]:
+        return [i for i, label in zip(self.ids, self.labels, strict=True) if label is None]
+
+    @property
+    def extra_columns(self) -> list[str]:
+        return [c for c in self.frame.columns if c not in ("id", "prediction") and not c.startswith("prob_")]
+
+    @property
+    def prob_labels(self) -> list[str]:
+        return [c[len("prob_"):] for c in self.frame.columns if c.startswith("prob_")]
+
+    def probabilities(self, label_order: Sequence[str]) -> np.ndarray:
+        """(rows, labels) float matrix of the `prob_<label>` columns in `label_order`; absent or empty: NaN."""
+        out = np.full((len(self.frame), len(label_order)), np.nan)
+        for k, label in enumerate(label_order):
+            column = f"prob_{label}"
+            if column not in self.frame.columns:
+                continue
+            values = pd.to_numeric(self.frame[column].replace("", np.nan), errors="coerce")
+            bad = values.isna() & (self.frame[column] != "")
+            if bad.any():
+                raise VotingError(f"{self.path} row {_row_of(bad)} id {self.frame['id'][bad].iloc[0]}: {column} is "
+                                  f"{self.frame[column][bad].iloc[0]!r}, expected a number")
+            out[:, k] = values.to_numpy(dtype=float)
+        return out
+
+
+def _row_of(mask: pd.Series) -> int:
+    """The file line of the first True row (the header is line 1)."""
+    return int(np.flatnonzero(mask.to_numpy())[0]) + 2
+
+
+def read_csv_frame(path: str | Path, required: Sequence[str], unique_ids: bool = True) -> pd.DataFrame:
+    """A CSV (UTF-8 or GB18030) as strings, checked: the required columns, at least one row, unique non-empty ids."""
+    path = Path(path)
+    try:
+        text, _ = read_text(path)
+    except FileNotFoundError:
+        raise VotingError(f"{path}: no such file") from None
+    except DecodeError as err:
+        raise VotingError(str(err)) from None
+    if not text.strip():
+        raise VotingError(f"{path}: empty file, expected a header {','.join(required)} and rows")
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise VotingError(f"{path}: not a readable CSV ({err})") from None
+    frame.columns = [str(column).strip() for column in frame.columns]
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise VotingError(f"{path}: header is {','.join(frame.columns)}; expected the columns {','.join(required)}")
+    if frame.empty:
+        raise VotingError(f"{path}: header only, no rows")
+    check_ids(path, frame["id"], unique_ids)
+    return frame
+
+
+def check_ids(path: str | Path, ids: pd.Series, unique: bool = True) -> None:
+    """Raise VotingError naming the first rows with an empty or (when `unique`) a repeated id."""
+    empty = ids == ""
+    if empty.any():
+        raise VotingError(f"{path} row {_row_of(empty)}: empty id")
+    if not unique:
+        return
+    duplicated = ids.duplicated(keep=False)
+    if duplicated.any():
+        raise VotingError(f"{path}: duplicate ids {first_items(pd.unique(ids[duplicated]))} "
+                          f"(first at row {_row_of(duplicated)})")
+
+
+def labels_or_error(path: Path, frame: pd.DataFrame, column: str, task: TaskSpec, groups: np.ndarray | None,
+                    strict: bool = False) -> np.ndarray:
+    """Extract `frame[column]`; out-of-set values (and, with strict, unparsed ones) raise VotingError."""
+    extracted = extract_labels(frame[column].to_numpy(dtype=object), task, groups)
+    for status in (UNKNOWN_GROUP, OUT_OF_SET, UNPARSED):
+        bad = extracted.status == status
+        if not bad.any() or (status == UNPARSED and not strict):
+            continue
+        row = int(np.flatnonzero(bad)[0])
+        where = f"{path} {_record_name(path, row)} id {frame['id'].iloc[row]}"
+        group = None if groups is None else groups[row]
+        if status == UNKNOWN_GROUP:
+            raise VotingError(f"{where}: {task.group_col} is {group!r}, expected one of {', '.join(task.groups)}")
+        labels, _ = task.rules_for(group)
+        expected = "a non-empty answer" if labels is None else f"a {task.name} label ({', '.join(labels)}" + (
+            f" for {group})" if group else ")")
+        raise VotingError(f"{where}: {column} is {frame[column].iloc[row]!r}, expected {expected}; "
+                          f"{int(bad.sum())} such rows, ids {first_items(frame['id'][bad])}")
+    return extracted.labels
+
+
+def _record_name(path: Path, row: int) -> str:
+    """`row N` (the CSV line, header = 1) or `record N` (0-based, JSON) for the row-th record."""
+    return f"record {row}" if Path(path).suffix.lower() == ".json" else f"row {row + 2}"
+
+
+def group_values(frame: pd.DataFrame, task: TaskSpec, groups: Mapping[str, str] | None) -> np.ndarray | None:
+    """The task's group (judge: dimension) per row: the file's own column, else the `groups` id → group map."""
+    if not task.group_col:
+        return None
+    if task.group_col in frame.columns:
+        return frame[task.group_col].to_numpy(dtype=object)
+    if groups:
+        return frame["id"].map(groups).fillna("").to_numpy(dtype=object)
+    return None
+
+
+def read_predictions_csv(path: str | Path, task: TaskSpec, groups: Mapping[str, str] | None = None) -> Predictions:
+    """A predictions file (`id,prediction[,prob_*][,extras]`) with the task's extraction applied to `prediction`."""
+    path = Path(path)
+    frame = read_csv_frame(path, ("id", "prediction"))
+    row_groups = group_values(frame, task, groups)
+    labels = labels_or_error(path, frame, "prediction", task, row_groups)
+    return Predictions(path, frame, labels, row_groups)
+
+
+def read_dataset_json(path: str | Path) -> list[dict]:
+    """An adapter dataset (core.records.read_records), its errors as VotingError."""
+    try:
+        return read_records(path)
+    except InputError as err:
+        raise VotingError(str(err)) from None
+
+
+def read_gold(path: str | Path, task: TaskSpec) -> Predictions:
+    """Gold labels: CSV `id,label`, or an adapter dataset JSON (`id`, `output`); every label must parse."""
+    path = Path(path)
+    if path.suffix.lower() in (".json", ".jsonl") or _looks_like_json(path):
+        records = read_dataset_json(path)
+        if any("output" not in record for record in records):
+            index = next(i for i, record in enumerate(records) if "output" not in record)
+            raise VotingError(f"{path} record {index} id {records[index]['id']}: no output, expected the gold label")
+        frame = pd.DataFrame({"id": [str(r["id"]) for r in records], "label": [str(r["output"]) for r in records]})
+        if task.group_col and any(task.group_col in r for r in records):
+            frame[task.group_col] = [str(r.get(task.group_col, "")) for r in records]
+    else:
+        frame = read_csv_frame(path, ("id", "label"))
+    row_groups = group_values(frame, task, None)
+    labels = labels_or_error(path, frame, "label", task, row_groups, strict=True)
+    return Predictions(path, frame.rename(columns={"label": "prediction"}), labels, row_groups)
+
+
+def _looks_like_json(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
+    except OSError:
+        return False
+
+
+def report_unparsed(predictions: Predictions) -> int:
+    """Print how many answers of a file could not be parsed (stderr) and return the count."""
+    ids = predictions.unparsed_ids
+    if ids:
+        print(f"{predictions.path}: {len(ids)} of {len(predictions.labels)} predictions unparsed "
+              f"(ids {first_items(ids)})", file=sys.stderr)
+    return len(ids)
+
+
+def aligned_predictions(files: Sequence[Predictions]) -> list[Predictions]:
+    """The files with rows in the first file's id order; VotingError when their id sets differ."""
+    first = files[0]
+    reference = pd.Index(first.ids)
+    out = [first]
+    for other in files[1:]:
+        if len(other.ids) == len(reference) and (other.ids == first.ids).all():
+            out.append(other)  # the usual case: same ids in the same order
+            continue
+        index = pd.Index(other.ids)
+        only_first, only_other = reference.difference(index, sort=False), index.difference(reference, sort=False)
+        if len(only_first) or len(only_other):
+            parts = []
+            if len(only_first):
+                parts.append(f"{len(only_first)} ids only in {first.path} ({first_items(only_first)})")
+            if len(only_other):
+                parts.append(f"{len(only_other)} ids only in {other.path} ({first_items(only_other)})")
+            raise VotingError(f"{first.path} and {other.path} have different ids: {'; '.join(parts)}")
+        order = index.get_indexer(reference)
+        out.append(Predictions(other.path, other.frame.iloc[order].reset_index(drop=True), other.labels[order],
+                               None if other.groups is None else other.groups[order]))
+    return out
+
