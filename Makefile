@@ -141,7 +141,7 @@ webui: setup ## LLaMA Board on HOST:PORT (127.0.0.1 unless HOST= is given) with 
 	$(LLMCOMP) board webui --host $(HOST) --port $(PORT)
 
 bench: setup ## run the quick benchmarks in bench/ (one JSON line each; bench-quality is separate, about an hour)
-	@for b in bench/adapters.py bench/vote.py bench/predict.py bench/train_speed.py; do echo "== $$b"; $(PY) $$b; done
+	@for b in bench/conversion.py bench/vote.py bench/predict.py bench/train_speed.py; do echo "== $$b"; $(PY) $$b; done
 
 bench-quality: setup ## CoLA + judge quality: label scoring vs generation vs TF-IDF vs majority (trains smollm2)
 	$(PY) bench/quality.py --task cola

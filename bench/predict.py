@@ -27,14 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from adapters import get_task
+from core.extract import extract_label
+from pipeline.label_scoring import LabelScorer, infer_arguments, label_sets, score_encoded, scoring_task
+from pipeline.runs import resolve_config
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from voting.extract import TASKS, extract_label  # noqa: E402
-
-from pipeline.label_scoring import LabelScorer, infer_arguments, label_sets, score_encoded, task_rules  # noqa: E402
-from pipeline.runs import resolve_config  # noqa: E402
-
 COLA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data")) / "cola"
 SMOLLM2 = ROOT / "models" / "smollm2"
 TASK = "cola_bench"
@@ -103,7 +101,7 @@ def parsed_metrics(records: list[dict], texts: list[str], task: str = "cola",
     """Generated answers extracted under the task's rules, scored against the records' outputs."""
     from core.metrics import label_metrics
 
-    rules = TASKS[task]
+    rules = get_task(task)
     labels = [extract_label(text, rules.labels, rules.synonyms)[0] for text in texts]
     result = label_metrics([r["output"] for r in records], labels)
     return {"unparsed": result["unparsed"], **rounded(result, keys)}
@@ -114,7 +112,7 @@ def label_scoring(records: list[dict], data_dir: Path, adapter: Path, batch_size
                                                          "dataset_dir": str(data_dir),
                                                          "adapter_name_or_path": str(adapter)})
     scorer = LabelScorer(infer_arguments(config))
-    sets = label_sets(records, task_rules(TASK), TASK)
+    sets = label_sets(records, scoring_task(TASK, data_dir=data_dir), TASK)
     encoded = scorer.encode(records, sets)
     score_encoded(scorer.model, encoded[:batch_size], batch_size, scorer.pad_id)  # warm-up: first-call overheads
     flops = matmul_flops()

@@ -24,13 +24,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from predict import COLA, SMOLLM2, parsed_metrics, rounded, run_quiet
+
+from core.metrics import label_metrics
+from pipeline.baseline import tfidf_predictions
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.predict import COLA, SMOLLM2, parsed_metrics, rounded, run_quiet  # noqa: E402
-from core.metrics import label_metrics  # noqa: E402
-from pipeline.baseline import tfidf_predictions  # noqa: E402
-
 DF1032 = COLA.parent / "df1032"
 METRICS = {"cola": ("accuracy", "mcc"), "judge": ("accuracy", "mae", "macro_f1")}
 
@@ -160,7 +159,7 @@ def main() -> None:
                                     "predicted": dict(Counter(texts).most_common(5))}
             result["generation_s"] = round(seconds, 1)
 
-        m = label_metrics(gold, [row["prediction"] for row in tfidf_predictions(baseline_train, scored)])
+        m = label_metrics(gold, [row["prediction"] for row in tfidf_predictions(baseline_train, scored, group_col="dimension")])
         result["tfidf"] = rounded(m, keys)
         majority = Counter(r["output"] for r in baseline_train).most_common(1)[0][0]
         result["majority"] = {"label": majority, **rounded(label_metrics(gold, [majority] * len(gold)), keys)}

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SETTINGS = {
     "preset": [],
     "gradient_checkpointing": ["disable_gradient_checkpointing=false"],

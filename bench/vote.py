@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import io
 import json
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -20,9 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from voting.rules import plurality_vote  # noqa: E402
+from voting.rules import plurality_vote
 
 LABELS = ("1", "2", "3", "4", "5")
 

@@ -68,7 +68,7 @@ def test_cola_dev_matches_the_measured_floor(shared_data: Path, tmp_path: Path):
     assert adapters_main(["cola", "--train", str(cola / "in_domain_train.tsv"), "--dev", str(cola / "in_domain_dev.tsv"),
                           "--name", "cola", "--data-dir", str(tmp_path), "--tokenizer", "none"]) == 0
     out = tmp_path / "tfidf.csv"
-    assert main(["--task", "cola", "--data-dir", str(tmp_path), "--test-split", "dev", "--out", str(out)]) == 0
+    assert main(["--task", "cola", "--data-dir", str(tmp_path), "--split", "dev", "--out", str(out)]) == 0
     dev = json.loads((tmp_path / "cola_dev.json").read_text(encoding="utf-8"))
     with out.open(encoding="utf-8", newline="") as handle:
         predicted = {row["id"]: row["prediction"] for row in csv.DictReader(handle)}

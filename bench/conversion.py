@@ -1,6 +1,6 @@
 """Bench: convert 200,000 generated judge rows with the project's adapter vs a naive pandas iterrows loop.
 
-Run: `.venv/bin/python bench/adapters.py [--rows 200000] [--runs 3]`. Prints one JSON line: rows/s (wall and CPU)
+Run: `.venv/bin/python bench/conversion.py [--rows 200000] [--runs 3]`. Prints one JSON line: rows/s (wall and CPU)
 and peak RSS of each way, each measured in its own fresh process (the project's fastest of --runs conversions, the
 naive loop's single run); their speed ratio; and the project's RSS growth at a quarter of the rows too, to show
 memory grows with the data and no faster. No tokenizer. On a shared machine read the ratio (and the load average
@@ -77,7 +77,6 @@ def run_naive(source: Path, out: Path) -> int:
 
 def worker(way: str, source: Path, out: Path, runs: int) -> None:
     """Convert `runs` times in this fresh process; report the fastest run and the process's peak RSS."""
-    sys.path.insert(0, str(ROOT))
     import pandas  # noqa: F401  (both ways pay the same import cost before the baseline)
 
     import adapters  # noqa: F401
