@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}\nnothing was written.", file=sys.stderr)
         return 2
     print(format_report(report))
-    files = ", ".join(f"{dataset}.json" for dataset in report["registered"])
-    print(f"wrote {files}, {args.name}_report.json in {args.data_dir}/; "
+    written = ", ".join(f"{dataset}.json" for dataset in report["registered"])
+    print(f"wrote {written}, {args.name}_report.json in {args.data_dir}/; "
           f"registered {', '.join(report['registered'])} in {args.data_dir}/dataset_info.json")  # fmt: skip
     return 0
 

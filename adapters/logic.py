@@ -106,9 +106,10 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
     """The original test JSONL (`--source`) with `answer` filled per question (ids `<problem id>#<index>`)."""
     if not source:
         raise TaskError("submit logic needs --source round1_test_data.jsonl (the original test JSONL)")
-    text, _ = read_text(source)
-    problems, missing = [], []
-    for line_number, line in enumerate(text.splitlines(), 1):
+    source_text = read_text(source)[0]
+    problems: list[dict[str, Any]] = []
+    missing: list[str] = []
+    for line_number, line in enumerate(source_text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -145,7 +145,8 @@ def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
         lines, encoding, unit = read_jsonl(path)
         items = [(number, (obj, f"{split}-{number}")) for number, obj in lines]
         records, skipped = build_records(items, lambda item: json_record(*item), lambda n: f"{path} {unit} {n}")
-        rows_in, notes = len(lines), {"encoding": encoding}
+        rows_in = len(lines)
+        notes: dict[str, Any] = {"encoding": encoding}
     else:
         items, where, notes = (_docx_rows if kind == "docx" else _table_rows)(path, split)
         records, skipped = build_records(items, lambda item: pair_record(*item), where)

@@ -71,12 +71,12 @@ class Table:
 
     def row_number(self, index: int) -> int:
         """The row as a spreadsheet shows it (header = row 1)."""
-        return self.numbers[index] if self.encoding == "xlsx" else index + 2
+        return self.numbers[index] if self.encoding == "xlsx" and self.numbers else index + 2
 
     def where(self, index: int) -> str:
         """'train.csv row 17', plus the text line where a CSV row starts when that differs (multi-line cells)."""
         if self.encoding == "xlsx":
-            return f"{self.path} row {self.numbers[index]}"
+            return f"{self.path} row {self.row_number(index)}"
         if self.numbers is None:  # only errors and skips need lines: finding them is kept off the fast path
             self.numbers = _csv_lines(self.path, self.encoding)
         return _csv_where(self.path, index + 2, self.numbers[index])

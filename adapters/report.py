@@ -19,7 +19,7 @@ def _duplicates(part: Part) -> dict[str, Any]:
     first: dict[tuple[str, ...], dict[str, Any]] = {}
     setdefault = first.setdefault
     dup_texts = conflicting = 0
-    examples = []
+    examples: list[list[str]] = []
     for key, record in zip(map(text_key(part.records), part.records), part.records, strict=True):
         seen = setdefault(key, record)
         if seen is record:
@@ -194,7 +194,7 @@ def build_report(
                 overheads[with_system] = template_overhead(tokenizer, with_system)
             entry["tokens"] = token_stats(part.records, tokenizer, overheads[with_system], cutoff_len)
         datasets[part.dataset_name(name)] = entry
-    tokens = {"note": token_note}
+    tokens: dict[str, Any] = {"note": token_note}
     if tokenizer is not None:
         tokens = {
             "tokenizer": token_note,

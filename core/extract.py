@@ -93,8 +93,9 @@ def extract_label(text: str, labels: tuple[str, ...] | None, synonyms: Mapping[s
 @functools.lru_cache(maxsize=64)
 def _word_pattern(labels: tuple[str, ...], words: tuple[str, ...]) -> re.Pattern:
     """Any label or synonym, longest first; ASCII words must end at a word boundary."""
-    words = sorted({*labels, *words}, key=len, reverse=True)
-    return re.compile("|".join(re.escape(word) + (r"(?![A-Za-z0-9])" if word.isascii() else "") for word in words),
+    longest_first = sorted({*labels, *words}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(word) + (r"(?![A-Za-z0-9])" if word.isascii() else "")
+                               for word in longest_first),
                       re.IGNORECASE)
 
 
@@ -110,7 +111,8 @@ class Extracted:
         return self.status == UNPARSED
 
 
-def extract_labels(texts: Sequence[str], task: TaskSpec, groups: Sequence[str] | None = None) -> Extracted:
+def extract_labels(texts: Sequence[str] | np.ndarray, task: TaskSpec,
+                   groups: Sequence[str] | np.ndarray | None = None) -> Extracted:
     """Extract every answer; each distinct (text, group) pair is parsed once, so a million short answers are fast."""
     texts = pd.Series(np.asarray(texts, dtype=object))
     text_codes, text_uniques = pd.factorize(texts)
@@ -121,7 +123,7 @@ def extract_labels(texts: Sequence[str], task: TaskSpec, groups: Sequence[str] |
                 for p in pairs]
     else:
         pair_codes, keys = text_codes, [(text, None) for text in text_uniques]
-    results = []
+    results: list[tuple[str | None, str]] = []
     for text, group in keys:
         try:
             labels, synonyms = task.rules_for(group)
@@ -129,10 +131,10 @@ def extract_labels(texts: Sequence[str], task: TaskSpec, groups: Sequence[str] |
             results.append((None, UNKNOWN_GROUP))
             continue
         results.append(extract_label(text, labels, synonyms))
-    labels = np.empty(len(results), dtype=object)
-    labels[:] = [label for label, _ in results]
+    found = np.empty(len(results), dtype=object)
+    found[:] = [label for label, _ in results]
     status = np.array([status for _, status in results], dtype=object)
-    return Extracted(labels[pair_codes], status[pair_codes])
+    return Extracted(found[pair_codes], status[pair_codes])
 
 
 

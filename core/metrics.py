@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def label_metrics(gold: Sequence[str], pred: Sequence[str | None], label_order: 
     support_true, support_pred = full.sum(axis=1)[: len(order)], full.sum(axis=0)[: len(order)]
     denominator = support_true + support_pred
     f1 = np.divide(2 * tp, denominator, out=np.zeros(len(order)), where=denominator > 0)
-    result = {
+    result: dict[str, Any] = {
         "n": n,
         "accuracy": float(tp.sum() / n) if n else 0.0,
         "macro_f1": float(f1.mean()) if len(order) else 0.0,
@@ -102,13 +103,15 @@ def is_closed_set(gold: Sequence[str]) -> bool:
     return len(set(gold)) <= CLOSED_SET_MAX
 
 
-def metrics_by_group(gold: Sequence[str], pred: Sequence[str | None], groups: Sequence[str], **kwargs) -> dict:
+def metrics_by_group(gold: Sequence[str], pred: Sequence[str | None], groups: Sequence[str] | np.ndarray,
+                     **kwargs: Any) -> dict:
     """label_metrics per group value (judge: per dimension), without the confusion matrices."""
-    gold, pred, groups = np.asarray(gold, dtype=object), np.asarray(pred, dtype=object), np.asarray(groups)
+    gold_array, pred_array = np.asarray(gold, dtype=object), np.asarray(pred, dtype=object)
+    group_array = np.asarray(groups)
     out = {}
-    for group in dict.fromkeys(groups.tolist()):
-        mask = groups == group
-        metrics = label_metrics(gold[mask].tolist(), pred[mask].tolist(), **kwargs)
+    for group in dict.fromkeys(group_array.tolist()):
+        mask = group_array == group
+        metrics = label_metrics(gold_array[mask].tolist(), pred_array[mask].tolist(), **kwargs)
         out[str(group)] = {k: v for k, v in metrics.items() if k not in ("labels", "confusion")}
     return out
 

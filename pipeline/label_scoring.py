@@ -44,7 +44,7 @@ import numpy as np
 from adapters import find_task
 from core import InputError
 from core.fileio import atomic_write_csv, atomic_write_json
-from core.paths import DATA_DIR, predictions_csv, stage_dir
+from core.paths import DATA_DIR, STAGE_DIRS, predictions_csv
 from core.records import load_dataset
 from core.tasks import TaskSpec, labels_task
 from pipeline.runs import RunError, parse_overrides, resolve_config
@@ -472,7 +472,7 @@ def run(args: argparse.Namespace) -> dict:
                 "predicted": dict(Counter(row["prediction"] for row in raw_rows))},
     }
     out = Path(args.out) if args.out else predictions_csv(args.task, args.model, "score")
-    score_dir = stage_dir(args.task, args.model, "score")
+    score_dir = Path(config["output_dir"]).with_name(STAGE_DIRS["score"])  # beside predict/, overrides followed
     rows = raw_rows
     if args.calibrate:
         train_name = args.calibrate_on or f"{args.task}_train"

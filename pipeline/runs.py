@@ -90,7 +90,7 @@ def resolve_config(
         config.update(adapter_name_or_path=lora_dir, export_dir=str(stage_dir(task, model, "export")))
     if stage != "export":
         use_cuda = cuda_available() if cuda is None else cuda
-        config["bf16"] = bool(use_cuda and config.get("bf16", True))  # bf16 only where CUDA is; fp32 on CPU
+        config["bf16"] = bool(use_cuda and config.get("bf16", True))  # kept where CUDA is, off on a CPU; never on
     config.update({key: value for key, value in overrides.items() if key != "dataset_dir"})
     return config
 

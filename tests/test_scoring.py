@@ -45,13 +45,14 @@ def toy_records(n: int, split: str, seed: int) -> list[dict]:
              "output": "1" if rng.random() < 0.7 else "0"} for i in range(n)]
 
 
-def write_dataset(data_dir: Path, name: str, records: list[dict]) -> None:
+def write_dataset(data_dir: Path, name: str, records: list[dict], task: str = "cola") -> None:
+    """What the adapters write: the records, and their entry (with the task) in dataset_info.json."""
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / f"{name}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     info_path = data_dir / "dataset_info.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     info[name] = {"file_name": f"{name}.json", "formatting": "alpaca",
-                  "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+                  "columns": {"prompt": "instruction", "query": "input", "response": "output"}, "task": task}
     info_path.write_text(json.dumps(info), encoding="utf-8")
 
 

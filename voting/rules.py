@@ -35,10 +35,10 @@ class VoteResult:
 def vote_counts(codes: np.ndarray, n_labels: int, weights: Sequence[float] | None = None) -> np.ndarray:
     """(rows, labels) weighted vote totals of a (rows, models) code matrix; abstentions (-1) count nothing."""
     codes = np.asarray(codes)
-    weights = np.ones(codes.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+    weight = np.ones(codes.shape[1]) if weights is None else np.asarray(weights, dtype=float)
     counts = np.zeros((codes.shape[0], n_labels), dtype=float, order="F")
     for label in range(n_labels):
-        counts[:, label] = (codes == label) @ weights
+        counts[:, label] = (codes == label) @ weight
     return counts
 
 
@@ -97,10 +97,10 @@ def soft_vote(probs: np.ndarray, tie_breaker_codes: np.ndarray, weights: Sequenc
     A model whose probabilities on a row are all missing or zero abstains there; exact ties → tie-breaker's label.
     """
     probs = np.nan_to_num(np.asarray(probs, dtype=float), nan=0.0)
-    weights = np.ones(probs.shape[0]) if weights is None else np.asarray(weights, dtype=float)
+    weight = np.ones(probs.shape[0]) if weights is None else np.asarray(weights, dtype=float)
     voting = probs.sum(axis=2) > 0  # (models, rows)
-    totals = np.einsum("m,mrk->rk", weights, probs)
-    mass = (weights[:, None] * voting).sum(axis=0)
+    totals = np.einsum("m,mrk->rk", weight, probs)
+    mass = (weight[:, None] * voting).sum(axis=0)
     scores = np.divide(totals, mass[:, None], out=np.zeros_like(totals), where=mass[:, None] > 0)
     return decide(scores, tie_breaker_codes, tie_breaker_only, unparsed_label)
 
@@ -117,7 +117,7 @@ def four_way_vote(votes: Sequence[Sequence[Hashable]], tie_breaker: int = 0) -> 
     return [labels[code] for code in result.winner]
 
 
-def encode_labels(votes: Sequence[Sequence[Hashable]], label_order: Sequence[Hashable] | None = None
+def encode_labels(votes: Sequence[Sequence[Hashable | None] | np.ndarray], label_order: Sequence[Hashable] | None = None
                   ) -> tuple[np.ndarray, list[Hashable]]:
     """(rows, models) code matrix and the label list; None labels become ABSTAIN."""
     columns = [np.asarray(column, dtype=object) for column in votes]
@@ -131,7 +131,8 @@ def encode_labels(votes: Sequence[Sequence[Hashable]], label_order: Sequence[Has
     return codes, list(label_order)
 
 
-def self_consistency_vote(ids: Sequence[Hashable], answers: Sequence[Hashable | None]) -> pd.DataFrame:
+def self_consistency_vote(ids: Sequence[Hashable] | np.ndarray, answers: Sequence[Hashable | None] | np.ndarray
+                          ) -> pd.DataFrame:
     """Most frequent answer per id, samples given in order; a tie goes to the tied answer that came first.
 
     Unparsed samples (None) abstain. Returns a frame indexed by id (first-appearance order) with `prediction`
@@ -156,7 +157,7 @@ def self_consistency_vote(ids: Sequence[Hashable], answers: Sequence[Hashable | 
     return out
 
 
-def ensemble_vote(label_columns: Sequence[Sequence[Hashable | None]], label_order: Sequence[Hashable],
+def ensemble_vote(label_columns: Sequence[Sequence[Hashable | None] | np.ndarray], label_order: Sequence[Hashable],
                   tie_breaker: int, weights: Sequence[float] | None = None, probs: np.ndarray | None = None,
                   tie_breaker_only: np.ndarray | None = None, unparsed_label: Hashable | None = None
                   ) -> tuple[np.ndarray, VoteResult]:
