@@ -91,7 +91,7 @@ def internlm2_sentencepiece(out_dir: Path):
 
 def tiny_config(model: str, tokenizer):
     """The real model's class and structural features at toy sizes; special-token ids from the tokenizer."""
-    from transformers import GemmaConfig, Gemma2Config, GlmConfig, Qwen2Config
+    from transformers import Gemma2Config, GemmaConfig, GlmConfig, Qwen2Config
 
     ids = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, "num_hidden_layers": 2,
            "max_position_embeddings": 1024}
