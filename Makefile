@@ -47,7 +47,7 @@ $(foreach v,FORCE_TORCHRUN NNODES NODE_RANK MASTER_ADDR MASTER_PORT USE_RAY,$(if
 # a local folder in model_name_or_path always wins; hub ids resolve through ModelScope
 export USE_MODELSCOPE_HUB ?= 1
 
-.PHONY: help setup models demo test test-fast lint data train qlora train-all predict predict-all export \
+.PHONY: help setup models convert demo test test-fast lint data train qlora train-all predict predict-all export \
         vote report baseline serve sc chat board-preset webui bench bench-quality clean
 
 help: ## list the targets
@@ -70,14 +70,22 @@ $(SMOLLM2): | $(STAMP)
 
 models: $(SMOLLM2) ## convert the embedded SmolLM2-135M-Instruct GGUF into models/smollm2
 
+# checkpoints converted once to a native architecture (pipeline/convert_internlm2.py says why); SRC= a local folder
+CONVERT_FROM_internlm2_5 := Shanghai_AI_Laboratory/internlm2_5-20b-chat
+SRC ?= $(CONVERT_FROM_$(MODEL))
+
+convert: $(STAMP) ## once: make convert MODEL=internlm2_5 [SRC=folder] → models/MODEL as LlamaForCausalLM
+	@test -n "$(CONVERT_FROM_$(MODEL))" || { echo "make convert: only MODEL=internlm2_5 is converted"; exit 2; }
+	$(PY) -m pipeline.convert_internlm2 $(SRC) models/$(MODEL)
+
 demo: setup ## the whole pipeline on the embedded sample: data → train → predict → vote → submission + score
 	$(LLMCOMP) demo
 
 test: setup ## run the test suite (its set-up included)
 	$(PY) -m pytest -q
 
-test-fast: setup ## the tests that need neither SmolLM2 nor the real data nor a browser
-	$(PY) -m pytest -q -m "not smollm2 and not shared and not slow"
+test-fast: setup ## the tests that need neither SmolLM2 nor the real data nor a browser, without the tiny-arch preset proofs
+	$(PY) -m pytest -q -m "not smollm2 and not shared and not slow and not arch"
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

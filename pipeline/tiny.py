@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 # Enough text to give the BPE merges for English, Chinese and digits; byte-level BPE covers any other input.
-_CORPUS = [
+CORPUS = [
     "The quick brown fox jumps over the lazy dog. Is this sentence grammatical? Answer 0 or 1.",
     "Score the fluency of the text from 1 to 5. Which option is correct: A, B, C, D or E?",
     "请判断下面文本的流畅性，给出1到5的分数。请判断文本是否符合创作要求。正确选项为A 模型回复为B",
@@ -36,7 +36,7 @@ def build_tiny_tokenizer(vocab_size: int = 512):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tokenizer.train_from_iterator(CORPUS * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token=None,
