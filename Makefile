@@ -32,10 +32,17 @@ DEV ?=
 TEST ?=
 DATA_ARGS ?=
 
-# voting: the tie-breaker is a prediction file's stem (glm4 in the winning entry). The task's own rules (labels,
-# groups, 选择题 → tie-breaker) come from the dataset's recorded task: `--task $(TASK)` finds them.
-TIE ?= $(if $(wildcard predictions/$(TASK)/glm4.csv),glm4,$(MODEL))
+# voting: the task's own rules (labels, groups, 选择题 → tie-breaker) come from the dataset's recorded task
+# (`--task $(TASK)`). TIE= a prediction file's stem; empty: glm4 where its file is there (the winning entry's),
+# else the model most accurate on GOLD's labelled rows, else the vote asks for one. Every vote option has a variable.
+TIE ?=
 GOLD ?= $(DATA_DIR)/$(TASK)_$(SPLIT).json
+WEIGHTS ?=
+SOFT ?=
+UNPARSED ?=
+MAX_UNPARSED ?= 5%
+TIE_ONLY ?=
+GROUPS ?=
 
 # scale-out: LLaMA-Factory's own torchrun / DeepSpeed / Ray launchers (see README)
 DS ?=
@@ -48,7 +55,7 @@ $(foreach v,FORCE_TORCHRUN NNODES NODE_RANK MASTER_ADDR MASTER_PORT USE_RAY,$(if
 export USE_MODELSCOPE_HUB ?= 1
 
 .PHONY: help setup models convert demo test test-fast lint data train qlora train-all predict predict-all export \
-        vote report baseline serve sc chat board-preset webui bench bench-quality clean
+        vote submit-paper report baseline serve sc chat board-preset webui bench bench-quality clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -119,15 +126,23 @@ export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ O
 
 # every model's predictions of TASK (sampled runs excluded: self-consistency votes those) and the task's vote rules
 VOTE_ARGS = $(filter-out %_samples.csv,$(wildcard predictions/$(TASK)/*.csv)) --task $(TASK) --data-dir $(DATA_DIR) \
-	--tie-breaker $(TIE)
+	--gold $(GOLD) --max-unparsed $(MAX_UNPARSED) $(if $(TIE),--tie-breaker $(TIE)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
+	$(if $(SOFT),--soft) $(if $(UNPARSED),--unparsed $(UNPARSED)) $(if $(GROUPS),--groups $(GROUPS)) \
+	$(foreach g,$(TIE_ONLY),--tie-breaker-only $(g))
 
-vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ (voted.csv + the competition's file)
+vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ [TIE= WEIGHTS= SOFT=1 UNPARSED= MAX_UNPARSED=5%]
 	$(LLMCOMP) vote $(VOTE_ARGS) --out submissions/$(TASK)/voted.csv
 	$(LLMCOMP) submit $(TASK) --data-dir $(DATA_DIR) --pred submissions/$(TASK)/voted.csv \
-		--test $(DATA_DIR)/$(TASK)_$(SPLIT).json --out submissions/$(TASK)/
+		--test $(DATA_DIR)/$(TASK)_$(SPLIT).json --out submissions/$(TASK)/ $(if $(UNPARSED),--unparsed $(UNPARSED)) \
+		$(if $(KEYWORDS),--keywords $(KEYWORDS)) $(if $(SOURCE),--source $(SOURCE))
+
+# iFLYTEK papers: the label vote of NAME_cls with one model's keywords of NAME_kw → submissions/NAME_cls/submit.csv
+KW_MODEL ?= $(MODEL)
+submit-paper: $(STAMP) ## paper: make submit-paper NAME=paper [KW_MODEL=smollm2] (after predicting NAME_cls and NAME_kw)
+	$(MAKE) --no-print-directory vote TASK=$(NAME)_cls KEYWORDS=predictions/$(NAME)_kw/$(KW_MODEL).csv
 
 report: $(STAMP) ## each model and the ensemble against GOLD (default: the labelled test set) → submissions/TASK/report
-	$(LLMCOMP) report $(VOTE_ARGS) --gold $(GOLD) --out submissions/$(TASK)/report
+	$(LLMCOMP) report $(VOTE_ARGS) --out submissions/$(TASK)/report
 
 baseline: $(STAMP) ## TF-IDF + logistic regression → predictions/TASK/tfidf.csv [SPLIT=dev]
 	$(LLMCOMP) baseline --task $(TASK) --split $(SPLIT) --data-dir $(DATA_DIR)

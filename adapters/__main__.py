@@ -13,7 +13,7 @@ from pathlib import Path
 from core import InputError
 
 from . import ADAPTERS
-from .report import format_report
+from .report import cutoff_warnings, format_report
 from .writing import run_conversion
 
 EXAMPLES = """examples:
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}\nnothing was written.", file=sys.stderr)
         return 2
     print(format_report(report))
+    for warning in cutoff_warnings(report):
+        print(warning, file=sys.stderr)
     written = ", ".join(f"{dataset}.json" for dataset in report["registered"])
     print(f"wrote {written}, {args.name}_report.json in {args.data_dir}/; "
           f"registered {', '.join(report['registered'])} in {args.data_dir}/dataset_info.json")  # fmt: skip

@@ -1,9 +1,11 @@
-"""iFLYTEK paper abstracts: one CSV → two datasets per split.
+"""iFLYTEK paper abstracts: one CSV → up to two datasets per split, built from what the file has.
 
 `NAME_cls_{split}`: is the paper medical (`label` 1) or not (0); `NAME_kw_{split}`: its `Keywords`.
-Columns `uuid,title,author,abstract,Keywords[,label]`; train/dev need both `label` and `Keywords`, a test file
-may lack either (output ""). The prompt holds the title and abstract (authors add length, not signal); rows
-with an empty abstract are kept (title only) and counted in the report.
+Columns `uuid,title,author,abstract[,Keywords][,label]`. A labelled file (train/dev) gives `NAME_cls_*` when it
+has `label` and `NAME_kw_*` when it has `Keywords` (a keywords-only train file is fine); one with neither is
+refused. A test file gives both (outputs "" where the column is absent), since both get predicted. The prompt holds
+the title and abstract (authors add length, not signal); rows with an empty abstract are kept (title only) and
+counted in the report.
 """
 
 from __future__ import annotations
@@ -18,44 +20,53 @@ from core.fileio import atomic_open
 from core.tasks import BINARY, BINARY_SYNONYMS, TaskError, TaskSpec, register_task
 
 from . import register_adapter
-from .readers import RowError, read_table
+from .readers import AdapterError, RowError, read_table
 from .records import Part, build_records, output_label, quoted
 
 COLUMNS = ("uuid", "title", "author", "abstract")
 KEYWORDS, LABEL = "Keywords", "label"
 CLS_INSTRUCTION = "Is this paper about medicine? Answer 1 for yes, 0 for no."
 KW_INSTRUCTION = "List the keywords of this paper, separated by '; '."
+SUBSETS = {"cls": LABEL, "kw": KEYWORDS}  # dataset subset → the column its outputs come from
 
 
-def paper_records(row: dict[str, str], labelled: bool) -> list[dict[str, Any]]:
-    """One CSV row → [classification record, keywords record]; a labelled split needs label and Keywords."""
+def paper_records(row: dict[str, str], labelled: bool, subsets: tuple[str, ...] = ("cls", "kw")
+                  ) -> list[dict[str, Any]]:
+    """One CSV row → one record per subset (classification, keywords); labelled outputs must be usable."""
     uuid = row["uuid"].strip()
     if not uuid:
         raise RowError("uuid is empty, expected the paper's id")
     label = row.get(LABEL, "").strip()
-    if (label or labelled) and label not in ("0", "1"):
+    if "cls" in subsets and (label or (labelled and LABEL in row)) and label not in BINARY:
         raise RowError(f"{LABEL} is {quoted(row.get(LABEL, ''))}, expected 0 or 1 (1 = medical)")
-    if labelled and not row[KEYWORDS].strip():
+    keywords = row.get(KEYWORDS, "").strip()
+    if "kw" in subsets and labelled and KEYWORDS in row and not keywords:
         raise RowError(f"{KEYWORDS} is empty, expected the paper's keywords in a labelled split")
     text = f"Title: {row['title'].strip()}\nAbstract: {row['abstract'].strip()}"
-    return [
-        {"id": uuid, "instruction": CLS_INSTRUCTION, "input": text, "output": label},
-        {"id": uuid, "instruction": KW_INSTRUCTION, "input": text, "output": row.get(KEYWORDS, "").strip()},
-    ]
+    records = {
+        "cls": {"id": uuid, "instruction": CLS_INSTRUCTION, "input": text, "output": label},
+        "kw": {"id": uuid, "instruction": KW_INSTRUCTION, "input": text, "output": keywords},
+    }
+    return [records[subset] for subset in subsets]
 
 
 def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
     table = read_table(path)
     labelled = split != "test"
-    required = COLUMNS + ((KEYWORDS, LABEL) if labelled else ())
-    columns = table.require(required, () if labelled else (KEYWORDS, LABEL))
-    records, skipped = build_records(table.dicts(columns), lambda row: paper_records(row, labelled), table.where)
+    columns = table.require(COLUMNS, (KEYWORDS, LABEL))
+    subsets = tuple(s for s, column in SUBSETS.items() if column in columns) if labelled else tuple(SUBSETS)
+    if not subsets:
+        raise AdapterError(f"{path} row 1 (header): neither {LABEL} nor {KEYWORDS}, expected at least one of them "
+                           f"in a labelled {split} file (found {', '.join(table.header)})")
+    records, skipped = build_records(table.dicts(columns), lambda row: paper_records(row, labelled, subsets),
+                                     table.where)
     abstract_at = table.header.index("abstract")
     notes = {"encoding": table.encoding, "empty_abstract": sum(not row[abstract_at].strip() for row in table.rows)}
-    rows_in = len(table.rows)
+    rows_in, step = len(table.rows), len(subsets)
     return [
-        Part(split, path, records[0::2], rows_in, skipped, "cls", output_label, dict(notes)),
-        Part(split, path, records[1::2], rows_in, list(skipped), "kw", None, dict(notes), task="keywords"),
+        Part(split, path, records[k::step], rows_in, list(skipped), subset, output_label if subset == "cls" else None,
+             dict(notes), task="paper" if subset == "cls" else "keywords")
+        for k, subset in enumerate(subsets)
     ]
 
 
@@ -66,7 +77,8 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
                      keywords: Mapping[str, str] | None = None, **_: Any) -> dict[str, Any]:
     """`uuid,Keywords,label` (UTF-8) in the test file's order: `labels` from NAME_cls, `keywords` from NAME_kw."""
     if keywords is None:
-        raise TaskError("submit paper needs --keywords KW.csv (id,prediction holding each abstract's keywords)")
+        raise TaskError("submit paper needs the keywords too: --keywords predictions/NAME_kw/MODEL.csv (id,prediction "
+                        "with each abstract's keywords); make: KEYWORDS=that file, or `make submit-paper NAME=...`")
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(("uuid", "Keywords", "label"))
@@ -78,4 +90,5 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
 
 register_task(TaskSpec("paper", BINARY, BINARY_SYNONYMS, submission_name="submit.csv", write_submission=write_submission,
                        help="paper classification: medical (1) or not (0); the submission adds the keywords"))
-register_task(TaskSpec("keywords", None, help="keyword extraction: free text, keywords separated by '; '"))
+register_task(TaskSpec("keywords", None, text_metrics="keywords",
+                       help="keyword extraction: free text, keywords separated by '; ', scored by keyword P/R/F1"))

@@ -247,3 +247,23 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+
+
+OVER_CUTOFF_WARN = 0.05  # above this share of over-long rows, say so on screen, not only in the report
+
+
+def cutoff_warnings(report: dict[str, Any]) -> list[str]:
+    """One warning per dataset where more than 5% of the rows are longer than cutoff_len, with what to do."""
+    warnings = []
+    for dataset, entry in report["datasets"].items():
+        tokens, rows = entry.get("tokens") or {}, entry.get("rows_out") or 0
+        over = tokens.get("over_cutoff", 0)
+        if rows and over > OVER_CUTOFF_WARN * rows:
+            warnings.append(
+                f"warning: {over} of {rows} rows of {dataset} ({over / rows:.0%}) are longer than cutoff_len "
+                f"{tokens['cutoff_len']} tokens. LLaMA-Factory cuts such a prompt's tail, the chat template's "
+                "assistant header included, so the model learns to answer mid-text. Convert with --fit-cutoff "
+                f"(make data DATA_ARGS=\"--tokenizer MODEL_DIR --cutoff-len {tokens['cutoff_len']} --fit-cutoff\") "
+                "or raise cutoff_len (ARGS=cutoff_len=N) for training."
+            )
+    return warnings

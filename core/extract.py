@@ -4,7 +4,8 @@
 1. the whole answer (NFKC-normalised, surrounding punctuation stripped) is a label, or a synonym ("yes" → "1");
 2. the whole answer is a bare value of the label's kind outside the set ("7" for 1–5, "F" for A–E) → out_of_set;
 3. a cue word followed by a label: "Score: 4", "答案是B", "评分为4分", "answer is (C)";
-4. exactly one distinct label appears as a standalone token ("我给4分" → 4; "4 or 5" is ambiguous);
+4. the answer opens with a synonym as a whole word ("No, the two questions…" → 0, "正确，因为…" → 1);
+5. exactly one distinct label appears as a standalone token ("我给4分" → 4; "4 or 5" is ambiguous);
 otherwise the answer is unparsed. Free-text tasks (qa, keywords) keep the stripped text; empty text is unparsed.
 """
 
@@ -81,6 +82,8 @@ def extract_label(text: str, labels: tuple[str, ...] | None, synonyms: Mapping[s
             token = pattern.match(text, cue.end())
             if token and (label := _canonical(token.group(0), labels, synonyms)) is not None:
                 return label, OK
+    if synonyms and (label := _leading_word(text, synonyms)) is not None:
+        return label, OK
     if numeric or letters:
         body = _OUT_OF.sub(" ", text) if numeric else text
         found = (_STANDALONE_INT if numeric else _STANDALONE_LETTER).findall(body)
@@ -88,6 +91,20 @@ def extract_label(text: str, labels: tuple[str, ...] | None, synonyms: Mapping[s
         if len(candidates) == 1:
             return candidates.pop(), OK
     return None, UNPARSED
+
+
+def _leading_word(text: str, synonyms: Mapping[str, str]) -> str | None:
+    """The label of a synonym the answer opens with, as a whole word ("No, the two questions…" → "0").
+
+    Single ASCII letters ("y", "n") are left out: "N/A" is not a no.
+    """
+    folded = text.casefold()
+    for word in sorted(synonyms, key=len, reverse=True):
+        if (len(word) > 1 or not word.isascii()) and folded.startswith(word):
+            rest = folded[len(word):]
+            if not rest or not rest[0].isalnum():
+                return synonyms[word]
+    return None
 
 
 @functools.lru_cache(maxsize=64)

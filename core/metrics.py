@@ -9,6 +9,8 @@ the confusion matrix and of MAE, which is over parsed rows (`mae_n`).
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -84,6 +86,88 @@ def text_metrics(gold: Sequence[str], pred: Sequence[str | None]) -> dict:
         "char_f1": float(np.mean(f1)) if n else 0.0,
         "unparsed": sum(prediction is None for prediction in pred),
     }
+
+
+KEYWORD_SEPARATORS = re.compile(r"[;,]")  # after NFKC: "；" → ";", "，" → ","
+
+
+def keyword_set(text: str | None) -> set[str]:
+    """A paper's keywords: split on ; or , (full-width too), case folded, whitespace collapsed, empties dropped."""
+    if not text:
+        return set()
+    folded = unicodedata.normalize("NFKC", str(text)).casefold()
+    return {" ".join(part.split()) for part in KEYWORD_SEPARATORS.split(folded) if part.strip()}
+
+
+def keyword_metrics(gold: Sequence[str], pred: Sequence[str | None]) -> dict:
+    """Keyword-level precision, recall and F1: set match per paper, micro (pooled) and macro (mean per paper)."""
+    hits = predicted = expected = 0
+    per_paper = []
+    for answer, prediction in zip(gold, pred, strict=True):
+        g, p = keyword_set(answer), keyword_set(prediction)
+        tp = len(g & p)
+        hits, predicted, expected = hits + tp, predicted + len(p), expected + len(g)
+        precision = tp / len(p) if p else 0.0
+        recall = tp / len(g) if g else 0.0
+        per_paper.append((precision, recall, _f1(precision, recall)))
+    micro_p = hits / predicted if predicted else 0.0
+    micro_r = hits / expected if expected else 0.0
+    macro = np.mean(per_paper, axis=0) if per_paper else np.zeros(3)
+    return {
+        "n": len(per_paper),
+        "keyword_precision": micro_p, "keyword_recall": micro_r, "keyword_f1": _f1(micro_p, micro_r),
+        "keyword_macro_precision": float(macro[0]), "keyword_macro_recall": float(macro[1]),
+        "keyword_macro_f1": float(macro[2]),
+        "unparsed": sum(prediction is None for prediction in pred),
+    }  # fmt: skip
+
+
+def _f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def qa_scores(answer: str, prediction: str | None) -> dict[str, float]:
+    """One answer's ROUGE-L and BLEU-4 (×100), computed as LLaMA-Factory's predict does (its ComputeSimilarity):
+    ROUGE-L F over jieba words (rouge_chinese), sentence BLEU-4 over characters with smoothing method 3 (nltk)."""
+    import jieba
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+    from rouge_chinese import Rouge
+
+    prediction = prediction or ""
+    hypothesis, reference = list(jieba.cut(prediction)), list(jieba.cut(answer))
+    if not " ".join(hypothesis).split() or not " ".join(reference).split():
+        rouge_l = 0.0
+    else:
+        rouge_l = Rouge().get_scores(" ".join(hypothesis), " ".join(reference))[0]["rouge-l"]["f"]
+    bleu = sentence_bleu([list(answer)], list(prediction), smoothing_function=SmoothingFunction().method3)
+    return {"rouge_l": round(rouge_l * 100, 4), "bleu_4": round(bleu * 100, 4)}
+
+
+def qa_metrics(gold: Sequence[str], pred: Sequence[str | None], per_row: bool = False) -> dict:
+    """Free-text answers: exact match and char F1 (text_metrics) plus mean ROUGE-L and BLEU-4 on jieba-segmented
+    Chinese, the measures LLaMA-Factory's own predict reports; `per_row` adds each row's scores."""
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    result = text_metrics(gold, pred)
+    rows = [qa_scores(answer, prediction) for answer, prediction in zip(gold, pred, strict=True)]
+    result["rouge_l"] = float(np.mean([r["rouge_l"] for r in rows])) if rows else 0.0
+    result["bleu_4"] = float(np.mean([r["bleu_4"] for r in rows])) if rows else 0.0
+    if per_row:
+        result["rows"] = [{"exact_match": float(normalize_text(a) == normalize_text(p or "")), **r}
+                          for a, p, r in zip(gold, pred, rows, strict=True)]
+    return result
+
+
+FREE_TEXT_METRICS = {"text": text_metrics, "keywords": lambda g, p: {**text_metrics(g, p), **keyword_metrics(g, p)},
+                     "qa": qa_metrics}  # fmt: skip
+
+
+def free_text_metrics(gold: Sequence[str], pred: Sequence[str | None], kind: str = "text") -> dict:
+    """The measures a free-text task is judged by: `text` (exact match, char F1), `keywords`, or `qa`."""
+    return FREE_TEXT_METRICS[kind](gold, pred)
 
 
 def char_f1(gold: str, pred: str) -> float:

@@ -53,7 +53,8 @@ class TaskSpec:
     # the competition's submission file: its default name and the writer (adapters' module for the task)
     submission_name: str | None = None
     write_submission: SubmissionWriter | None = None
-    # the free-text task a second output of the same rows is scored as (paper's keywords), if any
+    # how free-text answers are scored (core.metrics.free_text_metrics): "text", "keywords" or "qa"
+    text_metrics: str = "text"
     help: str = ""
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 from adapters import find_task
@@ -17,7 +18,7 @@ from core import InputError
 from core.fileio import atomic_write_csv
 from core.paths import DATA_DIR, predictions_csv
 from core.records import dataset_file, read_records
-from core.tasks import TaskError
+from core.tasks import TaskError, TaskSpec
 
 
 def record_text(record: dict) -> str:
@@ -39,8 +40,21 @@ def text_vectorizer(texts: list[str]):
     return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)
 
 
-def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0, group_col: str | None = None) -> list[dict]:
-    """Fit one TF-IDF + LR model per group on train; return [{id, prediction, prob_<label>...}] in test order."""
+def fallback_label(train: list[dict], todo: list[dict], task: TaskSpec | None) -> str:
+    """For a group train has no rows of (the public judge train is fluency-only): the most common train label that
+    the group's rows may take, or "" (the rows abstain in a vote) where none may."""
+    allowed = set(task.candidates(todo[0])) if task is not None and not task.free_text else None
+    counts = Counter(r["output"] for r in train if r["output"] != "" and (allowed is None or r["output"] in allowed))
+    return counts.most_common(1)[0][0] if counts else ""
+
+
+def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0, group_col: str | None = None,
+                      task: TaskSpec | None = None) -> list[dict]:
+    """Fit one TF-IDF + LR model per group on train; return [{id, prediction, prob_<label>...}] in test order.
+
+    A group with no labelled train rows gets `fallback_label` for every row, said on stderr.
+    """
+    group_col = group_col or (task.group_col if task is not None else None)
     group_of = group_key(group_col)
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -52,7 +66,13 @@ def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0, group_
         todo = [r for r in test if group_of(r) == group]
         classes = sorted({r["output"] for r in fit_on})
         if not fit_on:
-            raise SystemExit(f"baseline: no labelled train records for group {group!r}")
+            label = fallback_label(train, todo, task)
+            print(f"[baseline] no labelled train rows for {group_col} {group!r}: its {len(todo)} rows get "
+                  + (f"the most common allowed train label {label!r}" if label else "no label (they abstain)"),
+                  file=sys.stderr)
+            for r in todo:
+                rows[r["id"]] = {"prediction": label, **{f"prob_{c}": float(c == label) for c in labels_all}}
+            continue
         if len(classes) == 1:  # nothing to learn: the only label seen
             for r in todo:
                 rows[r["id"]] = {"prediction": classes[0], **{f"prob_{c}": float(c == classes[0]) for c in labels_all}}
@@ -83,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        group_col = find_task(args.task, args.data_dir).group_col
+        task: TaskSpec | None = find_task(args.task, args.data_dir)
     except TaskError:
-        group_col = None  # a dataset without a recorded task: one classifier for all rows
+        task = None  # a dataset without a recorded task: one classifier for all rows
     out = args.out or predictions_csv(args.task, "tfidf")
-    atomic_write_csv(out, tfidf_predictions(train, test, group_col=group_col))
+    atomic_write_csv(out, tfidf_predictions(train, test, task=task))
     print(f"[baseline] TF-IDF + LR on {len(train)} train records → {len(test)} predictions of {args.split} in {out}")
     return 0
 

@@ -418,6 +418,22 @@ def test_paper_writes_cls_and_kw_datasets(tmp_path, capsys):
     assert load(tmp_path / "d", "t_kw_test")[0]["output"] == load(tmp_path / "d", "t_cls_test")[0]["output"] == ""
 
 
+def test_paper_builds_only_the_datasets_its_file_has(tmp_path, capsys):
+    """A keywords-only train file (the public A-board layout) gives NAME_kw_train; label-only gives NAME_cls_train."""
+    header = ["uuid", "title", "author", "abstract", "Keywords"]
+    kw_only = write_csv(tmp_path / "kw.csv", [["1", "T", "A", "Abs", "heart; study"]], "utf-8", header)
+    code, _, err = convert(capsys, "paper", tmp_path / "d", "--train", kw_only, name="p")
+    assert code == 0, err
+    assert set(registry(tmp_path / "d")) == {"p_kw_train"}
+    assert registry(tmp_path / "d")["p_kw_train"]["task"] == "keywords"
+    label_only = write_csv(tmp_path / "cls.csv", [["1", "T", "A", "Abs", "1"]], "utf-8", [*header[:4], "label"])
+    assert convert(capsys, "paper", tmp_path / "e", "--train", label_only, name="p")[0] == 0
+    assert set(registry(tmp_path / "e")) == {"p_cls_train"}
+    neither = write_csv(tmp_path / "none.csv", [["1", "T", "A", "Abs"]], "utf-8", header[:4])
+    code, _, err = convert(capsys, "paper", tmp_path / "f", "--train", neither, name="p")
+    assert code == 2 and "neither label nor Keywords" in err and not (tmp_path / "f").exists()
+
+
 # ---------------------------------------------------------------- qa
 
 
@@ -506,7 +522,11 @@ def test_token_report_with_a_tokenizer(tmp_path, capsys, tiny_model):
     tokens = json.loads((tmp_path / "t_report.json").read_text(encoding="utf-8"))["datasets"]["t_train"]["tokens"]
     assert tokens["over_cutoff"] == 1 and tokens["cutoff_len"] == 256
     assert tokens["p50"] <= tokens["p95"] <= tokens["max"] and tokens["max"] > 256
-    assert "t_train" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "t_train" in captured.out
+    # 1 of the rows is over the cutoff: above 5%, so it is said on screen with what to do
+    assert "rows of t_train" in captured.err and "longer than cutoff_len 256" in captured.err
+    assert "--fit-cutoff" in captured.err
 
 
 def test_every_task_is_registered():

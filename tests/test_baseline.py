@@ -75,3 +75,16 @@ def test_cola_dev_matches_the_measured_floor(shared_data: Path, tmp_path: Path):
     result = label_metrics([r["output"] for r in dev], [predicted[r["id"]] for r in dev])
     assert result["n"] == 527
     assert 0.62 <= result["accuracy"] <= 0.72 and 0.03 <= result["mcc"] <= 0.25, result
+
+
+def test_a_group_train_lacks_falls_back_and_says_so(capsys):
+    """The public judge train is fluency-only: 规范性 rows get the most common allowed label, 选择题 rows too (1)."""
+    from adapters import get_task
+
+    train = records([("流畅的文章", "5"), ("不通顺", "3"), ("很流畅", "3"), ("一般", "1")], "f", dimension="流畅性")
+    test = records([("文章", ""), ("选了C", ""), ("再来", "")], "t", dimension="规范性")
+    test[1]["dimension"] = "选择题"
+    rows = tfidf_predictions(train, test, task=get_task("judge"))
+    assert [r["prediction"] for r in rows] == ["3", "1", "3"]  # 选择题 may only be 0/1: train's only allowed one
+    err = capsys.readouterr().err
+    assert "no labelled train rows for dimension '规范性'" in err and "'选择题'" in err

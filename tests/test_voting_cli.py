@@ -55,14 +55,14 @@ def judge_files(tmp_path) -> list[Path]:
 def test_vote_subprocess_judge(judge_files, tmp_path):
     out = tmp_path / "voted" / "judge.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "voting", "vote", *map(str, judge_files), "--task", "judge", "--tie-breaker", "glm4", "--out", str(out)],  # 选择题 → glm4: the task's own rule
+        [sys.executable, "-m", "voting", "vote", *map(str, judge_files), "--task", "judge", "--tie-breaker", "glm4", "--out", str(out), "--max-unparsed", "20%"],  # 选择题 → glm4: the task's own rule
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["decided_by"]["tie_breaker"] == 2 and summary["decided_by"]["tie_breaker_only"] == 1
     assert summary["unparsed"]["glm4"] == 1
-    assert "glm4.csv: 1 of 6 predictions unparsed (ids TE5)" in proc.stderr
+    assert "glm4.csv: 1 of 6 predictions unparsed or outside the labels, they abstain (ids TE5)" in proc.stderr
     rows = read_csv(out)
     assert [r["prediction"] for r in rows] == ["4", "3", "1", "5", "1", "5"]
     assert [r["decided_by"] for r in rows] == ["majority", "tie_breaker", "tie_breaker", "majority",
@@ -75,7 +75,7 @@ def test_vote_groups_file_and_weights(judge_files, tmp_path, capsys):
         f"TE{i},{'选择题' if i == 4 else '流畅性'}\n" for i in range(6)))
     out = tmp_path / "voted.csv"
     code, summary, _ = run(["vote", *judge_files, "--task", "judge", "--tie-breaker", "glm4", "--groups", groups,
-                            "--weights", "gemma2=3", "--out", out], capsys)
+                            "--weights", "gemma2=3", "--max-unparsed", "20%", "--out", out], capsys)
     assert code == 0
     # gemma2 weighs 3: it outvotes a pair (rows 1 and 5) and beats the singles (row 2); row 4 is tie-breaker-only
     assert [r["prediction"] for r in read_csv(out)] == ["4", "2", "4", "5", "1", "4"]
@@ -96,10 +96,13 @@ def test_vote_unparsed_row_needs_an_explicit_fallback(tmp_path, capsys):
     b = write(tmp_path / "b.csv", "id,prediction\n1,B\n2,no idea\n")
     out = tmp_path / "v.csv"
     code, _, err = run(["vote", a, b, "--task", "logic", "--tie-breaker", "a", "--out", out], capsys)
+    assert code == 2 and "too many predictions abstain" in err and "a 1 of 2, b 1 of 2" in err  # above 5%
+    code, _, err = run(["vote", a, b, "--task", "logic", "--tie-breaker", "a", "--max-unparsed", "50%", "--out", out],
+                       capsys)
     assert code == 2 and "no model's text parsed on 1 rows, ids 2" in err and "--unparsed" in err
     assert not out.exists()
-    code, summary, _ = run(["vote", a, b, "--task", "logic", "--tie-breaker", "a", "--unparsed", "A", "--out", out],
-                           capsys)
+    code, summary, _ = run(["vote", a, b, "--task", "logic", "--tie-breaker", "a", "--unparsed", "A", "--out", out,
+                            "--max-unparsed", "0.5"], capsys)
     assert code == 0 and summary["decided_by"]["unparsed"] == 1
     assert [r["decided_by"] for r in read_csv(out)] == ["majority", "unparsed"]
 
@@ -107,7 +110,7 @@ def test_vote_unparsed_row_needs_an_explicit_fallback(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("b_text", "extra", "message"),
     [
-        ("id,prediction\n1,A\n2,G\n", [], "{b} row 3 id 2: prediction is 'G', expected a logic label"),
+        ("id,prediction\n1,A\n2,G\n", [], "too many predictions abstain (unparsed or outside the labels): b 1 of 2"),
         ("id,prediction\n1,A\n3,B\n", [], "have different ids: 1 ids only in {a} (2); 1 ids only in {b} (3)"),
         ("id,prediction\n1,A\n1,B\n2,C\n", [], "{b}: duplicate ids 1"),
         ("", [], "{b}: empty file"),
@@ -162,7 +165,7 @@ def test_report(judge_files, tmp_path, capsys):
     gold = write(tmp_path / "gold.csv", "id,label\nTE0,4\nTE1,3\nTE2,2\nTE3,5\nTE4,1\nTE5,4\n")
     out = tmp_path / "report"
     code, summary, _ = run(["report", *judge_files, "--gold", gold, "--out", out, "--task", "judge",
-                            "--tie-breaker", "glm4"],
+                            "--tie-breaker", "glm4", "--max-unparsed", "20%"],
                            capsys)
     assert code == 0
     assert summary["tie_breaker_decided"]["rows"] == 3
@@ -283,3 +286,18 @@ def test_submit_paper_and_qa(tmp_path, capsys):
     assert code == 0
     line = json.loads((tmp_path / "qa" / "answers.jsonl").read_text(encoding="utf-8"))
     assert line == {"id": "q1", "instruction": "首都?", "input": "", "answer": "北京"}
+
+
+def test_default_tie_breaker_glm4_else_the_best_on_labelled_rows_else_asked(tmp_path, capsys):
+    gold = write(tmp_path / "dev.json", json.dumps([{"id": "1", "output": "A"}, {"id": "2", "output": "B"},
+                                                    {"id": "3", "output": ""}]))  # row 3 unlabelled
+    a = write(tmp_path / "a.csv", "id,prediction\n1,B\n2,A\n3,A\n")  # 0 of 2 right
+    b = write(tmp_path / "b.csv", "id,prediction\n1,A\n2,B\n3,B\n")  # 2 of 2 right
+    out = tmp_path / "v.csv"
+    code, summary, _ = run(["vote", a, b, "--task", "logic", "--gold", gold, "--out", out], capsys)
+    assert code == 0 and summary["tie_breaker"] == "b" and "2 labelled rows" in summary["tie_breaker_why"]
+    glm4 = write(tmp_path / "glm4.csv", "id,prediction\n1,C\n2,C\n3,C\n")
+    code, summary, _ = run(["vote", a, b, glm4, "--task", "logic", "--gold", gold, "--out", out], capsys)
+    assert code == 0 and summary["tie_breaker"] == "glm4"
+    code, _, err = run(["vote", a, b, "--task", "logic", "--out", out], capsys)
+    assert code == 2 and "give --tie-breaker NAME (make: TIE=NAME), one of a, b" in err

@@ -72,6 +72,23 @@ def test_task_specific_synonyms():
     assert extract_label("not duplicate", qqp.labels, qqp.synonyms) == ("0", "ok")
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("No, the two questions ask different things.", "0"),  # QQP generations open with the answer word
+        ("Yes. Both ask how to learn Python.", "1"),
+        ("Not duplicate: one asks about cost", "0"),
+        ("正确，因为回复选了C", "1"),
+        ("对于这个问题", None),  # 对 opens a longer word: not an answer
+        ("N/A", None),  # single letters do not count as a leading word
+        ("Nothing to say", None),
+    ],
+)
+def test_binary_answers_open_with_yes_or_no(text, expected):
+    qqp = TASKS["qqp"]
+    assert extract_label(text, qqp.labels, qqp.synonyms)[0] == expected
+
+
 def test_judge_label_set_depends_on_dimension():
     judge = TASKS["judge"]
     extracted = extract_labels(["3", "3", "1", "yes", "0", "0"], judge, ["流畅性", "选择题", "选择题", "选择题", "规范性", ""])
@@ -123,7 +140,6 @@ def test_read_predictions_csv_extracts_and_reads_gb18030(tmp_path):
         ("id,answer\n1,4\n", "expected the columns id,prediction"),
         ("id,prediction\n1,4\n2,3\n1,5\n", "duplicate ids 1 \\(first at row 2\\)"),
         ("id,prediction\n1,4\n,3\n", "row 3: empty id"),
-        ("id,prediction\n1,4\n2,9\n", "row 3 id 2: prediction is '9', expected a judge label"),
     ],
 )
 def test_read_predictions_csv_bad_input(tmp_path, content, message):
@@ -143,3 +159,13 @@ def test_read_gold_json_and_csv(tmp_path):
     csv_path.write_text("id,label\n1,B\n2,maybe\n", encoding="utf-8")
     with pytest.raises(VotingError, match="row 3 id 2: label is 'maybe'"):
         read_gold(csv_path, TASKS["logic"])
+
+
+def test_a_prediction_outside_the_labels_abstains_but_a_submission_refuses_it(tmp_path, capsys):
+    """'3333' for a 1–5 score does not stop a vote (it abstains, counted); a submission cannot hold it."""
+    path = tmp_path / "m.csv"
+    path.write_text("id,prediction\n1,4\n2,3333\n", encoding="utf-8")
+    assert read_predictions_csv(path, TASKS["judge"]).labels.tolist() == ["4", None]
+    assert "1 predictions outside the judge labels abstain, e.g. '3333' (ids 2)" in capsys.readouterr().err
+    with pytest.raises(VotingError, match="row 3 id 2: prediction is '3333', expected a judge label"):
+        read_predictions_csv(path, TASKS["judge"], refuse_outside=True)

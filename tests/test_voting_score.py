@@ -100,7 +100,7 @@ def test_score_reports_unparsed_and_plots(tmp_path, capsys):
     result = json.loads(out)
     assert result["unparsed"] == 1 and result["accuracy"] == pytest.approx(1 / 3)
     assert "mae" not in result
-    assert "1 of 3 predictions unparsed (ids 2)" in err
+    assert "1 of 3 predictions unparsed or outside the labels, they abstain (ids 2)" in err
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -21,7 +21,8 @@ from core import InputError
 from core.fileio import atomic_open
 from core.tasks import RAW, TEXT, TaskSpec, labels_task
 from voting import VotingError
-from voting.ensemble import VoteOptions, self_consistency, vote_files
+from voting.ensemble import VoteOptions, parse_share, self_consistency, vote_files
+from voting.predictions import read_dataset_json
 from voting.report import report_files, score_file
 from voting.rules import DECIDED_BY
 from voting.submit import labels_by_id, write_submission
@@ -41,10 +42,9 @@ def add_task_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data-dir", default="data", help="where DATA/dataset_info.json records dataset tasks")
 
 
-def add_vote_options(parser: argparse.ArgumentParser, tie_breaker_required: bool) -> None:
-    parser.add_argument("--tie-breaker", required=tie_breaker_required, metavar="NAME",
-                        help="the stem of the file whose label breaks ties" +
-                        ("" if tie_breaker_required else " (default: the first file)"))
+def add_vote_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tie-breaker", metavar="NAME", help="the stem of the file whose label breaks ties (default: "
+                        "glm4 where its file is given, else the file most accurate on the labelled rows of --gold)")
     parser.add_argument("--weights", metavar="a=2,b=1", help="vote weights by file stem; unnamed files weigh 1")
     parser.add_argument("--soft", action="store_true", help="average the prob_<label> columns instead of counting")
     parser.add_argument("--tie-breaker-only", metavar="GROUP", action="append",
@@ -54,6 +54,9 @@ def add_vote_options(parser: argparse.ArgumentParser, tie_breaker_required: bool
                         "without it (default: the tie-breaker's file)")
     parser.add_argument("--unparsed", metavar="LABEL", help="label for rows on which no model's text parsed "
                         "(default: such rows are an error)")
+    parser.add_argument("--max-unparsed", metavar="SHARE", default="5%", type=parse_share,
+                        help="stop when a model's predictions abstain (unparsed or outside the labels) on more than "
+                        "this share of rows (default 5%%); below it they abstain and are counted")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     vote = commands.add_parser("vote", help="N-way plurality with a tie-breaker", epilog=POLICY)
     vote.add_argument("files", nargs="+", help="predictions CSVs (id,prediction[,prob_*][,extras])")
     vote.add_argument("--out", required=True, help="the voted predictions CSV")
-    add_vote_options(vote, tie_breaker_required=True)
+    vote.add_argument("--gold", help="labelled records (or CSV id,label) to pick the default tie-breaker by")
+    add_vote_options(vote)
     add_task_options(vote)
 
     sc = commands.add_parser("self-consistency", help="most frequent of one model's N samples per id",
@@ -85,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("files", nargs="+")
     report.add_argument("--gold", required=True)
     report.add_argument("--out", required=True, metavar="DIR")
-    add_vote_options(report, tie_breaker_required=False)
+    add_vote_options(report)
     add_task_options(report)
 
     submit = commands.add_parser("submit", help="a submission in the competition's own format")
@@ -116,7 +120,8 @@ def task_from_args(args: argparse.Namespace) -> TaskSpec:
 
 
 def vote_options(args: argparse.Namespace) -> VoteOptions:
-    return VoteOptions(args.tie_breaker, args.weights, args.soft, args.groups, args.tie_breaker_only, args.unparsed)
+    return VoteOptions(args.tie_breaker, args.weights, args.soft, args.groups, args.tie_breaker_only, args.unparsed,
+                       args.max_unparsed, getattr(args, "gold", None))
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
@@ -134,6 +139,7 @@ def command_vote(args: argparse.Namespace, task: TaskSpec) -> dict:
             out[column] = tie_breaker.frame[column].to_numpy()
     write_csv(out, args.out)
     return {"out": args.out, "n": len(out), "models": [f.name for f in files], "tie_breaker": vote.tie_breaker,
+            "tie_breaker_why": vote.tie_breaker_why,
             "decided_by": vote.result.decided_by_counts(), "unparsed": vote.unparsed}
 
 
@@ -154,16 +160,10 @@ def command_report(args: argparse.Namespace, task: TaskSpec) -> dict:
 def command_submit(args: argparse.Namespace, _task: TaskSpec) -> dict:
     task = find_task(args.submit_task, args.data_dir)
     keywords = None
-    if args.keywords:
-        keywords = labels_by_id(args.keywords, find_task("keywords"), read_records_for(args.test))
+    if args.keywords:  # paper: a paper with no keywords predicted is written with empty Keywords, and counted
+        keywords = labels_by_id(args.keywords, find_task("keywords"), read_dataset_json(args.test), unparsed="")
     return write_submission(task, args.pred, args.test, args.out, args.unparsed, source=args.source,
                             keywords=keywords)
-
-
-def read_records_for(path: str) -> list[dict]:
-    from voting.predictions import read_dataset_json
-
-    return read_dataset_json(path)
 
 
 COMMANDS = {"vote": command_vote, "self-consistency": command_self_consistency, "score": command_score,

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from core.extract import OK, extract_label
+from core.records import read_records
 from core.tasks import TaskSpec
 from voting import VotingError, first_items
 from voting.predictions import (
@@ -26,10 +28,13 @@ from voting.predictions import (
 )
 from voting.rules import NO_VOTE, VoteResult, ensemble_vote, self_consistency_vote
 
+DEFAULT_TIE_BREAKER = "glm4"  # the winning text-judging entry's designated model
+MAX_UNPARSED = 0.05  # a model whose share of abstaining rows is above this stops the vote
+
 
 @dataclass
 class VoteOptions:
-    """How to vote: the tie-breaker's file stem (default: the first file), weights by stem, and the rest."""
+    """How to vote: the tie-breaker's file stem (default: see `pick_tie_breaker`), weights by stem, and the rest."""
 
     tie_breaker: str | None = None
     weights: str | None = None
@@ -37,7 +42,60 @@ class VoteOptions:
     groups: str | None = None  # CSV id,<group column> for files without the column
     tie_breaker_only: Sequence[str] | None = None  # None: the task's own (judge: 选择题)
     unparsed: str | None = None
-    files: list[str] = field(default_factory=list)
+    max_unparsed: float = MAX_UNPARSED
+    gold: str | None = None  # labelled records (or CSV id,label) to pick the default tie-breaker by
+
+
+def parse_share(text: str) -> float:
+    """'5%' or '0.05' → 0.05 (the --max-unparsed threshold)."""
+    try:
+        value = float(text[:-1]) / 100 if text.strip().endswith("%") else float(text)
+    except ValueError:
+        raise VotingError(f"--max-unparsed {text!r}: expected a share such as 5% or 0.05") from None
+    if not 0 <= value <= 1:
+        raise VotingError(f"--max-unparsed {text!r}: expected a share between 0% and 100%")
+    return value
+
+
+def labelled_gold(path: str | None, task: TaskSpec) -> dict[str, str]:
+    """id → label of the rows of `path` that carry one (a test split's empty outputs are left out)."""
+    if not path or not Path(path).is_file():
+        return {}
+    if Path(path).suffix.lower() == ".csv":
+        frame = read_csv_frame(path, ("id", "label"))
+        pairs = [(row_id, label) for row_id, label in zip(frame["id"], frame["label"], strict=True)]
+        records = [{"id": row_id, "output": label} for row_id, label in pairs]
+    else:
+        records = read_records(path)
+    gold = {}
+    for record in records:
+        output = str(record.get("output", "")).strip()
+        if not output:
+            continue
+        labels, synonyms = task.rules_for(task.group_of(record)) if task.groups else (task.labels, task.synonyms)
+        label, status = extract_label(output, labels, synonyms)
+        if status == OK and label is not None:
+            gold[str(record["id"])] = label
+    return gold
+
+
+def pick_tie_breaker(paths: Sequence[str], task: TaskSpec, gold_path: str | None) -> tuple[str, str]:
+    """(file stem, why): glm4 where its file is there (the seed's choice); else the file with the best accuracy on
+    the labelled rows of `gold_path`; else VotingError listing the files to choose from."""
+    names = [Path(path).stem for path in paths]
+    if DEFAULT_TIE_BREAKER in names:
+        return DEFAULT_TIE_BREAKER, "the seed's tie-breaker"
+    gold = labelled_gold(gold_path, task)
+    if gold:
+        accuracy = {}
+        for path, name in zip(paths, names, strict=True):
+            predictions = read_predictions_csv(path, task, None)
+            hits = [gold[i] == label for i, label in zip(predictions.ids, predictions.labels, strict=True) if i in gold]
+            accuracy[name] = sum(hits) / len(hits) if hits else 0.0
+        best = max(names, key=lambda name: accuracy[name])  # first of the best in file order
+        return best, f"best accuracy on {len(gold)} labelled rows of {gold_path} ({accuracy[best]:.3f})"
+    raise VotingError(f"no {DEFAULT_TIE_BREAKER}.csv among the files and no labelled rows to pick a tie-breaker by: "
+                      f"give --tie-breaker NAME (make: TIE=NAME), one of {', '.join(names)}")
 
 
 def parse_weights(text: str | None, names: Sequence[str]) -> list[float] | None:
@@ -92,6 +150,7 @@ class Vote:
     result: VoteResult
     unparsed: dict[str, int]
     tie_breaker: str
+    tie_breaker_why: str = "given"
 
 
 def read_aligned(paths: Sequence[str], task: TaskSpec, tie_breaker: str, group_map: dict[str, str] | None
@@ -127,13 +186,22 @@ def vote_files(paths: Sequence[str], task: TaskSpec, options: VoteOptions) -> Vo
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise VotingError(f"files share the stem {', '.join(repeated)}: each model needs its own file name")
-    tie_breaker = options.tie_breaker or names[0]
+    tie_breaker, why = options.tie_breaker, "given"
+    if tie_breaker is None:
+        tie_breaker, why = pick_tie_breaker(paths, task, options.gold)
+        print(f"tie-breaker: {tie_breaker} ({why})", file=sys.stderr)
     if tie_breaker not in names:
         raise VotingError(f"--tie-breaker {tie_breaker} matches no file: the files are {', '.join(paths)}")
     tb_index = names.index(tie_breaker)
     group_map = read_group_map(options.groups, task)
     files = read_aligned(paths, task, tie_breaker, group_map)
     unparsed = {f.name: report_unparsed(f) for f in files}
+    over = {name: count for name, count in unparsed.items() if count > options.max_unparsed * len(files[0].ids)}
+    if over:
+        shown = ", ".join(f"{name} {count} of {len(files[0].ids)}" for name, count in over.items())
+        raise VotingError(f"too many predictions abstain (unparsed or outside the labels): {shown}, above "
+                          f"--max-unparsed {options.max_unparsed:.0%}; fix those files (their ids are on stderr), "
+                          "or raise --max-unparsed (make: MAX_UNPARSED=20%)")
     label_order = list(task.labels) if task.labels else sorted(
         {x for f in files for x in f.labels if x is not None} | (set(files[0].prob_labels) if options.soft else set()))
     if options.unparsed is not None and options.unparsed not in label_order:
@@ -152,7 +220,7 @@ def vote_files(paths: Sequence[str], task: TaskSpec, options: VoteOptions) -> Vo
     if no_vote.any():
         raise VotingError(f"{', '.join(paths)}: no model's text parsed on {int(no_vote.sum())} rows, ids "
                           f"{first_items(files[0].ids[no_vote])}; fix them or give --unparsed LABEL")
-    return Vote(files, voted, result, unparsed, tie_breaker)
+    return Vote(files, voted, result, unparsed, tie_breaker, why)
 
 
 def self_consistency(path: str | Path, task: TaskSpec, unparsed: str | None = None) -> tuple[pd.DataFrame, dict]:

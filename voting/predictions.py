@@ -112,24 +112,32 @@ def check_ids(path: str | Path, ids: pd.Series, unique: bool = True) -> None:
 
 
 def labels_or_error(path: Path, frame: pd.DataFrame, column: str, task: TaskSpec, groups: np.ndarray | None,
-                    strict: bool = False) -> np.ndarray:
-    """Extract `frame[column]`; out-of-set values (and, with strict, unparsed ones) raise VotingError."""
+                    strict: bool = False, refuse_outside: bool = False) -> np.ndarray:
+    """Extract `frame[column]`. Gold (`strict`): every value must be a label. Predictions: a value outside the task's
+    labels ("3333" for a 1–5 score) or unparsed text abstains (None, counted by report_unparsed); a row whose group
+    the task does not know is bad input either way; `refuse_outside` (a submission) refuses values outside too."""
     extracted = extract_labels(frame[column].to_numpy(dtype=object), task, groups)
+    labels = extracted.labels
     for status in (UNKNOWN_GROUP, OUT_OF_SET, UNPARSED):
         bad = extracted.status == status
-        if not bad.any() or (status == UNPARSED and not strict):
+        if not bad.any() or (status == UNPARSED and not strict) or (
+                status == OUT_OF_SET and not (strict or refuse_outside)):
             continue
         row = int(np.flatnonzero(bad)[0])
         where = f"{path} {_record_name(path, row)} id {frame['id'].iloc[row]}"
         group = None if groups is None else groups[row]
         if status == UNKNOWN_GROUP:
             raise VotingError(f"{where}: {task.group_col} is {group!r}, expected one of {', '.join(task.groups)}")
-        labels, _ = task.rules_for(group)
-        expected = "a non-empty answer" if labels is None else f"a {task.name} label ({', '.join(labels)}" + (
+        allowed, _ = task.rules_for(group)
+        expected = "a non-empty answer" if allowed is None else f"a {task.name} label ({', '.join(allowed)}" + (
             f" for {group})" if group else ")")
         raise VotingError(f"{where}: {column} is {frame[column].iloc[row]!r}, expected {expected}; "
                           f"{int(bad.sum())} such rows, ids {first_items(frame['id'][bad])}")
-    return extracted.labels
+    outside = extracted.status == OUT_OF_SET
+    if outside.any():
+        print(f"{path}: {int(outside.sum())} {column}s outside the {task.name} labels abstain, e.g. "
+              f"{frame[column][outside].iloc[0]!r} (ids {first_items(frame['id'][outside])})", file=sys.stderr)
+    return labels
 
 
 def _record_name(path: Path, row: int) -> str:
@@ -148,12 +156,14 @@ def group_values(frame: pd.DataFrame, task: TaskSpec, groups: Mapping[str, str] 
     return None
 
 
-def read_predictions_csv(path: str | Path, task: TaskSpec, groups: Mapping[str, str] | None = None) -> Predictions:
-    """A predictions file (`id,prediction[,prob_*][,extras]`) with the task's extraction applied to `prediction`."""
+def read_predictions_csv(path: str | Path, task: TaskSpec, groups: Mapping[str, str] | None = None,
+                         refuse_outside: bool = False) -> Predictions:
+    """A predictions file (`id,prediction[,prob_*][,extras]`) with the task's extraction applied to `prediction`;
+    values outside the labels abstain (None), or are refused with `refuse_outside`."""
     path = Path(path)
     frame = read_csv_frame(path, ("id", "prediction"))
     row_groups = group_values(frame, task, groups)
-    labels = labels_or_error(path, frame, "prediction", task, row_groups)
+    labels = labels_or_error(path, frame, "prediction", task, row_groups, refuse_outside=refuse_outside)
     return Predictions(path, frame, labels, row_groups)
 
 
@@ -192,11 +202,11 @@ def _looks_like_json(path: Path) -> bool:
 
 
 def report_unparsed(predictions: Predictions) -> int:
-    """Print how many answers of a file could not be parsed (stderr) and return the count."""
+    """Print how many answers of a file abstain (unparsed or outside the labels; stderr) and return the count."""
     ids = predictions.unparsed_ids
     if ids:
-        print(f"{predictions.path}: {len(ids)} of {len(predictions.labels)} predictions unparsed "
-              f"(ids {first_items(ids)})", file=sys.stderr)
+        print(f"{predictions.path}: {len(ids)} of {len(predictions.labels)} predictions unparsed or outside the "
+              f"labels, they abstain (ids {first_items(ids)})", file=sys.stderr)
     return len(ids)
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.fileio import atomic_open, atomic_write_json, atomic_write_text
-from core.metrics import is_closed_set, label_metrics, metrics_by_group, plot_confusion, text_metrics
+from core.fileio import atomic_open, atomic_write_csv, atomic_write_json, atomic_write_text
+from core.metrics import free_text_metrics, is_closed_set, label_metrics, metrics_by_group, plot_confusion, qa_metrics
 from core.tasks import TaskSpec
 from voting.ensemble import VoteOptions, vote_files
 from voting.predictions import Predictions, aligned_predictions, read_gold, read_predictions_csv, report_unparsed
@@ -34,15 +34,18 @@ def agreement_matrix(columns: Sequence[Sequence[str | None]]) -> np.ndarray:
 
 
 def ensemble_report(files: Sequence[Predictions], gold: Predictions, voted: Sequence[str | None], result: VoteResult,
-                    tie_breaker: str, text: bool, label_order: Sequence[str] | None = None,
+                    tie_breaker: str, text: str | None, label_order: Sequence[str] | None = None,
                     numeric: bool | None = None) -> dict:
-    """Scores of every model and of the ensemble, agreement, the tie-breaker's share; files aligned with gold."""
+    """Scores of every model and of the ensemble, agreement, the tie-breaker's share; files aligned with gold.
+
+    `text` names the free-text measures (core.metrics.free_text_metrics: text, keywords, qa); None: label metrics.
+    """
     gold_labels = list(gold.labels)
 
     def scored(labels) -> dict:
         labels = list(labels)
         if text:
-            return text_metrics(gold_labels, labels)
+            return free_text_metrics(gold_labels, labels, text)
         return label_metrics(gold_labels, labels, label_order, numeric)
 
     names = [f.name for f in files] + [ENSEMBLE]
@@ -77,7 +80,8 @@ def ensemble_report(files: Sequence[Predictions], gold: Predictions, voted: Sequ
 def report_markdown(report: dict, chart_name: str = "report.png") -> str:
     """The report as Markdown tables."""
     scores = report["scores"]
-    keys = [k for k in ("n", "accuracy", "macro_f1", "mcc", "mae", "exact_match", "char_f1", "unparsed")
+    keys = [k for k in ("n", "accuracy", "macro_f1", "mcc", "mae", "exact_match", "char_f1", "keyword_precision",
+                        "keyword_recall", "keyword_f1", "keyword_macro_f1", "rouge_l", "bleu_4", "unparsed")
             if any(k in s for s in scores.values())]
     lines = [f"# Ensemble report ({report['n']} rows, gold {report['gold']})", "",
              f"Tie-breaker: `{report['tie_breaker']}`.", "", "## Scores", "",
@@ -114,7 +118,7 @@ def plot_report(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scores = report["scores"]
-    metrics = [k for k in ("accuracy", "macro_f1", "mcc", "exact_match", "char_f1")
+    metrics = [k for k in ("accuracy", "macro_f1", "mcc", "exact_match", "char_f1", "keyword_f1")
                if all(k in s for s in scores.values())]
     names = list(scores)
     fig, (bars, heat) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -155,9 +159,12 @@ def _cell(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def text_scoring(task: TaskSpec, gold: Predictions) -> bool:
-    """Free-text metrics for qa/keywords/--text, and with no --task when gold is not a small closed set."""
-    return task.free_text and (task.name != "raw" or not is_closed_set(list(gold.labels)))
+def text_scoring(task: TaskSpec, gold: Predictions) -> str | None:
+    """The free-text measures for qa/keywords/--text (and with no --task when gold is not a small closed set), else
+    None: label metrics."""
+    if task.free_text and (task.name != "raw" or not is_closed_set(list(gold.labels))):
+        return task.text_metrics
+    return None
 
 
 def score_file(pred_path: str, gold_path: str, task: TaskSpec, plot: str | None = None) -> dict:
@@ -168,8 +175,9 @@ def score_file(pred_path: str, gold_path: str, task: TaskSpec, plot: str | None 
     gold, pred = aligned_predictions([gold, pred])
     report_unparsed(pred)
     result: dict = {"pred": pred_path, "gold": gold_path}
-    if text_scoring(task, gold):
-        result.update(text_metrics(list(gold.labels), list(pred.labels)))
+    kind = text_scoring(task, gold)
+    if kind:
+        result.update(free_text_metrics(list(gold.labels), list(pred.labels), kind))
         if plot:
             print("--plot: no confusion matrix for free-text answers; nothing drawn", file=sys.stderr)
         return result
@@ -188,6 +196,7 @@ def score_file(pred_path: str, gold_path: str, task: TaskSpec, plot: str | None 
 def report_files(paths: list[str], gold_path: str, task: TaskSpec, options: VoteOptions, out: str) -> dict:
     """Vote the files, score each and the ensemble against gold, write report.md/.png/.json to `out`."""
     gold = read_gold(gold_path, task)
+    options.gold = options.gold or gold_path
     vote = vote_files(paths, task, options)
     aligned = aligned_predictions([gold, *vote.files])  # same ids as gold, rows in gold's order
     order = pd.Index(vote.files[0].ids).get_indexer(aligned[0].ids)
@@ -195,7 +204,13 @@ def report_files(paths: list[str], gold_path: str, task: TaskSpec, options: Vote
     report = ensemble_report(aligned[1:], aligned[0], vote.voted[order], reordered, vote.tie_breaker,
                              text_scoring(task, gold), task.labels, task.numeric if task.labels else None)
     written = write_report(report, out)
+    if text_scoring(task, gold) == "qa":  # each answer's scores, the ensemble's, beside the report
+        rows = qa_metrics(list(aligned[0].labels), list(vote.voted[order]), per_row=True)["rows"]
+        per_row = Path(out) / "rows.csv"
+        atomic_write_csv(per_row, [{"id": i, "answer": g, "prediction": p, **r} for i, g, p, r in
+                                   zip(aligned[0].ids, aligned[0].labels, vote.voted[order], rows, strict=True)])
+        written.append(per_row)
     ensemble = report["scores"][ENSEMBLE]
-    return {"out": [str(p) for p in written], "tie_breaker": vote.tie_breaker,
+    return {"out": [str(p) for p in written], "tie_breaker": vote.tie_breaker, "tie_breaker_why": vote.tie_breaker_why,
             "ensemble": {k: v for k, v in ensemble.items() if k not in ("labels", "confusion")},
             "tie_breaker_decided": report["tie_breaker_decided"]}

@@ -24,7 +24,7 @@ def labels_by_id(pred_path: str | Path, task: TaskSpec, test_records: list[dict]
     groups = None
     if task.group_col:
         groups = {str(r["id"]): str(r.get(task.group_col, "")) for r in test_records}
-    predictions = read_predictions_csv(pred_path, task, groups)
+    predictions = read_predictions_csv(pred_path, task, groups, refuse_outside=True)
     labels = dict(zip(predictions.ids, predictions.labels, strict=True))
     test_ids = [str(record["id"]) for record in test_records]
     missing = [i for i in test_ids if i not in labels]
@@ -36,6 +36,10 @@ def labels_by_id(pred_path: str | Path, task: TaskSpec, test_records: list[dict]
         print(f"{pred_path}: {extra} predicted ids are not in the test file; ignored", file=sys.stderr)
     unparsed_ids = [i for i in test_ids if labels[i] is None]
     if unparsed_ids:
+        if unparsed is None and task.free_text:
+            raise VotingError(f"{pred_path}: {len(unparsed_ids)} predictions are empty ({first_items(unparsed_ids)}): "
+                              "the model wrote no answer there; predict those rows again (a small max_new_tokens "
+                              "cuts answers off) or give --unparsed TEXT to write a fixed answer")
         if unparsed is None:
             raise VotingError(f"{pred_path}: {len(unparsed_ids)} predictions unparsed ({first_items(unparsed_ids)});"
                               f" fix them or give --unparsed LABEL")
