@@ -11,7 +11,8 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from core.paths import stage_dir
 
 TASK = "judge_demo"
 MODEL = "smollm2"
@@ -23,7 +24,8 @@ TRAIN_OVERRIDES = ["max_steps=12", "per_device_train_batch_size=4", "logging_ste
 VOTERS = [f"predictions/{TASK}/{MODEL}.csv", f"predictions/{TASK}/{MODEL}_score.csv", f"predictions/{TASK}/tfidf.csv"]
 TIE = f"{MODEL}_score"
 # The judge task's own rules (选择题 rows take the tie-breaker's answer); a row no voter parses gets the middle score.
-VOTE_OPTS = ["--task", TASK, "--tie-breaker", TIE, "--unparsed", "3"]
+# A 12-step model's generations may not parse on many rows: they abstain (counted) instead of stopping the demo.
+VOTE_OPTS = ["--task", TASK, "--tie-breaker", TIE, "--unparsed", "3", "--max-unparsed", "100%"]
 STAGES = [
     ("data", [PY, "-m", "adapters", "judge", "--train", "data/samples/judge_train.csv",
               "--test", "data/samples/judge_test.csv", "--name", TASK]),
@@ -41,7 +43,7 @@ STAGES = [
 
 def main() -> int:
     start = time.perf_counter()
-    previous = Path("saves") / TASK / MODEL
+    previous = stage_dir(TASK, MODEL, "train").parent
     if previous.exists():
         print(f"[demo] removing the previous demo run {previous}", flush=True)
         shutil.rmtree(previous)

@@ -21,9 +21,10 @@ from typing import Any
 
 import yaml
 
+from core import InputError
 from core.fileio import atomic_write_csv, atomic_write_json, atomic_write_text
 from core.paths import DATA_DIR, stage_dir
-from core.records import read_records, read_registry
+from core.records import dataset_file, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "factory_configs"
@@ -127,13 +128,15 @@ def dataset_hashes(config: dict[str, Any]) -> dict[str, str]:
     info_path = dataset_dir / "dataset_info.json"
     if not info_path.is_file():
         return {}
-    info = read_registry(dataset_dir)
     hashes = {str(info_path): file_sha256(info_path)}
     for key in ("dataset", "eval_dataset"):
         for name in filter(None, (n.strip() for n in str(config.get(key) or "").split(","))):
-            file_name = info.get(name, {}).get("file_name")
-            if file_name and (dataset_dir / file_name).is_file():
-                hashes[str(dataset_dir / file_name)] = file_sha256(dataset_dir / file_name)
+            try:
+                path, _ = dataset_file(name, dataset_dir)
+            except InputError:
+                continue  # a hub dataset, or one the parser check already refused
+            if path.is_file():
+                hashes[str(path)] = file_sha256(path)
     return hashes
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from core.fileio import atomic_write_text
+from core.paths import STAGE_DIRS
 from pipeline.runs import RunError, cuda_available, parse_overrides, resolve_config
 
 
@@ -37,7 +38,7 @@ def server_config(model: str, task: str, overrides: list[str]) -> tuple[dict, Pa
     args = infer_arguments(config)
     if "infer_backend" not in args:
         args["infer_backend"] = "vllm" if vllm_usable() else "huggingface"
-    return args, Path(config["output_dir"]).with_name("serve") / "run.yaml"
+    return args, Path(config["output_dir"]).with_name(STAGE_DIRS["serve"]) / "run.yaml"  # beside predict/
 
 
 def server_command(run_yaml: Path) -> list[str]:
