@@ -9,12 +9,11 @@ with an empty abstract are kept (title only) and counted in the report.
 from __future__ import annotations
 
 import argparse
-import csv
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core.fileio import atomic_open
+from core.fileio import SafeCsvWriter, atomic_open
 from core.tasks import BINARY, BINARY_SYNONYMS, TaskError, TaskSpec, register_task
 
 from . import register_adapter
@@ -68,7 +67,7 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
     if keywords is None:
         raise TaskError("submit paper needs --keywords KW.csv (id,prediction holding each abstract's keywords)")
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+        writer = SafeCsvWriter(handle)  # no cell starts a spreadsheet formula
         writer.writerow(("uuid", "Keywords", "label"))
         for record in records:
             record_id = str(record["id"])
