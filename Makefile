@@ -11,6 +11,10 @@ LLMCOMP := $(VENV)/bin/llmcomp
 STAMP := $(VENV)/.installed
 SMOLLM2 := models/smollm2/config.json
 
+# Every user value reaches the shell as one single-quoted word: $(call q,$(NAME)). A name with `;` or a path with
+# a space is then just text (and the CLIs refuse a NAME/TASK/MODEL that is not a plain name).
+q = '$(subst ','\'',$(1))'
+
 MODEL ?= smollm2
 TASK ?= judge_demo
 ARGS ?=
@@ -98,70 +102,73 @@ lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 
 data: $(STAMP) ## convert raw files: make data TASK=judge NAME=judge TRAIN=... [DEV=...] [TEST=...] [DATA_ARGS=...]
-	$(LLMCOMP) data $(ADAPTER) --name $(NAME) --data-dir $(DATA_DIR) $(if $(TRAIN),--train $(TRAIN)) \
-		$(if $(DEV),--dev $(DEV)) $(if $(TEST),--test $(TEST)) $(DATA_ARGS)
+	$(LLMCOMP) data $(call q,$(ADAPTER)) --name $(call q,$(NAME)) --data-dir $(call q,$(DATA_DIR)) \
+		$(if $(TRAIN),--train $(call q,$(TRAIN))) $(if $(DEV),--dev $(call q,$(DEV))) \
+		$(if $(TEST),--test $(call q,$(TEST))) $(DATA_ARGS)
 
 train: setup ## LoRA SFT: make train MODEL=qwen2 TASK=judge [FRESH=1] [DS=z3] [ARGS="key=value ..."]
-	$(LLMCOMP) train --model $(MODEL) --task $(TASK) --data-dir $(DATA_DIR) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
+	$(LLMCOMP) train --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
 
 qlora: setup ## 4-bit QLoRA SFT (CUDA + bitsandbytes): make qlora MODEL=internlm2_5 TASK=judge
-	$(LLMCOMP) qlora --model $(MODEL) --task $(TASK) --data-dir $(DATA_DIR) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
+	$(LLMCOMP) qlora --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
 
 train-all: ## the four seed models in sequence, one process each (GPU memory freed between)
-	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory train MODEL=$$m TASK=$(TASK); done
+	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory train MODEL=$$m TASK=$(call q,$(TASK)); done
 
 predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv] [SAMPLES=N TEMPERATURE=t]
 ifeq ($(MODE),score)
-	$(LLMCOMP) score --model $(MODEL) --task $(TASK) --split $(SPLIT) --data-dir $(DATA_DIR) $(ARGS)
+	$(LLMCOMP) score --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) $(ARGS)
 else
-	$(LLMCOMP) predict --model $(MODEL) --task $(TASK) --split $(SPLIT) --data-dir $(DATA_DIR) --samples $(SAMPLES) \
-		--temperature $(TEMPERATURE) $(ARGS)
+	$(LLMCOMP) predict --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) --samples $(call q,$(SAMPLES)) \
+		--temperature $(call q,$(TEMPERATURE)) $(ARGS)
 endif
 
 predict-all: ## predict with the four seed models in sequence
-	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory predict MODEL=$$m TASK=$(TASK); done
+	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory predict MODEL=$$m TASK=$(call q,$(TASK)); done
 
 export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ Ollama Modelfile)
-	$(LLMCOMP) export --model $(MODEL) --task $(TASK) $(ARGS)
+	$(LLMCOMP) export --model $(call q,$(MODEL)) --task $(call q,$(TASK)) $(ARGS)
 
 # every model's predictions of TASK (sampled runs excluded: self-consistency votes those) and the task's vote rules
-VOTE_ARGS = $(filter-out %_samples.csv,$(wildcard predictions/$(TASK)/*.csv)) --task $(TASK) --data-dir $(DATA_DIR) \
-	--gold $(GOLD) --max-unparsed $(MAX_UNPARSED) $(if $(TIE),--tie-breaker $(TIE)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
-	$(if $(SOFT),--soft) $(if $(UNPARSED),--unparsed $(UNPARSED)) $(if $(GROUPS),--groups $(GROUPS)) \
-	$(foreach g,$(TIE_ONLY),--tie-breaker-only $(g))
+VOTE_ARGS = $(foreach f,$(filter-out %_samples.csv,$(wildcard predictions/$(TASK)/*.csv)),$(call q,$(f))) \
+	--task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --gold $(call q,$(GOLD)) \
+	--max-unparsed $(call q,$(MAX_UNPARSED)) $(if $(TIE),--tie-breaker $(call q,$(TIE))) \
+	$(if $(WEIGHTS),--weights $(call q,$(WEIGHTS))) $(if $(SOFT),--soft) $(if $(UNPARSED),--unparsed $(call q,$(UNPARSED))) \
+	$(if $(GROUPS),--groups $(call q,$(GROUPS))) $(foreach g,$(TIE_ONLY),--tie-breaker-only $(call q,$(g)))
 
 vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ [TIE= WEIGHTS= SOFT=1 UNPARSED= MAX_UNPARSED=5%]
-	$(LLMCOMP) vote $(VOTE_ARGS) --out submissions/$(TASK)/voted.csv
-	$(LLMCOMP) submit $(TASK) --data-dir $(DATA_DIR) --pred submissions/$(TASK)/voted.csv \
-		--test $(DATA_DIR)/$(TASK)_$(SPLIT).json --out submissions/$(TASK)/ $(if $(UNPARSED),--unparsed $(UNPARSED)) \
-		$(if $(KEYWORDS),--keywords $(KEYWORDS)) $(if $(SOURCE),--source $(SOURCE))
+	$(LLMCOMP) vote $(VOTE_ARGS) --out $(call q,submissions/$(TASK)/voted.csv)
+	$(LLMCOMP) submit $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --pred $(call q,submissions/$(TASK)/voted.csv) \
+		--test $(call q,$(DATA_DIR)/$(TASK)_$(SPLIT).json) --out $(call q,submissions/$(TASK)/) \
+		$(if $(UNPARSED),--unparsed $(call q,$(UNPARSED))) $(if $(KEYWORDS),--keywords $(call q,$(KEYWORDS))) \
+		$(if $(SOURCE),--source $(call q,$(SOURCE)))
 
 # iFLYTEK papers: the label vote of NAME_cls with one model's keywords of NAME_kw → submissions/NAME_cls/submit.csv
 KW_MODEL ?= $(MODEL)
 submit-paper: $(STAMP) ## paper: make submit-paper NAME=paper [KW_MODEL=smollm2] (after predicting NAME_cls and NAME_kw)
-	$(MAKE) --no-print-directory vote TASK=$(NAME)_cls KEYWORDS=predictions/$(NAME)_kw/$(KW_MODEL).csv
+	$(MAKE) --no-print-directory vote TASK=$(call q,$(NAME)_cls) KEYWORDS=$(call q,predictions/$(NAME)_kw/$(KW_MODEL).csv)
 
 report: $(STAMP) ## each model and the ensemble against GOLD (default: the labelled test set) → submissions/TASK/report
-	$(LLMCOMP) report $(VOTE_ARGS) --out submissions/$(TASK)/report
+	$(LLMCOMP) report $(VOTE_ARGS) --out $(call q,submissions/$(TASK)/report)
 
 baseline: $(STAMP) ## TF-IDF + logistic regression → predictions/TASK/tfidf.csv [SPLIT=dev]
-	$(LLMCOMP) baseline --task $(TASK) --split $(SPLIT) --data-dir $(DATA_DIR)
+	$(LLMCOMP) baseline --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR))
 
 serve: setup ## OpenAI-compatible API on 127.0.0.1:PORT with the trained adapter (API_KEY required)
-	$(LLMCOMP) serve --model $(MODEL) --task $(TASK) --port $(PORT) $(ARGS)
+	$(LLMCOMP) serve --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --port $(call q,$(PORT)) $(ARGS)
 
 sc: $(STAMP) ## self-consistency samples from the server: make sc MODEL=... TASK=logic SAMPLES=5
-	$(LLMCOMP) sc --model $(MODEL) --task $(TASK) --samples $(if $(filter 1,$(SAMPLES)),5,$(SAMPLES)) --port $(PORT) \
-		--split $(SPLIT) --data-dir $(DATA_DIR) $(ARGS)
+	$(LLMCOMP) sc --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --samples $(if $(filter 1,$(SAMPLES)),5,$(SAMPLES)) --port $(call q,$(PORT)) \
+		--split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) $(ARGS)
 
 chat: setup ## terminal chat with the trained adapter
-	$(LLMCOMP) board chat --model $(MODEL) --task $(TASK) $(ARGS)
+	$(LLMCOMP) board chat --model $(call q,$(MODEL)) --task $(call q,$(TASK)) $(ARGS)
 
 board-preset: $(STAMP) ## turn factory_configs/MODEL into a LLaMA Board config (Train tab → Config path → Load)
-	$(LLMCOMP) board preset --model $(MODEL) --task $(TASK) $(ARGS)
+	$(LLMCOMP) board preset --model $(call q,$(MODEL)) --task $(call q,$(TASK)) $(ARGS)
 
 webui: setup ## LLaMA Board on HOST:PORT (127.0.0.1 unless HOST= is given) with the project's data/
-	$(LLMCOMP) board webui --host $(HOST) --port $(PORT)
+	$(LLMCOMP) board webui --host $(call q,$(HOST)) --port $(call q,$(PORT))
 
 bench: setup ## run the quick benchmarks in bench/ (one JSON line each; bench-quality is separate, about an hour)
 	@for b in bench/conversion.py bench/vote.py bench/predict.py bench/train_speed.py; do echo "== $$b"; $(PY) $$b; done

@@ -64,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             ADAPTERS[args.task], files, args.name, args.data_dir, args,
             tokenizer=args.tokenizer, cutoff_len=args.cutoff_len, drop_duplicate_rows=args.drop_duplicates, fit_cutoff=args.fit_cutoff,
         )  # fmt: skip
-    except InputError as err:  # AdapterError included
+    except InputError as err:  # AdapterError and OutputError (a folder that cannot be written) included
         print(f"error: {err}\nnothing was written.", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. a read-only --data-dir met while creating its lock
+        print(f"error: {err.filename or args.data_dir}: {err.strerror or err}\nnothing was written.", file=sys.stderr)
         return 2
     print(format_report(report))
     for warning in cutoff_warnings(report):

@@ -10,7 +10,6 @@ competition's 提交示例.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 from collections import Counter
 from collections.abc import Mapping
 from functools import partial
@@ -18,7 +17,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from core.fileio import atomic_open
+from core.fileio import SafeCsvWriter, atomic_open
 from core.tasks import BINARY, BINARY_SYNONYMS, TaskError, TaskSpec, register_task
 
 from . import register_adapter
@@ -115,7 +114,7 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
                             f"({', '.join(SCALES[dimension])})")
         rows.append((record_id, dimension, labels[record_id]))
     with atomic_open(path, "w", encoding="gb18030", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+        writer = SafeCsvWriter(handle)  # no cell starts a spreadsheet formula
         writer.writerow(SUBMISSION_HEADER)
         writer.writerows(rows)
     return {"rows": len(rows)}

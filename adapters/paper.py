@@ -11,12 +11,11 @@ counted in the report.
 from __future__ import annotations
 
 import argparse
-import csv
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core.fileio import atomic_open
+from core.fileio import SafeCsvWriter, atomic_open
 from core.tasks import BINARY, BINARY_SYNONYMS, TaskError, TaskSpec, register_task
 
 from . import register_adapter
@@ -80,7 +79,7 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
         raise TaskError("submit paper needs the keywords too: --keywords predictions/NAME_kw/MODEL.csv (id,prediction "
                         "with each abstract's keywords); make: KEYWORDS=that file, or `make submit-paper NAME=...`")
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+        writer = SafeCsvWriter(handle)  # no cell starts a spreadsheet formula
         writer.writerow(("uuid", "Keywords", "label"))
         for record in records:
             record_id = str(record["id"])

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import repeat
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core import InputError
-from core.fileio import ENCODINGS, DecodeError, read_text
+from core.fileio import ENCODINGS, decode_failure
 
 XLSX_SUFFIXES = (".xlsx", ".xlsm")
 ZIP_MAGIC = b"PK\x03\x04"
@@ -37,25 +39,48 @@ class SkipRow(Exception):  # a signal, not an error: the row is dropped and repo
 
 
 def _read_text(path: Path) -> tuple[str, str]:
-    """Decode UTF-8 (BOM or not) or GB18030; undecodable bytes: fileio.read_text's message (file, line, byte)."""
+    """Decode UTF-8 (BOM or not) or GB18030, NUL characters dropped (and counted); undecodable bytes: AdapterError
+    naming the line and byte where the encoding that reads furthest fails."""
     if not path.is_file():
         raise AdapterError(f"{path}: no such file")
     data = path.read_bytes()
-    for encoding in ENCODINGS:  # decode once here; fileio.read_text decodes twice, and is kept for the message
+    for encoding in ENCODINGS:
         try:
             text = data.decode(encoding)
             break
         except UnicodeDecodeError:
             continue
     else:
-        try:
-            text, encoding = read_text(path)
-        except DecodeError as err:
-            raise AdapterError(str(err)) from None
+        raise AdapterError(str(decode_failure(path, data)))
     del data
+    _count_nul(path, text.count("\x00") if "\x00" in text else 0)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
     if not text.strip():
         raise AdapterError(f"{path}: the file is empty, expected data")
     return text, encoding
+
+
+# NUL characters dropped per input file: the conversion's report counts them (`nul_dropped`)
+NUL_DROPPED: dict[str, int] = {}
+
+
+def _count_nul(path: Path, count: int) -> None:
+    NUL_DROPPED[str(path)] = count
+
+
+def nul_dropped(path: str | Path) -> int:
+    """How many NUL characters the last read of `path` dropped."""
+    return NUL_DROPPED.get(str(path), 0)
+
+
+def _nul_bytes(path: Path) -> int:
+    """NUL bytes in a file (in UTF-8 and GB18030 a 0x00 byte is always the NUL character), counted in blocks."""
+    count = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            count += block.count(b"\x00")
+    return count
 
 
 @dataclass
@@ -123,10 +148,12 @@ def _is_blank(values: list[str]) -> bool:
 
 def _read_csv(path: Path) -> Table:
     """Parse the file as a stream (no whole-file string in memory), trying UTF-8 (BOM or not), then GB18030."""
+    nul = _nul_bytes(path)
+    _count_nul(path, nul)
     for encoding in ENCODINGS:  # a GB18030 file fails UTF-8 at its first Chinese byte, usually in the header
         try:
             with open(path, encoding=encoding, newline="") as handle:
-                reader = csv.reader(handle)
+                reader = csv.reader((line.replace("\x00", "") for line in handle) if nul else handle)
                 rows = list(reader)
             break
         except UnicodeDecodeError:
@@ -136,8 +163,7 @@ def _read_csv(path: Path) -> Table:
                 f"{path} line {reader.line_num}: malformed CSV ({err}), expected comma-separated fields"
             ) from None
     else:
-        _read_text(path)  # raises the AdapterError naming the line and byte that neither encoding decodes
-        raise AdapterError(f"{path}: undecodable text, expected UTF-8 or GB18030")
+        raise AdapterError(str(decode_failure(path, path.read_bytes())))
     kept = [values for values in rows if values and (len(values) > 1 or values[0].strip())]
     if not kept:
         raise AdapterError(f"{path}: the file is empty, expected a header row and data rows")
@@ -185,36 +211,114 @@ def _cell(value: Any) -> str:
 
 
 def _read_xlsx(path: Path) -> Table:
+    """The first sheet, cached values of formulas; a corrupted file, a formula without a cached value or merged
+    cells are refused with file, row and column (they would read as empty cells and drop or mislabel rows)."""
     import openpyxl
 
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as err:
+        try:
+            sheet = workbook.worksheets[0]
+            formulas, merged = _sheet_hints(path, getattr(sheet, "_worksheet_path", None))
+            uncached = _formula_cells(path) if formulas else {}
+            table = _xlsx_table(path, sheet, uncached, merged)
+        finally:
+            workbook.close()
+    except AdapterError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, ValueError, IndexError, TypeError,
+            SyntaxError) as err:  # ElementTree's ParseError is a SyntaxError; a flipped byte can raise any of these
         raise AdapterError(
-            f"{path}: not a readable XLSX workbook ({err}), expected an .xlsx file saved by Excel/WPS"
+            f"{path}: not a readable XLSX workbook ({type(err).__name__}: {err}), expected an .xlsx file saved by "
+            "Excel/WPS"
         ) from None
+    return table
+
+
+_FORMULA_TAG = re.compile(rb"<(?:\w+:)?f[\s>/]")
+_MERGE_TAG = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]+)(\d+)(?::([A-Z]+)(\d+))?"')
+
+
+def _sheet_hints(path: Path, member: str | None) -> tuple[bool, list[tuple[str, int, str, int]]]:
+    """(whether the sheet's XML holds any formula, its merged ranges), scanned as bytes in blocks: cheap, so the
+    common sheet with neither is read once."""
+    if member is None:
+        return True, []
+    formulas, merged, tail = False, set(), b""
+    with zipfile.ZipFile(path) as archive, archive.open(member.lstrip("/")) as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            chunk = tail + block  # the last 256 bytes again: a tag split across two blocks is found whole
+            formulas = formulas or _FORMULA_TAG.search(chunk) is not None
+            merged.update(m.groups() for m in _MERGE_TAG.finditer(chunk))
+            tail = chunk[-256:]
+    ranges = {(a.decode(), int(b), (c or a).decode(), int(d or b)) for a, b, c, d in merged}
+    return formulas, sorted(ranges, key=lambda r: (r[1], r[0]))
+
+
+def _formula_cells(path: Path) -> dict[int, list[int]]:
+    """{sheet row: [column index]} of every formula cell (a second read, only for sheets that hold formulas)."""
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(path, read_only=True, data_only=False)
     try:
-        header: list[str] | None = None
-        rows: list[list[str]] = []
-        numbers: list[int] = []
-        blank = 0
-        for number, values in enumerate(workbook.worksheets[0].iter_rows(values_only=True), start=1):
-            cells = [_cell(value) for value in values]
-            if not any(cell.strip() for cell in cells):
-                blank += header is not None
-            elif header is None:
-                while not cells[-1].strip():
-                    cells.pop()
-                header = [name.strip() for name in cells]
-            else:
-                if len(cells) < len(header):
-                    cells += [""] * (len(header) - len(cells))  # a sheet's missing trailing cells are empty
-                elif len(cells) > len(header):
-                    _check_width(f"{path} row {number}", cells, header)
-                rows.append(cells)
-                numbers.append(number)
+        cells: dict[int, list[int]] = {}
+        for number, row in enumerate(workbook.worksheets[0].iter_rows(), start=1):
+            for index, cell in enumerate(row):
+                if getattr(cell, "data_type", None) == "f":
+                    cells.setdefault(number, []).append(index)
+        return cells
     finally:
         workbook.close()
+
+
+def _column_name(header: list[str] | None, index: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    letter = get_column_letter(index + 1)
+    return f"column {header[index]} ({letter})" if header and index < len(header) else f"column {letter}"
+
+
+def _xlsx_table(path: Path, sheet: Any, formulas: dict[int, list[int]],
+                merged: list[tuple[str, int, str, int]]) -> Table:
+    if merged:
+        from openpyxl.utils import column_index_from_string
+
+        first, row, last, end = merged[0]
+        header = None
+        for values in sheet.iter_rows(min_row=1, max_row=1, values_only=True):
+            header = [_cell(value).strip() for value in values]
+        more = f" ({len(merged)} merged ranges in all)" if len(merged) > 1 else ""
+        raise AdapterError(
+            f"{path} row {row} {_column_name(header, column_index_from_string(first) - 1)}: merged cells "
+            f"{first}{row}:{last}{end}{more}; the rows under a merged cell read as empty: unmerge them "
+            "(fill each cell with its value), expected one value per cell"
+        )
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    numbers: list[int] = []
+    blank = 0
+    for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+        for index in formulas.get(number, ()):
+            if index >= len(values) or values[index] is None:
+                raise AdapterError(
+                    f"{path} row {number} {_column_name(header, index)}: formula without a cached value (the "
+                    "file was written by a program that does not compute formulas); open and save it in "
+                    "Excel/WPS, or paste the values, expected a value"
+                )
+        cells = [_cell(value) for value in values]
+        if not any(cell.strip() for cell in cells):
+            blank += header is not None
+        elif header is None:
+            while not cells[-1].strip():
+                cells.pop()
+            header = [name.strip() for name in cells]
+        else:
+            if len(cells) < len(header):
+                cells += [""] * (len(header) - len(cells))  # a sheet's missing trailing cells are empty
+            elif len(cells) > len(header):
+                _check_width(f"{path} row {number}", cells, header)
+            rows.append(cells)
+            numbers.append(number)
     if header is None:
         raise AdapterError(f"{path}: the workbook's first sheet is empty, expected a header row")
     if not rows:

@@ -226,7 +226,7 @@ def format_report(report: dict[str, Any]) -> str:
             shown = ", ".join(f"{label or '(none)'}: {count}" for label, count in entry["labels"].items())
             lines.append(f"{dataset} labels: {shown}")
         for key, value in entry.items():
-            if value and (key.startswith("empty_") or key in ("sampled", "first_rows", "duplicates_dropped")):
+            if value and (key.startswith("empty_") or key in ("sampled", "first_rows", "duplicates_dropped", "nul_dropped")):
                 lines.append(f"{dataset} {key}: {value}")
         dups = entry["duplicate_texts"]
         if dups["count"]:

@@ -6,21 +6,20 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from adapters.readers import AdapterError
+from adapters.readers import AdapterError, nul_dropped
 from adapters.records import Part, drop_duplicates
 from adapters.report import build_report, fit_inputs, load_tokenizer
-from core.fileio import atomic_open, atomic_write_json
+from core import InputError, first_items
+from core.fileio import AtomicFiles, atomic_files, atomic_open, locked
+from core.paths import check_plain_name
 from core.records import REGISTRY, read_registry
 
 SPLITS = ("train", "dev", "test")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
+KEYED_SPLITS = ("dev", "test")  # predictions, scores and submissions are keyed by their ids
 
 
 
@@ -45,11 +44,11 @@ def registry_entry(file_name: str, records: list[dict[str, Any]], task: str) -> 
 encode_record = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def write_records(path: Path, records: list[dict[str, Any]]) -> None:
+def write_records(path: Path, records: list[dict[str, Any]], opener: Any = atomic_open) -> None:
     """A JSON list with one record per line: readable, diffable, and fast to write."""
     encode = encode_record
     chunk = 4096  # join a few thousand lines at a time: fast, without a second copy of the whole file in memory
-    with atomic_open(path, "w", encoding="utf-8") as handle:
+    with opener(path, "w", encoding="utf-8") as handle:
         handle.write("[\n")
         for start in range(0, len(records), chunk):
             if start:
@@ -64,6 +63,8 @@ def check_parts(parts: list[Part], name: str) -> None:
         if names.count(dataset) > 1:
             raise AdapterError(f"two inputs would both write {dataset}; give each split one file")
     for part in parts:
+        if part.split in KEYED_SPLITS and part.records:
+            check_unique_ids(part, name)
         if not part.records:
             reasons = "; ".join(f"{s['where']}: {s['reason']}" for s in part.skipped[:3])
             raise AdapterError(
@@ -71,26 +72,52 @@ def check_parts(parts: list[Part], name: str) -> None:
             )
 
 
+def check_unique_ids(part: Part, name: str) -> None:
+    """A dev/test split's ids key its predictions and submission: a repeated id cannot hold two answers."""
+    first: dict[str, int] = {}
+    repeated: dict[str, list[int]] = {}
+    for index, record in enumerate(part.records):
+        seen = first.setdefault(str(record["id"]), index)
+        if seen != index:
+            repeated.setdefault(str(record["id"]), [seen]).append(index)
+    if repeated:
+        shown = first_items(f"{key} (records {', '.join(map(str, at[:3]))})" for key, at in repeated.items())
+        raise AdapterError(f"{part.source}: duplicate ids in the {part.split} split of {part.dataset_name(name)}: "
+                           f"{shown}; a submission keyed by id cannot hold both, give each row its own id")
+
+
 def write_outputs(parts: list[Part], name: str, data_dir: Path, report: dict[str, Any]) -> list[str]:
-    """Write data files, the report, then the registry (only the NAME_* keys of this run change); all atomic."""
-    registry = read_registry(data_dir)  # refuse a broken registry before writing anything
-    written = []
-    for part in parts:
-        dataset = part.dataset_name(name)
-        write_records(data_dir / f"{dataset}.json", part.records)
-        registry[dataset] = registry_entry(f"{dataset}.json", part.records, part.task)
-        written.append(dataset)
+    """Write data files, the report, then the registry (only the NAME_* keys of this run change), all or none.
+
+    Every file goes to a temporary first; only when all are written are they renamed, the registry last, under the
+    registry's lock (held across its read, merge and replace, so concurrent conversions keep each other's entries).
+    """
+    read_registry(data_dir)  # refuse a broken registry before writing anything
+    written = [part.dataset_name(name) for part in parts]
     report["registered"] = written
-    atomic_write_json(data_dir / f"{name}_report.json", report)
-    atomic_write_json(data_dir / REGISTRY, registry)
+    with atomic_files() as batch:
+        for part, dataset in zip(parts, written, strict=True):
+            write_records(data_dir / f"{dataset}.json", part.records, opener=batch.open)
+        batch.write_json(data_dir / f"{name}_report.json", report)
+        register(batch, data_dir, {dataset: registry_entry(f"{dataset}.json", part.records, part.task)
+                                   for part, dataset in zip(parts, written, strict=True)})
     return written
 
 
+def register(batch: AtomicFiles, data_dir: Path, entries: dict[str, Any]) -> None:
+    """Merge `entries` into dataset_info.json and commit the batch, all under the registry's lock."""
+    with locked(data_dir / REGISTRY):
+        registry = read_registry(data_dir)
+        registry.update(entries)
+        batch.write_json(data_dir / REGISTRY, registry)
+        batch.commit()
+
+
 def check_name(name: str) -> None:
-    if not NAME_PATTERN.match(name):
-        raise AdapterError(f"--name {name!r}: expected letters, digits, '_', '.' or '-' (it becomes file names)")
-
-
+    try:
+        check_plain_name(name, "--name")
+    except InputError as err:
+        raise AdapterError(str(err)) from None
 
 
 def run_conversion(
@@ -115,6 +142,8 @@ def run_conversion(
                 parts.extend(adapter.convert(Path(files[split]), split, args))
         for part in parts:
             part.task = part.task or adapter.name
+            if nul_dropped(part.source):
+                part.notes["nul_dropped"] = nul_dropped(part.source)
         check_parts(parts, name)
         if drop_duplicate_rows:
             for part in parts:

@@ -10,6 +10,10 @@ class InputError(ValueError):
     """Bad input: the message names the file, the row or id, the column and what was expected. CLIs exit 2."""
 
 
+class OutputError(InputError):
+    """A file that cannot be written (read-only folder, name too long, disk full): one line naming the path."""
+
+
 def first_items(items, limit: int = 5) -> str:
     """`a, b, c` for the first `limit` items, `… (N in all)` when there are more: error messages name a few."""
     items = list(items)

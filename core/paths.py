@@ -1,32 +1,52 @@
 """Where every stage's files live, spelled once: data/ → saves/ → predictions/ → submissions/ (relative to the cwd).
 
-    saves/TASK/MODEL/lora       train (LoRA or QLoRA SFT)
+    saves/TASK/MODEL/lora       train (LoRA SFT)         saves/TASK/MODEL/qlora    qlora (4-bit QLoRA SFT)
     saves/TASK/MODEL/predict    batch generation        saves/TASK/MODEL/merged  export
     saves/TASK/MODEL/score      label scoring report    saves/TASK/MODEL/serve   the API server's run.yaml
     predictions/TASK/MODEL.csv  generated answers       predictions/TASK/MODEL_score.csv   label scoring
     predictions/TASK/MODEL_samples.csv  sampled answers (self-consistency)
+
+TASK and MODEL become folder names: each must be a plain name (letters, digits, `_`, `.`, `-`; no `/`, no `..`),
+so no stage writes outside these folders.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from core import InputError
+
 DATA_DIR = Path("data")
-STAGE_DIRS = {"train": "lora", "qlora": "lora", "predict": "predict", "export": "merged", "score": "score",
+STAGE_DIRS = {"train": "lora", "qlora": "qlora", "predict": "predict", "export": "merged", "score": "score",
               "serve": "serve"}  # fmt: skip
 # predictions/TASK/MODEL<suffix>.csv per kind of prediction
 PREDICTION_SUFFIXES = {"generate": "", "score": "_score", "samples": "_samples"}
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_MAX = 100  # NAME_cls_train.json and its temp file's name must stay under the 255-byte limit
+
+
+def check_plain_name(value: str, what: str) -> str:
+    """`value` if it is a plain name that can be a file or folder name; else InputError naming `what` (--task)."""
+    if not PLAIN_NAME.match(value or "") or ".." in value:
+        raise InputError(f"{what} {value!r}: expected a plain name (letters, digits, '_', '.' or '-', starting with "
+                         "a letter or digit); it becomes a file or folder name")
+    if len(value) > NAME_MAX:
+        raise InputError(f"{what} {value[:20]}… is {len(value)} characters; expected at most {NAME_MAX} (it becomes "
+                         "a file or folder name)")
+    return value
 
 
 def stage_dir(task: str, model: str, stage: str) -> Path:
     """saves/TASK/MODEL/<the stage's folder>."""
-    return Path("saves") / task / model / STAGE_DIRS[stage]
+    return Path("saves") / check_plain_name(task, "--task") / check_plain_name(model, "--model") / STAGE_DIRS[stage]
 
 
 def predictions_csv(task: str, model: str, kind: str = "generate") -> Path:
     """predictions/TASK/MODEL.csv (generation), MODEL_score.csv (label scoring) or MODEL_samples.csv."""
-    return Path("predictions") / task / f"{model}{PREDICTION_SUFFIXES[kind]}.csv"
+    check_plain_name(model, "--model")
+    return Path("predictions") / check_plain_name(task, "--task") / f"{model}{PREDICTION_SUFFIXES[kind]}.csv"
 
 
 def submissions_dir(task: str) -> Path:
-    return Path("submissions") / task
+    return Path("submissions") / check_plain_name(task, "--task")

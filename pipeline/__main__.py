@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core import InputError
 from pipeline.predict import predict
 from pipeline.runs import RunError, run_stage
 
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
                       data_dir=args.data_dir)
     except RunError as err:
         print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except InputError as err:  # a bad --task/--model name, a file that cannot be written (OutputError)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read-only or full saves/ folder: one line naming the path
+        print(f"error: cannot write {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,20 +1,37 @@
 """Run a factory_configs/ preset through llamafactory-cli: resolve it, check it with LLaMA-Factory's own parser,
 record the exact YAML and a manifest beside the outputs, then launch it.
 
-    saves/TASK/MODEL/lora/     train (LoRA or QLoRA SFT)
+    saves/TASK/MODEL/lora/     train (LoRA SFT)            saves/TASK/MODEL/qlora/    qlora (4-bit QLoRA SFT)
     saves/TASK/MODEL/predict/  batch generation (LLaMA-Factory's predict_with_generate)
     saves/TASK/MODEL/merged/   export (LoRA merged into the base model, tokenizer, Ollama Modelfile)
+
+Every check (preset, override types, datasets, adapter, CUDA/bitsandbytes for 4-bit) runs before anything is
+written. One run per folder: the runner holds an exclusive lock (`saves/TASK/MODEL/.lora.lock`, holder PIDs inside)
+for as long as it or its llamafactory-cli child lives; the child runs in its own process group, receives the
+runner's SIGINT/SIGTERM, and is sent SIGTERM by the kernel if the runner dies (Linux). Secrets given as overrides
+(`hf_hub_token=...`) reach the child through a private temporary file and are written as `***` everywhere else.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
+import errno
 import hashlib
+import importlib.util
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+import types
+import typing
+from enum import Enum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,7 +40,7 @@ import yaml
 
 from core import InputError
 from core.fileio import atomic_write_csv, atomic_write_json, atomic_write_text
-from core.paths import DATA_DIR, stage_dir
+from core.paths import DATA_DIR, check_plain_name, stage_dir
 from core.records import dataset_file, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,13 +51,50 @@ PACKAGES = ("llamafactory", "transformers", "peft", "trl", "datasets", "accelera
 RUN_FILES = ("run.yaml", "manifest.json")
 
 
+# a key that names a credential: hf_hub_token, ms_hub_token, om_hub_token, api_key, swanlab_api_key, *_secret,
+# *password*; whole words only, so max_new_tokens and use_fast_tokenizer are not secrets
+SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|api_?key|access_key)($|_)", re.IGNORECASE)
+REDACTED = "***"
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin",
+                "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
 class RunError(RuntimeError):
     """A run that cannot start: bad preset, bad override, an output folder that would be overwritten."""
+
+    exit_code = 2
+
+
+class RunInterrupted(RunError):
+    """The run was stopped by a signal (forwarded to the trainer); exit 128 + the signal's number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+def is_secret(key: str) -> bool:
+    return bool(SECRET_KEY.search(str(key)))
+
+
+def redact(value: Any) -> Any:
+    """A copy with every secret-named key's value replaced by `***` (nested dicts and lists included)."""
+    if isinstance(value, dict):
+        return {key: REDACTED if is_secret(key) and item not in (None, "") else redact(item)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
 
 
 def preset_path(model: str, stage: str) -> Path:
     if stage not in STAGE_FILES:
         raise RunError(f"unknown stage {stage!r}; expected one of {', '.join(STAGE_FILES)}")
+    try:
+        check_plain_name(model, "--model")
+    except InputError as err:
+        raise RunError(str(err)) from None
     path = CONFIG_DIR / model / STAGE_FILES[stage]
     if not path.is_file():
         models = sorted(p.name for p in CONFIG_DIR.iterdir() if (p / "lora_sft.yaml").is_file())
@@ -79,11 +133,15 @@ def resolve_config(
         raise RunError(f"--data-dir {data_dir} and the override dataset_dir={overrides['dataset_dir']} disagree; "
                        "give one")
     config = yaml.safe_load(preset_path(model, stage).read_text(encoding="utf-8"))
+    try:
+        check_plain_name(task, "--task")
+    except InputError as err:
+        raise RunError(str(err)) from None
     if stage != "export":
         config["dataset_dir"] = str(data_dir or overrides.get("dataset_dir") or config.get("dataset_dir") or DATA_DIR)
     lora_dir = str(stage_dir(task, model, "train"))
-    if stage in ("train", "qlora"):
-        config.update(dataset=f"{task}_train", output_dir=lora_dir)
+    if stage in ("train", "qlora"):  # QLoRA has its own folder: it never overwrites a LoRA run's records
+        config.update(dataset=f"{task}_train", output_dir=str(stage_dir(task, model, stage)))
     elif stage == "predict":
         config.update(eval_dataset=f"{task}_{split}", adapter_name_or_path=lora_dir,
                       output_dir=str(stage_dir(task, model, "predict")))
@@ -97,10 +155,15 @@ def resolve_config(
 
 
 def check_config(config: dict[str, Any], stage: str, where: str) -> None:
-    """Parse with LLaMA-Factory's own argument parser and dataset registry; on failure say which preset/override."""
+    """Parse with LLaMA-Factory's own argument parser and dataset registry; on failure say which preset/override.
+
+    Values are first checked (and, where unambiguous, converted: "5e-5" → 5e-05) against the types of
+    LLaMA-Factory's argument dataclasses, which its parser does not check for a dict of arguments.
+    """
     from llamafactory.data.parser import get_dataset_list
     from llamafactory.hparams import get_infer_args, get_train_args
 
+    check_types(config, where)
     checked = dict(config)
     try:
         if stage == "export":
@@ -111,7 +174,131 @@ def check_config(config: dict[str, Any], stage: str, where: str) -> None:
             names = [name for key in ("dataset", "eval_dataset") for name in str(config.get(key) or "").split(",")]
             get_dataset_list([n.strip() for n in names if n.strip()], config.get("dataset_dir", "data"))
     except (ValueError, TypeError, KeyError) as err:
-        raise RunError(f"{where}: LLaMA-Factory rejected the config: {err}") from None
+        raise RunError(f"{where}: LLaMA-Factory rejected the config: {redact_text(str(err), config)}") from None
+
+
+def redact_text(text: str, config: dict[str, Any]) -> str:
+    for key, value in config.items():
+        if is_secret(key) and isinstance(value, str) and value:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def argument_types() -> dict[str, Any]:
+    """{argument name: its annotated type} over LLaMA-Factory's argument dataclasses (train and infer)."""
+    from llamafactory.hparams import (
+        DataArguments,
+        FinetuningArguments,
+        GeneratingArguments,
+        ModelArguments,
+        TrainingArguments,
+    )
+
+    found: dict[str, Any] = {}
+    for cls in (ModelArguments, DataArguments, TrainingArguments, FinetuningArguments, GeneratingArguments):
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # an unresolvable annotation somewhere: use each field's own
+            hints = {}
+        for field in dataclasses.fields(cls):
+            found.setdefault(field.name, hints.get(field.name, field.type))
+    return found
+
+
+_NOT = object()
+
+
+def coerce(value: Any, annotation: Any) -> Any:
+    """`value` as `annotation` wants it (int, float, bool, str, Literal, Enum, Optional/Union of these), or _NOT.
+
+    Anything else (a class, a dict, a string annotation) is not checked: LLaMA-Factory's own checks still run.
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:  # str last would swallow everything: try the narrow types first
+            if arg not in (str, type(None)) and (converted := coerce(value, arg)) is not _NOT:
+                return converted
+        return coerce(value, str) if str in args else _NOT
+    if origin is typing.Literal:
+        return next((arg for arg in args if arg == value or str(arg) == str(value)), _NOT)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        return {"true": True, "false": False}.get(str(value).lower(), _NOT) if isinstance(value, str) else _NOT
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        return int(value) if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()) else _NOT
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return float(value)
+        return _NOT
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _NOT
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        values = [member.value for member in annotation]
+        return value if value in values or isinstance(value, annotation) else _NOT
+    if origin in (list, dict):
+        return value if isinstance(value, origin) else _NOT
+    return value
+
+
+def _type_name(annotation: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(annotation)))
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return "one of " + ", ".join(str(member.value) for member in annotation)
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if args:
+        return " or ".join(dict.fromkeys(_type_name(arg) for arg in args))
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def check_types(config: dict[str, Any], where: str) -> None:
+    """Refuse (RunError naming the key) a value of the wrong type; convert unambiguous strings in place."""
+    known = argument_types()
+    for key, value in list(config.items()):
+        if key not in known or value is None:
+            continue
+        converted = coerce(value, known[key])
+        if converted is _NOT:
+            shown = REDACTED if is_secret(key) else repr(value)
+            raise RunError(f"{where}: {key} is {shown}, expected {_type_name(known[key])} (LLaMA-Factory's "
+                           f"{key}: {getattr(known[key], '__name__', None) or known[key]})")
+        config[key] = converted
+
+
+def check_device(config: dict[str, Any], where: str, cuda: bool | None = None) -> None:
+    """4-bit/8-bit loading (QLoRA) needs CUDA and bitsandbytes: say so before anything is written."""
+    bits = config.get("quantization_bit")
+    if bits is None or str(config.get("quantization_method", "bnb")).lower() not in ("bnb", "bitsandbytes"):
+        return
+    if not (cuda_available() if cuda is None else cuda):
+        raise RunError(f"{where}: quantization_bit={bits} (QLoRA) needs a CUDA GPU and bitsandbytes; this machine "
+                       "has no CUDA device (use make train for LoRA in full precision)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RunError(f"{where}: quantization_bit={bits} (QLoRA) needs bitsandbytes: "
+                       ".venv/bin/pip install -c constraints.txt bitsandbytes")
+
+
+def check_adapter(config: dict[str, Any], stage: str) -> None:
+    """Predict and export read a trained adapter: refuse a local adapter folder that holds none, before starting."""
+    if stage not in ("predict", "export") or not config.get("adapter_name_or_path"):
+        return
+    for name in str(config["adapter_name_or_path"]).split(","):
+        path = Path(name.strip())
+        local = path.exists() or path.is_absolute() or path.parts[:1] in (("saves",), (".",), ("..",))
+        if local and not (path / "adapter_config.json").is_file():
+            raise RunError(f"no trained adapter in {path} (no adapter_config.json): train it first (make train "
+                           "MODEL=... TASK=...), or use the base model with the override adapter_name_or_path=")
 
 
 def file_sha256(path: Path) -> str:
@@ -164,22 +351,86 @@ def build_manifest(config: dict[str, Any], command: list[str], preset: Path, ove
     return {
         "command": command,
         "preset": str(preset.relative_to(ROOT)),
-        "overrides": overrides,
+        "overrides": redact(overrides),
         "git_commit": git_commit(),
         "packages": package_versions(),
         "datasets": dataset_hashes(config),
         "seed": config.get("seed"),
         "device": "cuda" if config.get("bf16") else "cpu-or-fp32",
+        "pid": os.getpid(),
         "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "ended": None,
         "status": "running",
     }
 
 
-def prepare_train_dir(out_dir: Path, fresh: bool) -> tuple[bool, str]:
+def safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file cannot load (short header, bad JSON, data shorter than the header says), or None."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            return f"{path.name} is {size} bytes, shorter than its header"
+        length = int.from_bytes(head, "little")
+        if 8 + length > size:
+            return f"{path.name} is truncated ({size} bytes; its header alone needs {8 + length})"
+        try:
+            header = json.loads(handle.read(length))
+            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
+                      default=0)
+        except (ValueError, KeyError, TypeError, IndexError):
+            return f"{path.name} has an unreadable header"
+    if 8 + length + end > size:
+        return f"{path.name} is truncated ({size} bytes, its header promises {8 + length + end})"
+    return None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from (what an interrupted save leaves), or None if complete."""
+    state = path / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return "trainer_state.json is not valid JSON"
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        return "no adapter or model weights"
+    for weights in sorted(path.glob("*.safetensors")):
+        problem = safetensors_problem(weights)
+        if problem:
+            return problem
+    return None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename `path` to `path.broken` (`.broken-2`, ... if taken); it is kept, never deleted."""
+    target, n = path.with_name(f"{path.name}.broken"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.broken-{n}")
+    path.rename(target)
+    return target
+
+
+def last_complete_checkpoint(out_dir: Path) -> tuple[Path | None, list[str]]:
+    """(the newest complete checkpoint-N, notes on each newer broken one, moved aside as checkpoint-N.broken)."""
+    numbered = [(int(m.group(1)), p) for p in out_dir.iterdir() if p.is_dir() and (m := CHECKPOINT.match(p.name))]
+    notes = []
+    for _, path in sorted(numbered, reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, notes
+        moved = set_aside(path)
+        notes.append(f"skipped {path.name} ({problem}); moved it to {moved.name}")
+    return None, notes
+
+
+def prepare_train_dir(out_dir: Path, fresh: bool, previous_status: str | None = None) -> tuple[bool, str]:
     """Decide between a fresh start and resumption; never overwrite a finished run silently.
 
-    Returns (overwrite_output_dir, what happened in words).
+    Resumes from the newest complete checkpoint (a broken newer one is moved aside, never deleted). A run that was
+    interrupted before its first checkpoint starts over. Returns (overwrite_output_dir, what happened in words).
     """
     if fresh and out_dir.exists():
         backup = out_dir.with_name(f"{out_dir.name}.bak-{dt.datetime.now():%Y%m%d-%H%M%S}")
@@ -187,11 +438,109 @@ def prepare_train_dir(out_dir: Path, fresh: bool) -> tuple[bool, str]:
         return True, f"FRESH=1: moved the previous run to {backup}"
     if not out_dir.exists() or all(p.name in RUN_FILES for p in out_dir.iterdir()):
         return True, "fresh start"
-    checkpoints = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    if checkpoints:
-        return False, f"resuming from {checkpoints[-1]}"
-    raise RunError(f"{out_dir} already holds a run without checkpoints; FRESH=1 starts over "
+    checkpoint, notes = last_complete_checkpoint(out_dir)
+    skipped = "".join(f"; {note}" for note in notes)
+    if checkpoint is not None:
+        return False, f"resuming from {checkpoint}{skipped}"
+    finished = any((out_dir / name).is_file() for name in WEIGHT_FILES)
+    if not finished and previous_status and not previous_status.startswith("done"):
+        return True, f"the previous run ({previous_status}) left no complete checkpoint: starting over{skipped}"
+    raise RunError(f"{out_dir} already holds a run without complete checkpoints{skipped}; FRESH=1 starts over "
                    "(the old folder is kept as a .bak-TIMESTAMP copy)")
+
+
+class RunLock:
+    """One process per run folder: an exclusive flock on saves/TASK/MODEL/.FOLDER.lock, holder PIDs written inside.
+
+    The kernel releases the lock when every holder (the runner, and the trainer it passes the descriptor to) is
+    dead, so a crashed run never blocks the next one.
+    """
+
+    def __init__(self, out_dir: Path, doing: str) -> None:
+        import fcntl
+
+        self.path = out_dir.with_name(f".{out_dir.name}.lock")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(self.fd, 200, 0).decode(errors="replace").split()
+            os.close(self.fd)
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            pids = f"PID {holder[0]}" if holder else "another process"
+            if len(holder) > 1:
+                pids += f" (llamafactory-cli PID {holder[1]})"
+            raise RunError(f"{out_dir} is being {doing} by {pids}; wait for it to finish or stop it "
+                           f"(kill -INT {holder[0] if holder else 'PID'}); a second run here would share its files"
+                           ) from None
+        self.note()
+
+    def note(self, child: int | None = None) -> None:
+        text = f"{os.getpid()}" + (f" {child}" if child else "") + "\n"
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, text.encode(), 0)
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.fd, 0)
+        os.close(self.fd)
+
+
+def mark_stale_manifest(out_dir: Path) -> dict[str, Any] | None:
+    """The folder's previous manifest; one still `running` (its process is gone: we hold the lock) → interrupted."""
+    path = out_dir / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(manifest, dict) and manifest.get("status") == "running":
+        manifest.update(status="interrupted", interrupted_found=dt.datetime.now().astimezone().isoformat(
+            timespec="seconds"), note="its process died without recording an end (killed, or the machine stopped)")
+        atomic_write_json(path, manifest)
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _die_with_parent(parent: int) -> Any:
+    """preexec_fn for the trainer: SIGTERM when the runner dies (Linux prctl PR_SET_PDEATHSIG), even by kill -9."""
+    def preexec() -> None:
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the runner died before prctl took effect
+            os._exit(1)
+    return preexec
+
+
+def launch(command: list[str], env: dict[str, str], lock: RunLock) -> tuple[int, int | None]:
+    """Run the trainer in its own process group, forwarding SIGINT/SIGTERM/SIGHUP to it; (exit code, signal)."""
+    proc = subprocess.Popen(command, env=env, start_new_session=True, pass_fds=(lock.fd,),
+                            preexec_fn=_die_with_parent(os.getpid()))
+    lock.note(proc.pid)
+    received: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, forward) for signum in forwarded}
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except InterruptedError:
+                continue
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return code, received[0] if received else None
 
 
 def cli_command(stage: str, run_yaml: Path) -> list[str]:
@@ -203,39 +552,74 @@ def run_stage(
     model: str, stage: str, task: str, overrides: list[str] | None = None, fresh: bool = False,
     dry_run: bool = False, split: str = "test", data_dir: str | Path | None = None,
 ) -> Path:
-    """Resolve, check, record and launch one stage; return its output folder."""
+    """Check, lock, record and launch one stage; return its output folder. Nothing is written before the checks."""
     preset = preset_path(model, stage)
     override_dict = parse_overrides(overrides or [])
     config = resolve_config(model, stage, task, override_dict, split=split, data_dir=data_dir)
-    where = f"{preset.relative_to(ROOT)} with overrides {override_dict or '{}'}"
+    where = f"{preset.relative_to(ROOT)} with overrides {redact(override_dict) or '{}'}"
     check_config(config, stage, where)
+    check_device(config, where)
+    check_adapter(config, stage)
     out_dir = Path(config["export_dir"] if stage == "export" else config["output_dir"])
-    if stage in ("train", "qlora"):
-        config["overwrite_output_dir"], how = prepare_train_dir(out_dir, fresh)
-    elif stage == "predict":
-        config["overwrite_output_dir"], how = True, "predicting"
-    else:
-        how = "merging"
+    doing = {"train": "trained", "qlora": "trained", "predict": "predicted into", "export": "exported into"}[stage]
+    print(f"[{stage}] {model} on {task} → {out_dir}", flush=True)
+    if dry_run:
+        print(yaml.safe_dump(redact(config), allow_unicode=True, sort_keys=False))
+        return out_dir
+    lock = RunLock(out_dir, doing)
+    try:
+        previous = mark_stale_manifest(out_dir)
+        if stage in ("train", "qlora"):
+            config["overwrite_output_dir"], how = prepare_train_dir(
+                out_dir, fresh, previous.get("status") if previous else None)
+            if not config["overwrite_output_dir"] and "resume_from_checkpoint" not in override_dict:
+                config["resume_from_checkpoint"] = str(last_complete_checkpoint(out_dir)[0])
+        elif stage == "predict":
+            config["overwrite_output_dir"], how = True, "predicting"
+        else:
+            how = "merging"
+        print(f"[{stage}] {how}", flush=True)
+        return record_and_launch(stage, config, preset, override_dict, where, out_dir, lock, previous)
+    finally:
+        lock.release()
+
+
+def record_and_launch(stage: str, config: dict[str, Any], preset: Path, overrides: dict[str, Any], where: str,
+                      out_dir: Path, lock: RunLock, previous: dict[str, Any] | None) -> Path:
+    """Write run.yaml (secrets as ***) and the manifest, run llamafactory-cli, record how it ended."""
     run_yaml = out_dir / "run.yaml"
     command = cli_command(stage, run_yaml)
-    print(f"[{stage}] {model} on {task}: {how} → {out_dir}", flush=True)
-    if dry_run:
-        print(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
-        return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_yaml, f"# resolved from {where}\n" + yaml.safe_dump(config, allow_unicode=True,
+    recorded = redact(config)
+    atomic_write_text(run_yaml, f"# resolved from {where}\n" + yaml.safe_dump(recorded, allow_unicode=True,
                                                                                sort_keys=False))
-    manifest = build_manifest(config, command, preset, override_dict)
+    manifest = build_manifest(config, command, preset, overrides)
+    if previous:
+        manifest["previous"] = {key: previous.get(key) for key in ("status", "started", "ended", "pid")}
     atomic_write_json(out_dir / "manifest.json", manifest)
     start = time.perf_counter()
     env = {**os.environ, "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0")}
-    result = subprocess.run(command, env=env)
+    private = None
+    if recorded != config:  # secrets: the trainer reads the real values from a file only this user can read
+        private = Path(tempfile.mkdtemp(prefix="llmcomp-run-"))
+        (private / "run.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False),
+                                          encoding="utf-8")
+    try:
+        code, signum = launch(cli_command(stage, private / "run.yaml") if private else command, env, lock)
+    finally:
+        if private:
+            shutil.rmtree(private, ignore_errors=True)
+    status = "done" if code == 0 else f"failed ({code})"
+    if signum is not None:
+        status = f"interrupted ({signal.Signals(signum).name})"
     manifest.update(ended=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                    seconds=round(time.perf_counter() - start, 1),
-                    status="done" if result.returncode == 0 else f"failed ({result.returncode})")
+                    seconds=round(time.perf_counter() - start, 1), status=status)
     atomic_write_json(out_dir / "manifest.json", manifest)
-    if result.returncode != 0:
-        raise RunError(f"llamafactory-cli exited with {result.returncode}; see the log above ({out_dir})")
+    if signum is not None:
+        raise RunInterrupted(f"{signal.Signals(signum).name}: stopped llamafactory-cli ({out_dir}); re-run to resume "
+                             "from the last complete checkpoint", signum)
+    if code != 0:
+        raise RunError(f"llamafactory-cli exited with {code}; see the log above ({out_dir})")
     return out_dir
 
 

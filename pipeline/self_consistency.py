@@ -32,7 +32,7 @@ from pathlib import Path
 from adapters import find_task
 from core import InputError
 from core.extract import OK, extract_label
-from core.fileio import atomic_write_csv
+from core.fileio import atomic_write_csv, formula_raw
 from core.paths import predictions_csv
 from core.tasks import TaskSpec, labels_task
 from pipeline.label_scoring import load_records
@@ -80,7 +80,7 @@ def read_samples(path: Path) -> dict[tuple[str, int], dict]:
         rows = {}
         for line, row in enumerate(reader, start=2):
             try:
-                rows[(row["id"], int(row["sample"]))] = row
+                rows[(row["id"], int(row["sample"]))] = {key: formula_raw(value) for key, value in row.items()}
             except ValueError:
                 raise RunError(f"{path} row {line}: sample is {row['sample']!r}, expected an integer") from None
     return rows

@@ -1,13 +1,15 @@
-"""Serve a trained run over LLaMA-Factory's OpenAI-compatible API (`llamafactory-cli api`), on 127.0.0.1.
+"""Serve a trained run over LLaMA-Factory's OpenAI-compatible API (its `llamafactory-cli api` app), on 127.0.0.1.
 
     API_KEY=... python -m pipeline.serve --model smollm2 --task logic [--port 7860] [key=value ...]
     (make serve MODEL=smollm2 TASK=logic PORT=7860)
 
 The model, adapter, template, default_system and cutoff_len are the resolved predict preset's, the same ones
 `python -m pipeline predict` and label scoring use, written to saves/TASK/MODEL/serve/run.yaml. The server requires
-API_KEY (from the environment only; it is never written to a file) as a bearer token. vLLM (`infer_backend: vllm`)
-is used where vllm is importable and CUDA is present, else LLaMA-Factory's Hugging Face engine. This process execs
-into llamafactory-cli, so its PID is the server's: stopping that PID stops the server.
+API_KEY (from the environment only; it is never written to a file) as a bearer token on every route; the
+interactive docs (/docs, /redoc, /openapi.json) are turned off. Secrets given as overrides are written as `***`.
+vLLM (`infer_backend: vllm`) is used where vllm is importable and CUDA is present, else LLaMA-Factory's Hugging Face
+engine. The server runs in this process (LLaMA-Factory's `create_app` under uvicorn, as `llamafactory-cli api`
+does), so its PID is the server's: stopping that PID stops the server.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import yaml
 
 from core.fileio import atomic_write_text
 from core.paths import STAGE_DIRS
-from pipeline.runs import RunError, cuda_available, parse_overrides, resolve_config
+from pipeline.runs import RunError, cuda_available, parse_overrides, redact, resolve_config
 
 
 def vllm_usable() -> bool:
@@ -41,8 +43,23 @@ def server_config(model: str, task: str, overrides: list[str]) -> tuple[dict, Pa
     return args, Path(config["output_dir"]).with_name(STAGE_DIRS["serve"]) / "run.yaml"  # beside predict/
 
 
-def server_command(run_yaml: Path) -> list[str]:
-    return [str(Path(sys.executable).with_name("llamafactory-cli")), "api", str(run_yaml)]
+def server_app(chat_model: object):
+    """LLaMA-Factory's API app without its unauthenticated docs routes (/docs, /redoc, /openapi.json)."""
+    from llamafactory.api.app import create_app
+
+    app = create_app(chat_model)
+    hidden = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None}
+    app.router.routes = [route for route in app.router.routes if getattr(route, "path", None) not in hidden]
+    app.openapi_url = app.docs_url = app.redoc_url = None
+    return app
+
+
+def run_server(config: dict, host: str, port: int) -> None:
+    """What `llamafactory-cli api` does, on our app: load the model, then serve until stopped."""
+    import uvicorn
+    from llamafactory.chat import ChatModel
+
+    uvicorn.run(server_app(ChatModel(dict(config))), host=host, port=port)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,19 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     if not loopback:
         print(f"warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
     atomic_write_text(run_yaml, f"# python -m pipeline.serve --model {args.model} --task {args.task}\n"
-                      + yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
-    command = server_command(run_yaml)
-    env = {**os.environ, "API_HOST": args.host, "API_PORT": str(args.port), "API_MODEL_NAME": args.model,
-           "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0"),
-           "API_VERBOSE": os.environ.get("API_VERBOSE", "0")}
+                      + yaml.safe_dump(redact(config), allow_unicode=True, sort_keys=False))
+    os.environ.update({"API_MODEL_NAME": args.model,
+                       "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0"),
+                       "API_VERBOSE": os.environ.get("API_VERBOSE", "0")})
     print(f"[serve] {args.model} on {args.task} ({config['infer_backend']}, adapter "
           f"{config.get('adapter_name_or_path', 'none')}) → http://{args.host}:{args.port}/v1  ({run_yaml})",
           flush=True)
     if args.dry_run:
-        print(" ".join(command))
         return 0
-    os.execve(command[0], command, env)  # the server replaces this process: one PID to stop
-    return 0  # unreachable
+    run_server(config, args.host, args.port)
+    return 0
 
 
 if __name__ == "__main__":

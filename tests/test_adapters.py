@@ -128,7 +128,7 @@ def test_judge_test_alone_without_labels(tmp_path, capsys):
     code, _, err = convert(capsys, "judge", tmp_path / "data", "--test", source)
     assert code == 0, err
     assert [r["output"] for r in load(tmp_path / "data", "t_test")] == ["", "", "", ""]
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "data").iterdir() if not p.name.startswith(".")) == [
         "dataset_info.json",
         "t_report.json",
         "t_test.json",

@@ -18,7 +18,7 @@ import pandas as pd
 
 from adapters import find_task
 from core import InputError
-from core.fileio import atomic_open
+from core.fileio import atomic_open, formula_safe_frame
 from core.tasks import RAW, TEXT, TaskSpec, labels_task
 from voting import VotingError
 from voting.ensemble import VoteOptions, parse_share, self_consistency, vote_files
@@ -125,8 +125,8 @@ def vote_options(args: argparse.Namespace) -> VoteOptions:
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        frame.to_csv(handle, index=False, lineterminator="\n")
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:  # formula-safe: opened in spreadsheets
+        formula_safe_frame(frame).to_csv(handle, index=False, lineterminator="\n")
 
 
 def command_vote(args: argparse.Namespace, task: TaskSpec) -> dict:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from core import InputError
 from core.extract import OUT_OF_SET, UNKNOWN_GROUP, UNPARSED, extract_labels
-from core.fileio import DecodeError, read_text
+from core.fileio import DecodeError, formula_raw_frame, read_text
 from core.records import read_records
 from core.tasks import TaskSpec
 from voting import VotingError, first_items
@@ -89,6 +89,7 @@ def read_csv_frame(path: str | Path, required: Sequence[str], unique_ids: bool =
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise VotingError(f"{path}: not a readable CSV ({err})") from None
     frame.columns = [str(column).strip() for column in frame.columns]
+    formula_raw_frame(frame, text)  # undo the `'` our CSV writers put before =, +, -, @
     missing = [column for column in required if column not in frame.columns]
     if missing:
         raise VotingError(f"{path}: header is {','.join(frame.columns)}; expected the columns {','.join(required)}")
@@ -231,5 +232,19 @@ def aligned_predictions(files: Sequence[Predictions]) -> list[Predictions]:
         order = index.get_indexer(reference)
         out.append(Predictions(other.path, other.frame.iloc[order].reset_index(drop=True), other.labels[order],
                                None if other.groups is None else other.groups[order]))
+    check_same_groups(out)
     return out
+
+
+def check_same_groups(files: Sequence[Predictions]) -> None:
+    """Aligned files must agree on each row's group (judge: dimension): its rules pick the labels and the tie-break."""
+    with_groups = [f for f in files if f.groups is not None]
+    for other in with_groups[1:]:
+        first = with_groups[0]
+        differ = first.groups != other.groups
+        if differ.any():
+            row = int(np.flatnonzero(differ)[0])
+            raise VotingError(f"id {first.ids[row]}: {first.path} says {first.groups[row]!r} but {other.path} says "
+                              f"{other.groups[row]!r} for its group; {int(differ.sum())} rows disagree, the files "
+                              "must come from the same test set")
 
