@@ -244,7 +244,8 @@ def _sheet_hints(path: Path, member: str | None) -> tuple[bool, list[tuple[str, 
     common sheet with neither is read once."""
     if member is None:
         return True, []
-    formulas, merged, tail = False, set(), b""
+    formulas, tail = False, b""
+    merged: set[tuple[bytes, ...]] = set()
     with zipfile.ZipFile(path) as archive, archive.open(member.lstrip("/")) as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
             chunk = tail + block  # the last 256 bytes again: a tag split across two blocks is found whole
@@ -284,12 +285,12 @@ def _xlsx_table(path: Path, sheet: Any, formulas: dict[int, list[int]],
         from openpyxl.utils import column_index_from_string
 
         first, row, last, end = merged[0]
-        header = None
+        names: list[str] | None = None
         for values in sheet.iter_rows(min_row=1, max_row=1, values_only=True):
-            header = [_cell(value).strip() for value in values]
+            names = [_cell(value).strip() for value in values]
         more = f" ({len(merged)} merged ranges in all)" if len(merged) > 1 else ""
         raise AdapterError(
-            f"{path} row {row} {_column_name(header, column_index_from_string(first) - 1)}: merged cells "
+            f"{path} row {row} {_column_name(names, column_index_from_string(first) - 1)}: merged cells "
             f"{first}{row}:{last}{end}{more}; the rows under a merged cell read as empty: unmerge them "
             "(fill each cell with its value), expected one value per cell"
         )

@@ -238,13 +238,13 @@ def aligned_predictions(files: Sequence[Predictions]) -> list[Predictions]:
 
 def check_same_groups(files: Sequence[Predictions]) -> None:
     """Aligned files must agree on each row's group (judge: dimension): its rules pick the labels and the tie-break."""
-    with_groups = [f for f in files if f.groups is not None]
-    for other in with_groups[1:]:
-        first = with_groups[0]
-        differ = first.groups != other.groups
+    with_groups = [(f, np.asarray(f.groups, dtype=object)) for f in files if f.groups is not None]
+    for other, other_groups in with_groups[1:]:
+        first, first_groups = with_groups[0]
+        differ = np.asarray(first_groups != other_groups, dtype=bool)
         if differ.any():
             row = int(np.flatnonzero(differ)[0])
-            raise VotingError(f"id {first.ids[row]}: {first.path} says {first.groups[row]!r} but {other.path} says "
-                              f"{other.groups[row]!r} for its group; {int(differ.sum())} rows disagree, the files "
+            raise VotingError(f"id {first.ids[row]}: {first.path} says {first_groups[row]!r} but {other.path} says "
+                              f"{other_groups[row]!r} for its group; {int(differ.sum())} rows disagree, the files "
                               "must come from the same test set")
 
