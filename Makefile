@@ -10,6 +10,7 @@ PY := $(VENV)/bin/python
 LLMCOMP := $(VENV)/bin/llmcomp
 STAMP := $(VENV)/.installed
 SMOLLM2 := models/smollm2/config.json
+TINY := models/tiny/config.json
 
 MODEL ?= smollm2
 TASK ?= judge_demo
@@ -23,6 +24,9 @@ DATA_DIR ?= data
 TEMPERATURE ?= 0.7
 PORT ?= 7860
 HOST ?= 127.0.0.1
+# LIMIT=N: a trial run on the first N rows (data, predict, score, sc, sc-submit); every command says so
+LIMIT ?=
+LIMIT_ARG = $(if $(LIMIT),--limit $(LIMIT))
 
 # adapters: make data TASK=judge NAME=judge TRAIN=path/train.csv TEST=path/test_A.csv [DATA_ARGS="--fit-cutoff ..."]
 ADAPTER ?= $(TASK)
@@ -48,12 +52,12 @@ $(foreach v,FORCE_TORCHRUN NNODES NODE_RANK MASTER_ADDR MASTER_PORT USE_RAY,$(if
 export USE_MODELSCOPE_HUB ?= 1
 
 .PHONY: help setup models convert demo test test-fast lint data train qlora train-all predict predict-all export \
-        vote report baseline serve sc chat board-preset webui bench bench-quality clean
+        vote report baseline serve sc sc-submit chat webchat board-preset webui exam-layout bench bench-quality clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP) $(SMOLLM2) ## create .venv with the pinned stack and convert SmolLM2 (idempotent)
+setup: $(STAMP) $(SMOLLM2) $(TINY) ## create .venv with the pinned stack, convert SmolLM2, build models/tiny (idempotent)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,7 +72,11 @@ $(STAMP): pyproject.toml constraints.txt
 $(SMOLLM2): | $(STAMP)
 	$(PY) -m pipeline.embedded
 
-models: $(SMOLLM2) ## convert the embedded SmolLM2-135M-Instruct GGUF into models/smollm2
+# the random 2-layer test model of MODEL=tiny (factory_configs/tiny), built offline in seconds
+$(TINY): | $(STAMP)
+	$(PY) -m pipeline.tiny $(dir $(TINY))
+
+models: $(SMOLLM2) $(TINY) ## convert the embedded SmolLM2-135M-Instruct GGUF into models/smollm2; build models/tiny
 
 # checkpoints converted once to a native architecture (pipeline/convert_internlm2.py says why); SRC= a local folder
 CONVERT_FROM_internlm2_5 := Shanghai_AI_Laboratory/internlm2_5-20b-chat
@@ -92,7 +100,7 @@ lint: $(STAMP) ## ruff
 
 data: $(STAMP) ## convert raw files: make data TASK=judge NAME=judge TRAIN=... [DEV=...] [TEST=...] [DATA_ARGS=...]
 	$(LLMCOMP) data $(ADAPTER) --name $(NAME) --data-dir $(DATA_DIR) $(if $(TRAIN),--train $(TRAIN)) \
-		$(if $(DEV),--dev $(DEV)) $(if $(TEST),--test $(TEST)) $(DATA_ARGS)
+		$(if $(DEV),--dev $(DEV)) $(if $(TEST),--test $(TEST)) $(LIMIT_ARG) $(DATA_ARGS)
 
 train: setup ## LoRA SFT: make train MODEL=qwen2 TASK=judge [FRESH=1] [DS=z3] [ARGS="key=value ..."]
 	$(LLMCOMP) train --model $(MODEL) --task $(TASK) --data-dir $(DATA_DIR) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
@@ -103,12 +111,12 @@ qlora: setup ## 4-bit QLoRA SFT (CUDA + bitsandbytes): make qlora MODEL=internlm
 train-all: ## the four seed models in sequence, one process each (GPU memory freed between)
 	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory train MODEL=$$m TASK=$(TASK); done
 
-predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv] [SAMPLES=N TEMPERATURE=t]
+predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv] [SAMPLES=N TEMPERATURE=t] [LIMIT=N]
 ifeq ($(MODE),score)
-	$(LLMCOMP) score --model $(MODEL) --task $(TASK) --split $(SPLIT) --data-dir $(DATA_DIR) $(ARGS)
+	$(LLMCOMP) score --model $(MODEL) --task $(TASK) --split $(SPLIT) --data-dir $(DATA_DIR) $(LIMIT_ARG) $(ARGS)
 else
 	$(LLMCOMP) predict --model $(MODEL) --task $(TASK) --split $(SPLIT) --data-dir $(DATA_DIR) --samples $(SAMPLES) \
-		--temperature $(TEMPERATURE) $(ARGS)
+		--temperature $(TEMPERATURE) $(LIMIT_ARG) $(ARGS)
 endif
 
 predict-all: ## predict with the four seed models in sequence
@@ -135,18 +143,45 @@ baseline: $(STAMP) ## TF-IDF + logistic regression → predictions/TASK/tfidf.cs
 serve: setup ## OpenAI-compatible API on 127.0.0.1:PORT with the trained adapter (API_KEY required)
 	$(LLMCOMP) serve --model $(MODEL) --task $(TASK) --port $(PORT) $(ARGS)
 
-sc: $(STAMP) ## self-consistency samples from the server: make sc MODEL=... TASK=logic SAMPLES=5
-	$(LLMCOMP) sc --model $(MODEL) --task $(TASK) --samples $(if $(filter 1,$(SAMPLES)),5,$(SAMPLES)) --port $(PORT) \
-		--split $(SPLIT) --data-dir $(DATA_DIR) $(ARGS)
+SC_SAMPLES = $(if $(filter 1,$(SAMPLES)),5,$(SAMPLES))
+
+sc: $(STAMP) ## self-consistency samples from the server: make sc MODEL=... TASK=logic SAMPLES=5 [LIMIT=N]
+	$(LLMCOMP) sc --model $(MODEL) --task $(TASK) --samples $(SC_SAMPLES) --port $(PORT) \
+		--split $(SPLIT) --data-dir $(DATA_DIR) $(LIMIT_ARG) $(ARGS)
+
+# served model → submission: samples (resumed unless FRESH=1) → self-consistency vote → the task's file
+# (logic: upload.jsonl from SOURCE, the original test JSONL, and answer.txt, one letter per question)
+SOURCE ?=
+UNPARSED ?=
+SC_VOTED = submissions/$(TASK)/voted_sc_$(MODEL).csv
+
+sc-submit: $(STAMP) ## served model → submission: make sc-submit TASK=logic SAMPLES=5 SOURCE=test.jsonl [LIMIT=N]
+	$(LLMCOMP) sc --model $(MODEL) --task $(TASK) --samples $(SC_SAMPLES) --port $(PORT) --split $(SPLIT) \
+		--data-dir $(DATA_DIR) $(if $(FRESH),--fresh,--resume) $(LIMIT_ARG) $(ARGS)
+	$(LLMCOMP) self-consistency predictions/$(TASK)/$(MODEL)_samples.csv --task $(TASK) --data-dir $(DATA_DIR) \
+		$(if $(UNPARSED),--unparsed $(UNPARSED)) --out $(SC_VOTED)
+	$(LLMCOMP) submit $(TASK) --data-dir $(DATA_DIR) --pred $(SC_VOTED) --test $(DATA_DIR)/$(TASK)_$(SPLIT).json \
+		$(if $(SOURCE),--source $(SOURCE)) $(LIMIT_ARG) --out submissions/$(TASK)/
 
 chat: setup ## terminal chat with the trained adapter
 	$(LLMCOMP) board chat --model $(MODEL) --task $(TASK) $(ARGS)
+
+webchat: setup ## LLaMA-Factory's web chat with the trained adapter on HOST:PORT (127.0.0.1 unless HOST= is given)
+	$(LLMCOMP) board webchat --model $(MODEL) --task $(TASK) --host $(HOST) --port $(PORT) $(ARGS)
 
 board-preset: $(STAMP) ## turn factory_configs/MODEL into a LLaMA Board config (Train tab → Config path → Load)
 	$(LLMCOMP) board preset --model $(MODEL) --task $(TASK) $(ARGS)
 
 webui: setup ## LLaMA Board on HOST:PORT (127.0.0.1 unless HOST= is given) with the project's data/
 	$(LLMCOMP) board webui --host $(HOST) --port $(PORT)
+
+OUT ?=
+PRED ?=
+
+exam-layout: $(STAMP) ## CoLA/QQP exam folder: make exam-layout TASK=cola OUT=dir → pre_data/, saved_model/, result_*.txt
+	@test -n "$(OUT)" || { echo "make exam-layout: give OUT=folder"; exit 2; }
+	$(LLMCOMP) exam-layout --task $(TASK) --model $(MODEL) --out $(OUT) --data-dir $(DATA_DIR) \
+		$(if $(PRED),--pred $(PRED)) $(if $(UNPARSED),--unparsed $(UNPARSED))
 
 bench: setup ## run the quick benchmarks in bench/ (one JSON line each; bench-quality is separate, about an hour)
 	@for b in bench/conversion.py bench/vote.py bench/predict.py bench/train_speed.py; do echo "== $$b"; $(PY) $$b; done
