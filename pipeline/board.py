@@ -266,7 +266,6 @@ def webchat(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(f"[webchat] {args.model} on {args.task}: {adapter or 'base model, no adapter'} → "
           f"{board_url(args.host, args.port)}", flush=True)
-    os.chdir(ROOT)
     os.execve(command[0], command, env)  # the server takes this process's id: Ctrl-C and kill reach it directly
 
 

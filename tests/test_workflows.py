@@ -293,3 +293,16 @@ def test_exam_layout_for_cola(tmp_path, tiny_model):
     assert summary["seed_score"] == pytest.approx(accuracy * 70)
     assert f"exam score: accuracy {accuracy:.4f} × 70" in proc.stderr
     assert "predictions/cola/tiny_score.csv" in summary["predictions"] and "LoRA adapter" in summary["saved_model"]
+
+
+def test_a_character_cut_by_the_token_limit_is_dropped(tmp_path):
+    """The HF engine decodes a multi-byte character cut by max_new_tokens as U+FFFD: answers keep whole ones."""
+    from pipeline.runs import predicted_rows
+    from pipeline.self_consistency import whole_characters
+
+    assert whole_characters("答案是C\ufffd") == "答案是C" and whole_characters("关键词\ufffd\ufffd") == "关键词"
+    assert whole_characters("\ufffd在中间") == "\ufffd在中间"  # only the cut end
+    (tmp_path / "test.json").write_text(json.dumps([{"id": "a", "instruction": "", "input": "", "output": ""},
+                                                    {"id": "b", "instruction": "", "input": "", "output": ""}]))
+    (tmp_path / "generated_predictions.jsonl").write_text('{"predict": "医学\\ufffd"}\n', encoding="utf-8")
+    assert predicted_rows(tmp_path, tmp_path / "test.json", limit=1) == [{"id": "a", "prediction": "医学"}]
