@@ -10,6 +10,7 @@ PY := $(VENV)/bin/python
 LLMCOMP := $(VENV)/bin/llmcomp
 STAMP := $(VENV)/.installed
 SMOLLM2 := models/smollm2/config.json
+TINY := models/tiny/config.json
 
 # Every user value reaches the shell as one single-quoted word: $(call q,$(NAME)). A name with `;` or a path with
 # a space is then just text (and the CLIs refuse a NAME/TASK/MODEL that is not a plain name).
@@ -27,6 +28,9 @@ DATA_DIR ?= data
 TEMPERATURE ?= 0.7
 PORT ?= 7860
 HOST ?= 127.0.0.1
+# LIMIT=N: a trial run on the first N rows (data, predict, score, sc, sc-submit); every command says so
+LIMIT ?=
+LIMIT_ARG = $(if $(LIMIT),--limit $(LIMIT))
 
 # adapters: make data TASK=judge NAME=judge TRAIN=path/train.csv TEST=path/test_A.csv [DATA_ARGS="--fit-cutoff ..."]
 ADAPTER ?= $(TASK)
@@ -59,12 +63,13 @@ $(foreach v,FORCE_TORCHRUN NNODES NODE_RANK MASTER_ADDR MASTER_PORT USE_RAY,$(if
 export USE_MODELSCOPE_HUB ?= 1
 
 .PHONY: help setup models convert demo test test-fast lint data train qlora train-all predict predict-all export \
-        vote submit-paper report baseline serve sc chat board-preset webui bench bench-quality clean
+        vote submit-paper report baseline serve sc sc-submit chat webchat board-preset webui exam-layout bench \
+        bench-quality clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP) $(SMOLLM2) ## create .venv with the pinned stack and convert SmolLM2 (idempotent)
+setup: $(STAMP) $(SMOLLM2) $(TINY) ## create .venv with the pinned stack, convert SmolLM2, build models/tiny (idempotent)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -79,7 +84,11 @@ $(STAMP): pyproject.toml constraints.txt
 $(SMOLLM2): | $(STAMP)
 	$(PY) -m pipeline.embedded
 
-models: $(SMOLLM2) ## convert the embedded SmolLM2-135M-Instruct GGUF into models/smollm2
+# the random 2-layer test model of MODEL=tiny (factory_configs/tiny), built offline in seconds
+$(TINY): | $(STAMP)
+	$(PY) -m pipeline.tiny $(dir $(TINY))
+
+models: $(SMOLLM2) $(TINY) ## convert the embedded SmolLM2-135M-Instruct GGUF into models/smollm2; build models/tiny
 
 # checkpoints converted once to a native architecture (pipeline/convert_internlm2.py says why); SRC= a local folder
 CONVERT_FROM_internlm2_5 := Shanghai_AI_Laboratory/internlm2_5-20b-chat
@@ -104,7 +113,7 @@ lint: $(STAMP) ## ruff
 data: $(STAMP) ## convert raw files: make data TASK=judge NAME=judge TRAIN=... [DEV=...] [TEST=...] [DATA_ARGS=...]
 	$(LLMCOMP) data $(call q,$(ADAPTER)) --name $(call q,$(NAME)) --data-dir $(call q,$(DATA_DIR)) \
 		$(if $(TRAIN),--train $(call q,$(TRAIN))) $(if $(DEV),--dev $(call q,$(DEV))) \
-		$(if $(TEST),--test $(call q,$(TEST))) $(DATA_ARGS)
+		$(if $(TEST),--test $(call q,$(TEST))) $(LIMIT_ARG) $(DATA_ARGS)
 
 train: setup ## LoRA SFT: make train MODEL=qwen2 TASK=judge [FRESH=1] [DS=z3] [ARGS="key=value ..."]
 	$(LLMCOMP) train --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
@@ -115,12 +124,14 @@ qlora: setup ## 4-bit QLoRA SFT (CUDA + bitsandbytes): make qlora MODEL=internlm
 train-all: ## the four seed models in sequence, one process each (GPU memory freed between)
 	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory train MODEL=$$m TASK=$(call q,$(TASK)); done
 
-predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv] [SAMPLES=N TEMPERATURE=t]
+predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv] [SAMPLES=N TEMPERATURE=t] [LIMIT=N]
 ifeq ($(MODE),score)
-	$(LLMCOMP) score --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) $(ARGS)
+	$(LLMCOMP) score --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) \
+		--data-dir $(call q,$(DATA_DIR)) $(LIMIT_ARG) $(ARGS)
 else
-	$(LLMCOMP) predict --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) --samples $(call q,$(SAMPLES)) \
-		--temperature $(call q,$(TEMPERATURE)) $(ARGS)
+	$(LLMCOMP) predict --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) \
+		--data-dir $(call q,$(DATA_DIR)) --samples $(call q,$(SAMPLES)) --temperature $(call q,$(TEMPERATURE)) \
+		$(LIMIT_ARG) $(ARGS)
 endif
 
 predict-all: ## predict with the four seed models in sequence
@@ -157,18 +168,46 @@ baseline: $(STAMP) ## TF-IDF + logistic regression → predictions/TASK/tfidf.cs
 serve: setup ## OpenAI-compatible API on 127.0.0.1:PORT with the trained adapter (API_KEY required)
 	$(LLMCOMP) serve --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --port $(call q,$(PORT)) $(ARGS)
 
-sc: $(STAMP) ## self-consistency samples from the server: make sc MODEL=... TASK=logic SAMPLES=5
-	$(LLMCOMP) sc --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --samples $(if $(filter 1,$(SAMPLES)),5,$(SAMPLES)) --port $(call q,$(PORT)) \
-		--split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) $(ARGS)
+SC_SAMPLES = $(if $(filter 1,$(SAMPLES)),5,$(SAMPLES))
+
+sc: $(STAMP) ## self-consistency samples from the server: make sc MODEL=... TASK=logic SAMPLES=5 [LIMIT=N]
+	$(LLMCOMP) sc --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --samples $(call q,$(SC_SAMPLES)) \
+		--port $(call q,$(PORT)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) $(LIMIT_ARG) $(ARGS)
+
+# served model → submission: samples (resumed unless FRESH=1) → self-consistency vote → the task's file
+# (logic: upload.jsonl from SOURCE, the original test JSONL, and answer.txt, one letter per question)
+SOURCE ?=
+SC_VOTED = submissions/$(TASK)/voted_sc_$(MODEL).csv
+
+sc-submit: $(STAMP) ## served model → submission: make sc-submit TASK=logic SAMPLES=5 SOURCE=test.jsonl [LIMIT=N]
+	$(LLMCOMP) sc --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --samples $(call q,$(SC_SAMPLES)) \
+		--port $(call q,$(PORT)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) \
+		$(if $(FRESH),--fresh,--resume) $(LIMIT_ARG) $(ARGS)
+	$(LLMCOMP) self-consistency $(call q,predictions/$(TASK)/$(MODEL)_samples.csv) --task $(call q,$(TASK)) \
+		--data-dir $(call q,$(DATA_DIR)) $(if $(UNPARSED),--unparsed $(call q,$(UNPARSED))) --out $(call q,$(SC_VOTED))
+	$(LLMCOMP) submit $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --pred $(call q,$(SC_VOTED)) \
+		--test $(call q,$(DATA_DIR)/$(TASK)_$(SPLIT).json) $(if $(SOURCE),--source $(call q,$(SOURCE))) $(LIMIT_ARG) \
+		--out $(call q,submissions/$(TASK)/)
 
 chat: setup ## terminal chat with the trained adapter
 	$(LLMCOMP) board chat --model $(call q,$(MODEL)) --task $(call q,$(TASK)) $(ARGS)
+
+webchat: setup ## LLaMA-Factory's web chat with the trained adapter on HOST:PORT (127.0.0.1 unless HOST= is given)
+	$(LLMCOMP) board webchat --model $(MODEL) --task $(TASK) --host $(HOST) --port $(PORT) $(ARGS)
 
 board-preset: $(STAMP) ## turn factory_configs/MODEL into a LLaMA Board config (Train tab → Config path → Load)
 	$(LLMCOMP) board preset --model $(call q,$(MODEL)) --task $(call q,$(TASK)) $(ARGS)
 
 webui: setup ## LLaMA Board on HOST:PORT (127.0.0.1 unless HOST= is given) with the project's data/
 	$(LLMCOMP) board webui --host $(call q,$(HOST)) --port $(call q,$(PORT))
+
+OUT ?=
+PRED ?=
+
+exam-layout: $(STAMP) ## CoLA/QQP exam folder: make exam-layout TASK=cola OUT=dir → pre_data/, saved_model/, result_*.txt
+	@test -n "$(OUT)" || { echo "make exam-layout: give OUT=folder"; exit 2; }
+	$(LLMCOMP) exam-layout --task $(TASK) --model $(MODEL) --out $(OUT) --data-dir $(DATA_DIR) \
+		$(if $(PRED),--pred $(PRED)) $(if $(UNPARSED),--unparsed $(UNPARSED))
 
 bench: setup ## run the quick benchmarks in bench/ (one JSON line each; bench-quality is separate, about an hour)
 	@for b in bench/conversion.py bench/vote.py bench/predict.py bench/train_speed.py; do echo "== $$b"; $(PY) $$b; done

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core import InputError
+from core import InputError, positive_int
 
 from . import ADAPTERS
 from .report import cutoff_warnings, format_report
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "LLaMA-Factory would cut the prompt's tail, assistant header included")  # fmt: skip
         task.add_argument("--drop-duplicates", action="store_true",
                           help="drop train records repeating an earlier one (text and output); listed in the report")  # fmt: skip
+        task.add_argument("--limit", type=positive_int, metavar="N",
+                          help="keep the first N records of each split (a trial run; the report says so)")
         if adapter.add_arguments is not None:
             adapter.add_arguments(task)
     return parser
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_conversion(
             ADAPTERS[args.task], files, args.name, args.data_dir, args,
             tokenizer=args.tokenizer, cutoff_len=args.cutoff_len, drop_duplicate_rows=args.drop_duplicates, fit_cutoff=args.fit_cutoff,
+            limit=args.limit,
         )  # fmt: skip
     except InputError as err:  # AdapterError and OutputError (a folder that cannot be written) included
         print(f"error: {err}\nnothing was written.", file=sys.stderr)

@@ -101,11 +101,20 @@ def record_options(record: Mapping[str, Any]) -> tuple[str, ...]:
     return LETTERS  # every letter where the options cannot be read back
 
 
+ANSWER_LIST = "answer.txt"  # beside upload.jsonl: one letter per question in test order, as the original client wrote
+
+
 def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[str, str], source: str | None = None,
-                     **_: Any) -> dict[str, Any]:
-    """The original test JSONL (`--source`) with `answer` filled per question (ids `<problem id>#<index>`)."""
+                     limit: int | None = None, **_: Any) -> dict[str, Any]:
+    """The original test JSONL (`--source`) with `answer` filled per question (ids `<problem id>#<index>`), and
+    answer.txt beside it (one letter per line, in the test records' order).
+
+    `limit` (a trial run, LIMIT=N: `records` are the test file's first N): only the problems holding those records
+    are written, and their other questions keep no answer.
+    """
     if not source:
         raise TaskError("submit logic needs --source round1_test_data.jsonl (the original test JSONL)")
+    wanted = {str(record["id"]) for record in records}
     source_text = read_text(source)[0]
     problems: list[dict[str, Any]] = []
     missing: list[str] = []
@@ -118,8 +127,12 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
             raise TaskError(f"{source} line {line_number}: not JSON ({err})") from None
         if "id" not in problem or not isinstance(problem.get("questions"), list):
             raise TaskError(f"{source} line {line_number}: expected an object with id and a questions list")
-        for index, question in enumerate(problem["questions"]):
-            question_id = f"{problem['id']}#{index}"
+        question_ids = [f"{problem['id']}#{index}" for index in range(len(problem["questions"]))]
+        if limit is not None and wanted.isdisjoint(question_ids):
+            continue
+        for question_id, question in zip(question_ids, problem["questions"], strict=True):
+            if limit is not None and question_id not in wanted:
+                continue
             if question_id not in labels:
                 missing.append(question_id)
                 continue
@@ -133,7 +146,13 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
         raise TaskError(f"{source}: {len(missing)} questions have no prediction: {first_items(missing)}")
     with atomic_open(path, "w", encoding="utf-8") as handle:
         handle.write("".join(json.dumps(problem, ensure_ascii=False) + "\n" for problem in problems))
-    return {"rows": len(problems), "questions": sum(len(p["questions"]) for p in problems)}
+    answers = Path(path).with_name(ANSWER_LIST)
+    with atomic_open(answers, "w", encoding="utf-8") as handle:
+        handle.write("".join(f"{labels[str(record['id'])]}\n" for record in records))
+    summary: dict[str, Any] = {"rows": len(problems), "questions": len(records), "answers": str(answers)}
+    if limit is not None:
+        summary["partial"] = f"LIMIT={limit}: the problems of the first {len(records)} questions only (a trial run)"
+    return summary
 
 
 register_task(TaskSpec("logic", LETTERS, candidates_of=record_options, submission_name="upload.jsonl",

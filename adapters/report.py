@@ -130,6 +130,24 @@ def token_stats(records: list[dict[str, Any]], tokenizer: Any, overhead: int, cu
     }
 
 
+ANSWER_MARGIN = 8  # tokens beyond the longest usual answer: end of turn, a stray word, another tokenizer's split
+
+
+def answer_stats(records: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any] | None:
+    """Token lengths of the answers (`output`) and the generation budget predict takes from them.
+
+    `max_new_tokens` is the 99th percentile plus a margin (a quarter of it, at least ANSWER_MARGIN): the presets'
+    4–8 tokens fit labels, not keywords or QA answers. None where the split has no answers (a test file).
+    """
+    outputs = [record["output"] for record in records if record.get("output")]
+    if not outputs:
+        return None
+    lengths = sorted(len(ids) for ids in tokenizer(outputs, add_special_tokens=False)["input_ids"])
+    p99 = lengths[min(len(lengths) - 1, int(0.99 * len(lengths)))]
+    return {"p50": lengths[len(lengths) // 2], "p99": p99, "max": lengths[-1],
+            "max_new_tokens": p99 + max(ANSWER_MARGIN, p99 // 4)}
+
+
 def fit_inputs(parts: list[Part], tokenizer: Any, cutoff_len: int) -> None:
     """Trim each record's `input` to its head so the templated example fits `cutoff_len` (`--fit-cutoff`).
 
@@ -193,6 +211,9 @@ def build_report(
             if with_system not in overheads:
                 overheads[with_system] = template_overhead(tokenizer, with_system)
             entry["tokens"] = token_stats(part.records, tokenizer, overheads[with_system], cutoff_len)
+            answers = answer_stats(part.records, tokenizer)
+            if answers is not None:
+                entry["tokens"]["answer"] = answers
         datasets[part.dataset_name(name)] = entry
     tokens: dict[str, Any] = {"note": token_note}
     if tokenizer is not None:
@@ -226,7 +247,8 @@ def format_report(report: dict[str, Any]) -> str:
             shown = ", ".join(f"{label or '(none)'}: {count}" for label, count in entry["labels"].items())
             lines.append(f"{dataset} labels: {shown}")
         for key, value in entry.items():
-            if value and (key.startswith("empty_") or key in ("sampled", "first_rows", "duplicates_dropped", "nul_dropped")):
+            if value and (key.startswith("empty_") or key in ("sampled", "first_rows", "limited", "duplicates_dropped",
+                                                               "nul_dropped")):
                 lines.append(f"{dataset} {key}: {value}")
         dups = entry["duplicate_texts"]
         if dups["count"]:

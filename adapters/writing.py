@@ -130,8 +130,12 @@ def run_conversion(
     cutoff_len: int = 1024,
     drop_duplicate_rows: bool = False,
     fit_cutoff: bool = False,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Read and check every file of the run in memory, then write data files, report and registry entries."""
+    """Read and check every file of the run in memory, then write data files, report and registry entries.
+
+    `limit` keeps the first N records of each dataset (a trial run, `make data LIMIT=N`); the report says so.
+    """
     check_name(name)
     if not files:
         raise AdapterError("no input: give at least one of --train, --dev, --test")
@@ -144,6 +148,10 @@ def run_conversion(
             part.task = part.task or adapter.name
             if nul_dropped(part.source):
                 part.notes["nul_dropped"] = nul_dropped(part.source)
+            if limit is not None:
+                part.notes["limited"] = f"first {min(limit, len(part.records))} of {len(part.records)} records " \
+                                        f"(LIMIT={limit}, a trial run)"
+                part.records = part.records[:limit]
         check_parts(parts, name)
         if drop_duplicate_rows:
             for part in parts:

@@ -19,3 +19,12 @@ def first_items(items, limit: int = 5) -> str:
     items = list(items)
     shown = ", ".join(str(item) for item in items[:limit])
     return shown if len(items) <= limit else f"{shown}, … ({len(items)} in all)"
+
+
+def positive_int(text: str) -> int:
+    """argparse type of `--limit N` (LIMIT=N in make) and friends: an integer ≥ 1."""
+    import argparse
+
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)

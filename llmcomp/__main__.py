@@ -8,7 +8,8 @@
   serve     OpenAI-compatible API on 127.0.0.1                (python -m pipeline.serve)
   sc        sampled answers from the server                   (python -m pipeline.self_consistency)
   vote, self-consistency, report, submit, metrics             (python -m voting ...; metrics = voting score)
-  board     LLaMA Board, its presets, terminal chat           (python -m pipeline.board)
+  board     LLaMA Board, its presets, terminal and web chat   (python -m pipeline.board)
+  exam-layout  the CoLA/QQP exam's folder: pre_data/, saved_model/, result_*.txt + score (python -m voting.exam)
   demo      the whole pipeline on the embedded sample         (python -m pipeline.demo)
 
 `llmcomp SUBCOMMAND --help` shows the stage's own options.
@@ -37,6 +38,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "submit": ("voting.__main__", ("submit",)),
     "metrics": ("voting.__main__", ("score",)),
     "board": ("pipeline.board", ()),
+    "exam-layout": ("voting.exam", ()),
     "demo": ("pipeline.demo", ()),
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core import InputError
+from core import InputError, positive_int
 from pipeline.predict import predict
 from pipeline.runs import RunError, run_stage
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", help="predict: which split to predict (GLUE tasks use dev)")
     parser.add_argument("--samples", type=int, default=1, help="predict: N sampled answers per row")
     parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="predict: the first N rows only (a trial run)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved YAML, run nothing")
     parser.add_argument("overrides", nargs="*", help="LLaMA-Factory key=value overrides")
     return parser
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.stage == "predict":
             predict(args.model, args.task, args.overrides, args.split, args.samples, args.temperature,
-                    args.data_dir, args.dry_run)
+                    args.data_dir, args.dry_run, args.limit)
         else:
             run_stage(args.model, args.stage, args.task, args.overrides, fresh=args.fresh, dry_run=args.dry_run,
                       data_dir=args.data_dir)

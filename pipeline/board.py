@@ -5,6 +5,8 @@
                                             factory_configs/MODEL/lora_sft.yaml → a config the board can load
     python -m pipeline.board chat --model MODEL --task TASK [--dry-run] [key=value ...]
                                             llamafactory-cli chat with saves/TASK/MODEL/lora
+    python -m pipeline.board webchat --model MODEL --task TASK [--host 127.0.0.1] [--port 7860] [key=value ...]
+                                            llamafactory-cli webchat (LLaMA-Factory's web demo), same model
 
 The board resolves everything against its working directory: data/ (Data dir), saves/ (outputs),
 llamaboard_config/ (Config path: Save/Load arguments) and llamaboard_cache/ (its user config).
@@ -225,21 +227,46 @@ def chat_command(chat: dict[str, Any]) -> list[str]:
     return command
 
 
+def check_adapter(chat_args: dict[str, Any], model: str, task: str) -> str | None:
+    adapter = chat_args.get("adapter_name_or_path")
+    if adapter and not all((ROOT / a.strip()).is_dir() or Path(a.strip()).is_dir() for a in str(adapter).split(",")):
+        default = stage_dir(task, model, "train")
+        raise RunError(f"no trained adapter at {adapter}: run `make train MODEL={model} TASK={task}` "
+                       f"(writes {default}), or chat with the base model: ARGS=\"adapter_name_or_path=\"")
+    return adapter
+
+
 def chat(args: argparse.Namespace) -> int:
     chat_args = chat_config(args.model, args.task, args.overrides)
-    adapter = chat_args.get("adapter_name_or_path")
     command = chat_command(chat_args)
     if args.dry_run:
         print(shlex.join(command))
         return 0
-    if adapter and not all((ROOT / a.strip()).is_dir() or Path(a.strip()).is_dir() for a in str(adapter).split(",")):
-        default = stage_dir(args.task, args.model, "train")
-        raise RunError(f"no trained adapter at {adapter}: run `make train MODEL={args.model} TASK={args.task}` "
-                       f"(writes {default}), or chat with the base model: ARGS=\"adapter_name_or_path=\"")
+    adapter = check_adapter(chat_args, args.model, args.task)
     print(f"[chat] {args.model} on {args.task}: {adapter or 'base model, no adapter'}  (type exit to quit)", flush=True)
     os.chdir(ROOT)  # the preset's paths (models/…, saves/…) are relative to the repo root
     env = {**os.environ, "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0")}
     os.execve(command[0], command, env)
+
+
+def webchat(args: argparse.Namespace) -> int:
+    """LLaMA-Factory's web demo (`llamafactory-cli webchat`) with the same model as `chat`, on HOST:PORT."""
+    chat_args = chat_config(args.model, args.task, args.overrides)
+    command = chat_command(chat_args)
+    command[1] = "webchat"
+    env = board_env(args.host, args.port, open_browser=not args.no_browser)
+    if args.dry_run:
+        shown = {key: env[key] for key in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "GRADIO_SHARE")}
+        print(" ".join(f"{k}={v}" for k, v in shown.items()) + " " + shlex.join(command))
+        return 0
+    adapter = check_adapter(chat_args, args.model, args.task)
+    if not is_loopback(args.host):
+        print(f"[webchat] WARNING: listening on {args.host}: anyone who can reach this machine on port {args.port} "
+              "can talk to the model. Use HOST=127.0.0.1 (default) and an SSH tunnel unless you mean it.",
+              file=sys.stderr)
+    print(f"[webchat] {args.model} on {args.task}: {adapter or 'base model, no adapter'} → "
+          f"{board_url(args.host, args.port)}", flush=True)
+    os.execve(command[0], command, env)  # the server takes this process's id: Ctrl-C and kill reach it directly
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,7 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     web.add_argument("--dry-run", action="store_true", help="print the command and environment, start nothing")
     pre = commands.add_parser("preset", help="factory_configs/MODEL preset → llamaboard_config/MODEL_TASK.yaml")
     talk = commands.add_parser("chat", help="terminal chat with saves/TASK/MODEL/lora (make chat)")
-    for sub in (pre, talk):
+    web_chat = commands.add_parser("webchat", help="LLaMA-Factory's web chat with saves/TASK/MODEL/lora (make webchat)")
+    web_chat.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    web_chat.add_argument("--port", type=int, default=7860)
+    web_chat.add_argument("--no-browser", action="store_true", help="do not open a browser on this machine")
+    web_chat.add_argument("--dry-run", action="store_true", help="print the command and environment only")
+    for sub in (pre, talk, web_chat):
         sub.add_argument("--model", required=True)
         sub.add_argument("--task", required=True)
         sub.add_argument("overrides", nargs="*", metavar="key=value", help="LLaMA-Factory arguments, applied last")
@@ -268,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "preset":
             write_preset(args.model, args.task, args.stage, args.overrides, Path(args.workdir).resolve())
             return 0
+        if args.command == "webchat":
+            return webchat(args)
         return chat(args)
     except RunError as err:
         print(f"error: {err}", file=sys.stderr)

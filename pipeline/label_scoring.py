@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from adapters import find_task
-from core import InputError
+from core import InputError, positive_int
 from core.fileio import atomic_write_csv, atomic_write_json
 from core.paths import DATA_DIR, STAGE_DIRS, predictions_csv
 from core.records import load_dataset
@@ -469,6 +469,7 @@ def run(args: argparse.Namespace) -> dict:
         raise RunError(str(err)) from None
     name = config["eval_dataset"]
     records, attr = load_records(config, name)
+    records = records[: args.limit]  # LIMIT=N: the first N rows, a trial run
     sets = label_sets(records, rules, name)
     infer_args = infer_arguments(config)
 
@@ -480,7 +481,7 @@ def run(args: argparse.Namespace) -> dict:
     seconds = time.perf_counter() - loaded
     raw_rows = prediction_rows(records, sets, scores, rules)
     report: dict[str, Any] = {
-        "model": args.model, "task": args.task, "dataset": name, "rows": len(records),
+        "model": args.model, "task": args.task, "dataset": name, "rows": len(records), "limit": args.limit,
         "batch_size": args.batch_size, "prompt_tokens_per_row": round(float(np.mean([len(e.prompt) for e in encoded])),
                                                                       1),
         "load_seconds": round(loaded - start, 2), "score_seconds": round(seconds, 2),
@@ -517,7 +518,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def summary(report: dict) -> str:
-    lines = [f"[score] {report['rows']} rows of {report['dataset']} in {report['score_seconds']} s "
+    limited = f" (LIMIT={report['limit']}: the first rows only, a trial run)" if report.get("limit") else ""
+    lines = [f"[score] {report['rows']} rows of {report['dataset']}{limited} in {report['score_seconds']} s "
              f"({report['rows_per_second']} rows/s, {report['prompt_tokens_per_row']} prompt tokens/row) "
              f"→ {report['predictions']}"]
     for kind in ("raw", "calibrated"):
@@ -543,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-rows", type=int, default=512, help="train records scored to calibrate (512)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration slice")
     parser.add_argument("--out", help="default predictions/TASK/MODEL_score.csv")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="score the first N rows only (a trial run)")
     parser.add_argument("overrides", nargs="*", help="LLaMA-Factory key=value overrides of the predict preset")
     args = parser.parse_intermixed_args(argv)
     try:

@@ -28,17 +28,23 @@ def test_file(task: str, split: str, data_dir: str | Path | None) -> tuple[Path,
 
 
 def predict(model: str, task: str, overrides: list[str], split: str = "test", samples: int = 1,
-            temperature: float = 0.7, data_dir: str | Path | None = None, dry_run: bool = False) -> Path | None:
-    """Greedy predictions (samples <= 1) or N sampled runs gathered into one samples file; the file written."""
+            temperature: float = 0.7, data_dir: str | Path | None = None, dry_run: bool = False,
+            limit: int | None = None) -> Path | None:
+    """Greedy predictions (samples <= 1) or N sampled runs gathered into one samples file; the file written.
+
+    `limit` predicts the first N rows only (LLaMA-Factory's max_samples takes the dataset's first N): a trial run.
+    """
     test_json, group_col = test_file(task, split, data_dir)
+    if limit is not None:
+        overrides = [f"max_samples={limit}", *overrides]
     if samples <= 1:
         predict_dir = run_stage(model, "predict", task, overrides, dry_run=dry_run, split=split, data_dir=data_dir)
         if dry_run:
             return None
         out_csv = predictions_csv(task, model)
-        rows = predicted_rows(predict_dir, test_json, group_col)
+        rows = predicted_rows(predict_dir, test_json, group_col, limit)
         atomic_write_csv(out_csv, rows)
-        print(f"[predict] {len(rows)} predictions → {out_csv}")
+        print(f"[predict] {len(rows)} predictions → {out_csv}" + (f" (LIMIT={limit}: a trial run)" if limit else ""))
         return out_csv
     gathered: list[dict] = []
     for sample in range(samples):
@@ -46,7 +52,8 @@ def predict(model: str, task: str, overrides: list[str], split: str = "test", sa
         predict_dir = run_stage(model, "predict", task, sample_overrides, dry_run=dry_run, split=split,
                                 data_dir=data_dir)
         if not dry_run:
-            gathered += [{**row, "sample": sample} for row in predicted_rows(predict_dir, test_json, group_col)]
+            gathered += [{**row, "sample": sample} for row in predicted_rows(predict_dir, test_json, group_col,
+                                                                                     limit)]
     if dry_run:
         return None
     out_csv = predictions_csv(task, model, "samples")

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 import typing
@@ -147,11 +148,38 @@ def resolve_config(
                       output_dir=str(stage_dir(task, model, "predict")))
     elif stage == "export":
         config.update(adapter_name_or_path=lora_dir, export_dir=str(stage_dir(task, model, "export")))
+    if stage == "predict" and "max_new_tokens" not in overrides:
+        budget = generation_budget(task, config["dataset_dir"])
+        if budget is not None:
+            config["max_new_tokens"] = budget[0]  # the task's answers, not the preset's label-sized cap
     if stage != "export":
         use_cuda = cuda_available() if cuda is None else cuda
         config["bf16"] = bool(use_cuda and config.get("bf16", True))  # kept where CUDA is, off on a CPU; never on
     config.update({key: value for key, value in overrides.items() if key != "dataset_dir"})
     return config
+
+
+def generation_budget(task: str, data_dir: str | Path | None = None) -> tuple[int, str] | None:
+    """(max_new_tokens, why) from the adapter's report of TASK_train: its answers' p99 tokens + margin; else None.
+
+    The report (DATA/NAME_report.json, written by `make data` with a tokenizer) is found by the dataset it holds,
+    so `paper_kw` finds `paper_report.json`.
+    """
+    data_dir = Path(data_dir or DATA_DIR)
+    dataset = f"{task}_train"
+    first = data_dir / f"{task}_report.json"
+    for path in [first, *sorted(p for p in data_dir.glob("*_report.json") if p != first)]:
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        entry = report.get("datasets", {}).get(dataset) if isinstance(report, dict) else None
+        answer = (entry or {}).get("tokens", {}).get("answer") if isinstance(entry, dict) else None
+        if isinstance(answer, dict) and isinstance(answer.get("max_new_tokens"), int):
+            tokenizer = report.get("tokens", {}).get("tokenizer", "?")
+            return answer["max_new_tokens"], (f"{path}: {dataset}'s answers are {answer['p99']} tokens at the 99th "
+                                              f"percentile ({tokenizer}), plus a margin")
+    return None
 
 
 def check_config(config: dict[str, Any], stage: str, where: str) -> None:
@@ -543,6 +571,61 @@ def launch(command: list[str], env: dict[str, str], lock: RunLock) -> tuple[int,
     return code, received[0] if received else None
 
 
+TRAINER_LOG = "trainer_log.jsonl"  # LLaMA-Factory's LogCallback: every 5 prediction steps (and each training log)
+
+
+class ProgressLines(threading.Thread):
+    """One printed line per entry LLaMA-Factory's LogCallback appends to OUT/trainer_log.jsonl while predicting.
+
+    In a log file (stdout not a TTY) tqdm's redraws become thousands of lines; the runner turns tqdm off there
+    (`disable_tqdm`) and prints these instead.
+    """
+
+    def __init__(self, path: Path, stage: str, every: float = 1.0):
+        super().__init__(daemon=True)
+        self.path, self.stage, self.every, self.offset = path, stage, every, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            self.drain()
+        self.drain()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=10)
+
+    def drain(self) -> None:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except OSError:
+            return
+        end = chunk.rfind(b"\n") + 1
+        self.offset += end
+        for line in chunk[:end].decode("utf-8", errors="replace").splitlines():
+            try:
+                log = json.loads(line)
+                print(f"[{self.stage}] {log['current_steps']}/{log['total_steps']} batches ({log['percentage']}%), "
+                      f"{log.get('elapsed_time', '?')} elapsed, {log.get('remaining_time', '?')} left", flush=True)
+            except (ValueError, KeyError, TypeError):
+                continue
+
+
+def log_friendly(config: dict[str, Any], stage: str, env: dict[str, str]) -> bool:
+    """Where stdout is not a TTY: tqdm off (one progress line per update instead), quieter bars elsewhere.
+
+    Returns whether the caller should print LLaMA-Factory's progress log (ProgressLines).
+    """
+    if sys.stdout.isatty() or stage == "export":
+        return False
+    config.setdefault("disable_tqdm", True)  # transformers' Trainer: PrinterCallback (one line per log) for tqdm
+    env.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    env.setdefault("TQDM_MININTERVAL", "30")  # any other bar (checkpoint shards, …) redraws at most twice a minute
+    return stage == "predict"
+
+
 def cli_command(stage: str, run_yaml: Path) -> list[str]:
     cli = Path(sys.executable).with_name("llamafactory-cli")
     return [str(cli), "export" if stage == "export" else "train", str(run_yaml)]
@@ -563,6 +646,15 @@ def run_stage(
     out_dir = Path(config["export_dir"] if stage == "export" else config["output_dir"])
     doing = {"train": "trained", "qlora": "trained", "predict": "predicted into", "export": "exported into"}[stage]
     print(f"[{stage}] {model} on {task} → {out_dir}", flush=True)
+    if stage == "predict":
+        budget = generation_budget(task, config["dataset_dir"]) if "max_new_tokens" not in override_dict else None
+        why = budget[1] if budget else ("your override" if "max_new_tokens" in override_dict else
+                                        f"the preset (no answer lengths in a {config['dataset_dir']}/*_report.json; "
+                                        "make data with a tokenizer writes them)")
+        print(f"[{stage}] max_new_tokens {config.get('max_new_tokens')}: {why}", flush=True)
+        if config.get("max_samples"):
+            print(f"[{stage}] LIMIT: the first {config['max_samples']} rows of {config['eval_dataset']} only "
+                  "(a trial run)", flush=True)
     if dry_run:
         print(yaml.safe_dump(redact(config), allow_unicode=True, sort_keys=False))
         return out_dir
@@ -589,6 +681,8 @@ def record_and_launch(stage: str, config: dict[str, Any], preset: Path, override
     """Write run.yaml (secrets as ***) and the manifest, run llamafactory-cli, record how it ended."""
     run_yaml = out_dir / "run.yaml"
     command = cli_command(stage, run_yaml)
+    env = {**os.environ, "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0")}
+    progress = log_friendly(config, stage, env)
     out_dir.mkdir(parents=True, exist_ok=True)
     recorded = redact(config)
     atomic_write_text(run_yaml, f"# resolved from {where}\n" + yaml.safe_dump(recorded, allow_unicode=True,
@@ -598,15 +692,21 @@ def record_and_launch(stage: str, config: dict[str, Any], preset: Path, override
         manifest["previous"] = {key: previous.get(key) for key in ("status", "started", "ended", "pid")}
     atomic_write_json(out_dir / "manifest.json", manifest)
     start = time.perf_counter()
-    env = {**os.environ, "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0")}
     private = None
     if recorded != config:  # secrets: the trainer reads the real values from a file only this user can read
         private = Path(tempfile.mkdtemp(prefix="llmcomp-run-"))
         (private / "run.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False),
                                           encoding="utf-8")
+    watcher = None
+    if progress:
+        (out_dir / TRAINER_LOG).unlink(missing_ok=True)  # a previous prediction's log
+        watcher = ProgressLines(out_dir / TRAINER_LOG, stage)
+        watcher.start()
     try:
         code, signum = launch(cli_command(stage, private / "run.yaml") if private else command, env, lock)
     finally:
+        if watcher is not None:
+            watcher.stop()
         if private:
             shutil.rmtree(private, ignore_errors=True)
     status = "done" if code == 0 else f"failed ({code})"
@@ -623,20 +723,27 @@ def record_and_launch(stage: str, config: dict[str, Any], preset: Path, override
     return out_dir
 
 
-def predicted_rows(predict_dir: Path, test_json: Path, group_col: str | None = None) -> list[dict]:
-    """generated_predictions.jsonl is in dataset order: zip it with the test records' ids (and their group)."""
-    records = read_records(test_json)
+def predicted_rows(predict_dir: Path, test_json: Path, group_col: str | None = None,
+                   limit: int | None = None) -> list[dict]:
+    """generated_predictions.jsonl is in dataset order: zip it with the test records' ids (and their group).
+
+    `limit`: the run predicted the first N records only (max_samples, LIMIT=N).
+    """
+    records = read_records(test_json)[:limit]
     generated = [json.loads(line) for line in (predict_dir / "generated_predictions.jsonl").open(encoding="utf-8")]
     if len(generated) != len(records):
         raise RunError(f"{predict_dir}/generated_predictions.jsonl has {len(generated)} rows but {test_json} has "
-                       f"{len(records)}: cannot join by order (was max_samples set?)")
+                       f"{len(records)}: cannot join by order (max_samples= without --limit? LIMIT=N says both)")
     extra = [key for key in (group_col,) if key and key in records[0]]
-    return [{"id": record["id"], "prediction": row["predict"].strip(), **{key: record[key] for key in extra}}
+    # a multi-byte character cut by max_new_tokens decodes as U+FFFD at the end: keep whole characters
+    return [{"id": record["id"], "prediction": row["predict"].strip().rstrip("\ufffd"),
+             **{key: record[key] for key in extra}}
             for record, row in zip(records, generated, strict=True)]
 
 
-def join_predictions(predict_dir: Path, test_json: Path, out_csv: Path, group_col: str | None = None) -> int:
+def join_predictions(predict_dir: Path, test_json: Path, out_csv: Path, group_col: str | None = None,
+                     limit: int | None = None) -> int:
     """Write predicted_rows as out_csv (id,prediction[,group]); return the row count."""
-    rows = predicted_rows(predict_dir, test_json, group_col)
+    rows = predicted_rows(predict_dir, test_json, group_col, limit)
     atomic_write_csv(out_csv, rows)
     return len(rows)

@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 from adapters import find_task
-from core import InputError
+from core import InputError, positive_int
 from core.extract import OK, extract_label
 from core.fileio import atomic_write_csv, formula_raw
 from core.paths import predictions_csv
@@ -55,6 +55,11 @@ def chat_messages(record: dict, columns: dict[str, str] | None = None) -> list[d
         messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": "\n".join(str(p) for p in parts if p)})
     return messages
+
+
+def whole_characters(text: str) -> str:
+    """The answer without a trailing U+FFFD: a multi-byte character cut by the token limit decodes as one."""
+    return text.rstrip("\ufffd")
 
 
 def extract(text: str, record: dict, task: TaskSpec) -> str:
@@ -119,7 +124,7 @@ async def ask(client, url: str, payload: dict, args: argparse.Namespace) -> list
                 raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request,
                                             response=response)
             response.raise_for_status()
-            return [choice["message"]["content"] or "" for choice in response.json()["choices"]]
+            return [whole_characters(choice["message"]["content"] or "") for choice in response.json()["choices"]]
         except (httpx.TimeoutException, httpx.TransportError, httpx.HTTPStatusError) as err:
             retryable = not isinstance(err, httpx.HTTPStatusError) or (
                 err.response.status_code == 429 or err.response.status_code >= 500)
@@ -216,6 +221,10 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
                             data_dir=args.data_dir)
     name = config["eval_dataset"]
     records, attr = load_records(config, name)
+    if args.limit is not None:
+        print(f"[sc] LIMIT={args.limit}: the first {min(args.limit, len(records))} of {len(records)} rows of {name} "
+              "(a trial run)", file=sys.stderr, flush=True)
+        records = records[: args.limit]
     columns = {key: getattr(attr, key) for key in ("prompt", "query", "system") if getattr(attr, key, None)}
     try:
         rules = labels_task(args.labels) if args.labels else find_task(args.task, config["dataset_dir"])
@@ -267,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="keep the samples already in the file")
     parser.add_argument("--fresh", action="store_true", help="overwrite an existing samples file")
     parser.add_argument("--out", help="default predictions/TASK/MODEL_samples.csv")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="ask about the first N rows only (a trial run)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the predict preset")
     args = parser.parse_intermixed_args(argv)
     if not os.environ.get("API_KEY"):

@@ -25,7 +25,7 @@ import yaml
 
 from core.fileio import atomic_write_text
 from core.paths import STAGE_DIRS
-from pipeline.runs import RunError, cuda_available, parse_overrides, redact, resolve_config
+from pipeline.runs import RunError, cuda_available, generation_budget, parse_overrides, redact, resolve_config
 
 
 def vllm_usable() -> bool:
@@ -92,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({"API_MODEL_NAME": args.model,
                        "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0"),
                        "API_VERBOSE": os.environ.get("API_VERBOSE", "0")})
+    if "max_new_tokens" in config:
+        budget = None if any(o.startswith("max_new_tokens=") for o in args.overrides) else \
+            generation_budget(args.task, config.get("dataset_dir"))
+        print(f"[serve] default max_new_tokens {config['max_new_tokens']}"
+              + (f": {budget[1]}" if budget else ""), flush=True)
     print(f"[serve] {args.model} on {args.task} ({config['infer_backend']}, adapter "
           f"{config.get('adapter_name_or_path', 'none')}) → http://{args.host}:{args.port}/v1  ({run_yaml})",
           flush=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from adapters import find_task
-from core import InputError
+from core import InputError, positive_int
 from core.fileio import atomic_open, formula_safe_frame
 from core.tasks import RAW, TEXT, TaskSpec, labels_task
 from voting import VotingError
@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--keywords", metavar="KW.csv", help="paper: id,prediction with each abstract's keywords")
     submit.add_argument("--unparsed", metavar="LABEL", help="label written for unparsed predictions "
                         "(default: an error)")
+    submit.add_argument("--limit", type=positive_int, metavar="N", help="the test file's first N records only "
+                        "(a trial run, LIMIT=N: the file is partial)")
     return parser
 
 
@@ -162,7 +164,7 @@ def command_submit(args: argparse.Namespace, _task: TaskSpec) -> dict:
     keywords = None
     if args.keywords:  # paper: a paper with no keywords predicted is written with empty Keywords, and counted
         keywords = labels_by_id(args.keywords, find_task("keywords"), read_dataset_json(args.test), unparsed="")
-    return write_submission(task, args.pred, args.test, args.out, args.unparsed, source=args.source,
+    return write_submission(task, args.pred, args.test, args.out, args.unparsed, args.limit, source=args.source,
                             keywords=keywords)
 
 

@@ -50,12 +50,17 @@ def labels_by_id(pred_path: str | Path, task: TaskSpec, test_records: list[dict]
 
 
 def write_submission(task: TaskSpec, pred: str | Path, test: str | Path, out: str | Path,
-                     unparsed: str | None = None, **extras: Mapping[str, str] | str | None) -> dict[str, Any]:
-    """Read the test records and the predictions, then write the task's submission file; its summary."""
+                     unparsed: str | None = None, limit: int | None = None,
+                     **extras: Mapping[str, str] | str | None) -> dict[str, Any]:
+    """Read the test records and the predictions, then write the task's submission file; its summary.
+
+    `limit`: the test file's first N records only (a trial run, LIMIT=N; the CoLA/QQP exam's first 150 dev rows).
+    """
     if task.write_submission is None:
         raise VotingError(f"task {task.name} has no submission format")
-    records = read_dataset_json(test)
+    records = read_dataset_json(test)[:limit]
     labels = labels_by_id(pred, task, records, unparsed)
     path = task.submission_path(out)
-    summary = task.write_submission(path, records, labels, task=task, **extras)
-    return {"task": task.name, "out": str(path), **summary}
+    limited = {"limit": limit} if limit is not None else {}  # writers that keep other rows (logic) leave them out
+    summary = task.write_submission(path, records, labels, task=task, **limited, **extras)
+    return {"task": task.name, "out": str(path), **limited, **summary}
