@@ -13,17 +13,22 @@ from core import InputError
 from core.fileio import atomic_write_csv
 from core.paths import DATA_DIR, predictions_csv
 from core.records import dataset_file
+from core.tasks import TaskError
 from pipeline.runs import RunError, predicted_rows, run_stage
 
 
 def test_file(task: str, split: str, data_dir: str | Path | None) -> tuple[Path, str | None]:
-    """(the split's data file, the task's group column) from the dataset registry."""
+    """(the split's data file, the task's group column) from the dataset registry; generation needs no label set, so
+    a dataset without a recorded task (registered by hand) just has no group column."""
     data_dir = data_dir or DATA_DIR
     try:
         path, _ = dataset_file(f"{task}_{split}", data_dir)
-        group_col = find_task(task, data_dir).group_col
     except InputError as err:
         raise RunError(str(err)) from None
+    try:
+        group_col = find_task(task, data_dir).group_col
+    except TaskError:
+        group_col = None
     return path, group_col
 
 

@@ -642,7 +642,8 @@ def run_stage(
     where = f"{preset.relative_to(ROOT)} with overrides {redact(override_dict) or '{}'}"
     check_config(config, stage, where)
     check_device(config, where)
-    check_adapter(config, stage)
+    if not dry_run:  # a dry run shows what would run, before training too
+        check_adapter(config, stage)
     out_dir = Path(config["export_dir"] if stage == "export" else config["output_dir"])
     doing = {"train": "trained", "qlora": "trained", "predict": "predicted into", "export": "exported into"}[stage]
     print(f"[{stage}] {model} on {task} → {out_dir}", flush=True)

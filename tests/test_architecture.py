@@ -191,6 +191,6 @@ def test_make_passes_split_samples_and_data_args(tmp_path):
     score = run_make("-n", "predict", "MODE=score", "SPLIT=dev", "TASK=jd", *stamp).stdout
     assert "score --model 'smollm2' --task 'jd' --split 'dev'" in score  # every user value quoted (#12)
     sampled = run_make("-n", "sc", "SAMPLES=3", "TASK=logic", *stamp).stdout
-    assert "--samples 3" in sampled
+    assert "--samples '3'" in sampled
     data = run_make("-n", "data", "TASK=judge", "TRAIN=a.csv", "DATA_ARGS=--fit-cutoff", "ARGS=lr=1", *stamp).stdout
     assert "--fit-cutoff" in data and "lr=1" not in data  # ARGS are LLaMA-Factory overrides, not adapter flags
