@@ -274,6 +274,19 @@ def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def sliding_window(model: Any) -> int | None:
+    """The window of the model's sliding-window layers (Gemma 3: 512 in 5 of every 6 layers), None without any."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return None
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if types is not None and not any(t in ("sliding_attention", "chunked_attention") for t in types):
+        return None
+    return window
+
+
 def _prefix_cache(model, prefix: list[int], batch: int, device, keep: bool):
     """The prefix's KV cache, computed once and expanded to `batch` rows; None where the model has no Cache API."""
     import torch
@@ -292,6 +305,11 @@ def _score_shared_prompt(model, rows: Sequence[Encoded], pad_id: int, device, ke
     import torch
 
     prompts = [r.prompt for r in rows]
+    window = sliding_window(model)
+    if window is not None and max(map(len, prompts)) + max(len(t) for r in rows for t in r.targets) > window:
+        # padding after a shared prefix would count in a sliding window (it is measured in cache positions) and
+        # hide prefix tokens that a row's own window covers; left padding alone shifts every row's tokens alike
+        share_prefix = False
     shared = min(common_prefix(prompts), min(map(len, prompts)) - 1) if share_prefix and len(rows) > 1 else 0
     past = _prefix_cache(model, prompts[0][:shared], len(rows), device, keep) if shared >= MIN_PREFIX else None
     shared = shared if past is not None else 0
