@@ -232,30 +232,13 @@ def score_encoded(model: Any, encoded: Sequence[Encoded], batch_size: int = 16, 
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = [encoded[i] for i in order[start:start + batch_size]]
-            if beyond_window(model, rows):  # a sliding-window layer's cache drops early positions: no cache reuse
-                batch_scores = _score_full_sequences(model, rows, pad_id, device, keep)
-            elif share_prompt_cache or all(len(t) == 1 for row in rows for t in row.targets):
+            if share_prompt_cache or all(len(t) == 1 for row in rows for t in row.targets):
                 batch_scores = _score_shared_prompt(model, rows, pad_id, device, keep, share_prefix, stats)
             else:
                 batch_scores = _score_full_sequences(model, rows, pad_id, device, keep)
             for i, s in zip(order[start:start + batch_size], batch_scores, strict=True):
                 scores[i] = s
     return scores
-
-
-def beyond_window(model: Any, rows: Sequence[Encoded]) -> bool:
-    """Whether a row's prompt and candidate outrun the model's sliding attention window (Gemma 2/3 local layers).
-
-    Reusing a KV cache there is wrong: a sliding-window layer keeps only the last `sliding_window` positions, so a
-    cache built for the shared prefix or the prompt does not hold what the continuation must attend to.
-    """
-    config = getattr(model, "config", None)
-    window = getattr(config, "sliding_window", None)
-    layer_types = getattr(config, "layer_types", None)
-    sliding = "sliding_attention" in layer_types if layer_types else getattr(config, "use_sliding_window", True)
-    if not window or not sliding:
-        return False
-    return any(len(row.prompt) + max(map(len, row.targets)) > window for row in rows)
 
 
 def _logits(model: Any, keep_arg: bool, n_keep: int, **inputs) -> tuple[Any, Any]:
