@@ -176,4 +176,4 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
 
 
 register_task(TaskSpec("qa", None, submission_name="answers.jsonl", write_submission=write_submission,
-                       help="question answering: free-text answers"))
+                       help="question answering: free-text answers", language="zh"))

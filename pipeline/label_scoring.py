@@ -47,7 +47,7 @@ from core.fileio import atomic_write_csv, atomic_write_json
 from core.paths import DATA_DIR, STAGE_DIRS, predictions_csv
 from core.records import load_dataset
 from core.tasks import TaskSpec, labels_task
-from pipeline.runs import RunError, parse_overrides, resolve_config
+from pipeline.runs import RunError, parse_overrides, resolve_config, task_model
 
 MIN_PREFIX = 4  # shorter common prefixes are not worth a cache
 
@@ -532,7 +532,7 @@ def summary(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.label_scoring", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--model", help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)")
     parser.add_argument("--task", default="judge_demo")
     parser.add_argument("--split", default="test", help="score TASK_<split> (default test)")
     parser.add_argument("--data-dir", help="the datasets' folder, LLaMA-Factory's dataset_dir (default data)")
@@ -546,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="default predictions/TASK/MODEL_score.csv")
     parser.add_argument("overrides", nargs="*", help="LLaMA-Factory key=value overrides of the predict preset")
     args = parser.parse_intermixed_args(argv)
+    args.model = task_model(args.model, args.task, args.data_dir)
     try:
         report = run(args)
     except RunError as err:
