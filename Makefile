@@ -87,7 +87,7 @@ convert: $(STAMP) ## once: make convert MODEL=internlm2_5 [SRC=folder] → model
 	@test -n "$(CONVERT_FROM_$(MODEL))" || { echo "make convert: only MODEL=internlm2_5 is converted"; exit 2; }
 	$(PY) -m pipeline.convert_internlm2 $(SRC) models/$(MODEL)
 
-demo: setup ## the whole pipeline on the embedded sample: data → train → predict → vote → submission + score
+demo: $(STAMP) $(SMOLLM2) ## the whole pipeline on the embedded sample: data → train → predict → vote → submission + score
 	$(LLMCOMP) demo
 
 test: setup ## run the test suite (its set-up included)
