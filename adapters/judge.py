@@ -125,5 +125,5 @@ register_task(TaskSpec(
     "judge", ("0", *SCORES_1_5), group_col=GROUP_COL,
     groups={dimension: (scale, BINARY_SYNONYMS if scale == BINARY else {}) for dimension, scale in SCALES.items()},
     tie_breaker_only=("选择题",), submission_name="submit.csv", write_submission=write_submission,
-    help="text judging: a 1–5 score per 流畅性/规范性 row, 0/1 per 选择题 row",
+    help="text judging: a 1–5 score per 流畅性/规范性 row, 0/1 per 选择题 row", language="zh",
 ))

@@ -156,4 +156,4 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
 
 
 register_task(TaskSpec("logic", LETTERS, candidates_of=record_options, submission_name="upload.jsonl",
-                       write_submission=write_submission, help="logic multiple choice: the option letter"))
+                       write_submission=write_submission, help="logic multiple choice: the option letter", language="zh"))

@@ -88,6 +88,7 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
 
 
 register_task(TaskSpec("paper", BINARY, BINARY_SYNONYMS, submission_name="submit.csv", write_submission=write_submission,
-                       help="paper classification: medical (1) or not (0); the submission adds the keywords"))
-register_task(TaskSpec("keywords", None, text_metrics="keywords",
+                       help="paper classification: medical (1) or not (0); the submission adds the keywords",
+                       language="zh"))
+register_task(TaskSpec("keywords", None, text_metrics="keywords", language="zh",
                        help="keyword extraction: free text, keywords separated by '; ', scored by keyword P/R/F1"))

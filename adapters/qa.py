@@ -176,4 +176,5 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
 
 
 register_task(TaskSpec("qa", None, submission_name="answers.jsonl", write_submission=write_submission,
-                       text_metrics="qa", help="question answering: free-text answers (EM, ROUGE-L, BLEU-4)"))
+                       text_metrics="qa", language="zh",
+                       help="question answering: free-text answers (EM, ROUGE-L, BLEU-4)"))

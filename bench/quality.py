@@ -1,4 +1,4 @@
-"""Bench: prediction quality of a SmolLM2 LoRA against the TF-IDF + LR baseline and the majority class; one JSON line.
+"""Bench: prediction quality of an embedded model's LoRA (`--model smollm2|gemma3`) against the TF-IDF + LR baseline and the majority class; one JSON line.
 
 - `--task cola`: the LoRA trains on a stratified subset of CoLA in-domain train and scores all 527 dev rows by label
   scoring (raw, and calibrated on held-out train rows) and by LLaMA-Factory's batched generation. Accuracy and MCC.
@@ -6,8 +6,10 @@
   the LoRA trains on the other 1000 and scores the 200. Accuracy and MAE (scores 1–5); the majority is score 3.
   There are no spare labelled rows, so calibration fits on a slice of the 1000 training rows (never the 200).
 
-Run: `.venv/bin/python bench/quality.py [--task cola|judge] [--train-rows N] [--cutoff-len N] [--adapter PATH]`
-(long: training is most of it; the adapter is kept in bench/results/TASK_quality_lora_N and reused).
+Run: `.venv/bin/python bench/quality.py [--task cola|judge] [--model gemma3] [--train-rows N] [--cutoff-len N]
+[--adapter PATH] [--set key=value ...]` (long: training is most of it; the adapter is kept in
+bench/results/TASK_quality[_MODEL]_lora_N[_SETTINGS] and reused). `--set` overrides the presets (train, scoring and
+generation alike), e.g. `--set template=default` or `--set lora_rank=8 learning_rate=1e-4`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from predict import COLA, SMOLLM2, parsed_metrics, rounded, run_quiet
+from predict import COLA, parsed_metrics, rounded, run_quiet
 
 from core.metrics import label_metrics
 from pipeline.baseline import tfidf_predictions
@@ -68,13 +70,14 @@ def convert_cola(data_dir: Path, task: str, train_rows: int) -> tuple[list[dict]
     return full, dev, f"{task}_heldout"
 
 
-def convert_judge(data_dir: Path, task: str, test_rows: int, cutoff_len: int) -> tuple[list[dict], list[dict], str]:
+def convert_judge(data_dir: Path, task: str, test_rows: int, cutoff_len: int, model_dir: Path
+                  ) -> tuple[list[dict], list[dict], str]:
     """TASK_train (1200 minus `test_rows` held out, stratified, seed 0) and TASK_test (the held-out rows), essays
     trimmed to fit `cutoff_len` (`--fit-cutoff`: LLaMA-Factory would cut the assistant header off instead)."""
     from adapters.records import sample
 
     adapters("judge", "--train", str(DF1032 / "train_fluency_1200.csv"), "--name", "judge_full",
-             "--data-dir", str(data_dir), "--tokenizer", str(SMOLLM2), "--cutoff-len", str(cutoff_len), "--fit-cutoff")
+             "--data-dir", str(data_dir), "--tokenizer", str(model_dir), "--cutoff-len", str(cutoff_len), "--fit-cutoff")
     full = load(data_dir, "judge_full_train")
     test = sample(full, test_rows, seed=0, stratify=True)
     held = {r["id"] for r in test}
@@ -83,14 +86,18 @@ def convert_judge(data_dir: Path, task: str, test_rows: int, cutoff_len: int) ->
     return train, test, f"{task}_train"
 
 
-def command(stage: str, task: str, data_dir: Path, out_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", stage, "--model", "smollm2", "--task", task, "--data-dir", str(data_dir),
-            f"model_name_or_path={SMOLLM2}", f"dataset_dir={data_dir}", f"output_dir={out_dir}", *extra]
+def command(stage: str, model: str, task: str, data_dir: Path, out_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", stage, "--model", model, "--task", task, "--data-dir", str(data_dir),
+            f"model_name_or_path={ROOT / 'models' / model}", f"dataset_dir={data_dir}", f"output_dir={out_dir}",
+            *extra]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("cola", "judge"), default="cola")
+    parser.add_argument("--model", choices=("smollm2", "gemma3"), default="smollm2", help="the embedded model")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="LLaMA-Factory overrides for training, scoring and generation (template=default ...)")
     parser.add_argument("--train-rows", type=int, default=1200,
                         help="cola: stratified train rows for the LoRA (1200: 150 steps, about 10 min on a quiet 2-core "
                              "box); judge: ignored, it trains on all 1000 rows not held out")
@@ -99,6 +106,7 @@ def main() -> None:
                                                        "512); judge essays are ~1700 SmolLM2 tokens, so this is the cost")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--adapter", type=Path, help="an adapter trained on this subset (default: train one, kept)")
+    parser.add_argument("--base", action="store_true", help="zero-shot: score the base model, no LoRA (no training)")
     parser.add_argument("--calibration-rows", type=int, default=512)
     parser.add_argument("--skip-generation", action="store_true", help="label scoring and baselines only")
     args = parser.parse_args()
@@ -106,8 +114,10 @@ def main() -> None:
 
     task = f"{args.task}_quality"
     cutoff = [f"cutoff_len={args.cutoff_len}"] if args.cutoff_len else []
+    cutoff += args.set
+    model, model_dir = args.model, ROOT / "models" / args.model
     keys = METRICS[args.task]
-    result: dict = {"bench": "quality", "task": args.task}
+    result: dict = {"bench": "quality", "task": args.task, "model": model, "overrides": args.set}
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         work = Path(tmp)
         data_dir = work / "data"
@@ -116,26 +126,31 @@ def main() -> None:
             baseline_train, scored, calibrate_on = convert_cola(data_dir, task, args.train_rows)
             tag = str(args.train_rows)
         else:
-            baseline_train, scored, calibrate_on = convert_judge(data_dir, task, args.test_rows, args.cutoff_len or 512)
+            baseline_train, scored, calibrate_on = convert_judge(data_dir, task, args.test_rows, args.cutoff_len or 512,
+                                                                  model_dir)
             result.update(scored=f"train_fluency_1200 held-out {len(scored)} (stratified, seed 0)",
                           train_rows=len(baseline_train))
             tag = f"{len(baseline_train)}_cut{args.cutoff_len or 'preset'}"
         result["cutoff_len"] = args.cutoff_len or "preset (512)"
         gold = [r["output"] for r in scored]
-        adapter = (args.adapter or ROOT / "bench" / "results" / f"{task}_lora_{tag}").resolve()  # stages run in work
-        if not (adapter / "adapter_model.safetensors").is_file():
-            seconds = run_quiet(command("train", task, data_dir, adapter, f"num_train_epochs={args.epochs}",
+        tag = "_".join([tag, *(s.replace("=", "") for s in args.set)])
+        run_name = task if model == "smollm2" else f"{task}_{model}"  # smollm2 keeps its earlier adapters' names
+        adapter = (args.adapter or ROOT / "bench" / "results" / f"{run_name}_lora_{tag}").resolve()  # stages run in work
+        if args.base:
+            adapter, args.skip_generation = Path(""), True
+        elif not (adapter / "adapter_model.safetensors").is_file():
+            seconds = run_quiet(command("train", model, task, data_dir, adapter, f"num_train_epochs={args.epochs}",
                                         "save_steps=100000", "plot_loss=false", "logging_steps=10", *cutoff), work,
                                 work / "train.log")
             result["train_s"] = round(seconds, 1)
-        result["adapter"] = str(adapter)
+        result["adapter"] = str(adapter) if not args.base else "none (zero-shot base model)"
 
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            code = scoring_main(["--model", "smollm2", "--task", task, "--data-dir", str(data_dir), "--calibrate",
+            code = scoring_main(["--model", model, "--task", task, "--data-dir", str(data_dir), "--calibrate",
                                  "--calibrate-on", calibrate_on, "--calibration-rows", str(args.calibration_rows),
-                                 "--out", str(work / "scored.csv"), f"model_name_or_path={SMOLLM2}",
-                                 f"adapter_name_or_path={adapter}", f"output_dir={work / 'predict'}", *cutoff])
+                                 "--out", str(work / "scored.csv"), f"model_name_or_path={model_dir}",
+                                 f"adapter_name_or_path={adapter if not args.base else ''}", f"output_dir={work / 'predict'}", *cutoff])
         assert code == 0, "label scoring failed"
         report = json.loads((work / "score" / "report.json").read_text(encoding="utf-8"))
         for kind, path in (("raw", report["raw_predictions"]), ("calibrated", report["predictions"])):
@@ -152,9 +167,9 @@ def main() -> None:
         result["calibration"] = report["calibration"]
 
         if not args.skip_generation:
-            seconds = run_quiet(command("predict", task, data_dir, work / "generate", f"adapter_name_or_path={adapter}",
+            seconds = run_quiet(command("predict", model, task, data_dir, work / "generate", f"adapter_name_or_path={adapter}",
                                         *cutoff), work, work / "predict.log")
-            texts = [row["prediction"] for row in read_rows(work / "predictions" / task / "smollm2.csv")]
+            texts = [row["prediction"] for row in read_rows(work / "predictions" / task / f"{model}.csv")]
             result["generation"] = {**parsed_metrics(scored, texts, args.task, keys),
                                     "predicted": dict(Counter(texts).most_common(5))}
             result["generation_s"] = round(seconds, 1)

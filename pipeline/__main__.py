@@ -11,14 +11,14 @@ import sys
 
 from core import InputError, positive_int
 from pipeline.predict import predict
-from pipeline.runs import RunError, run_stage
+from pipeline.runs import RunError, run_stage, task_model
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=["train", "qlora", "predict", "export"])
-    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--model", help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)")
     parser.add_argument("--task", default="judge_demo")
     parser.add_argument("--data-dir", help="the datasets' folder, LLaMA-Factory's dataset_dir (default data)")
     parser.add_argument("--fresh", action="store_true", help="train: move the old run aside and start over")
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
+    args.model = task_model(args.model, args.task, args.data_dir)
     try:
         if args.stage == "predict":
             predict(args.model, args.task, args.overrides, args.split, args.samples, args.temperature,

@@ -47,7 +47,7 @@ from core.fileio import atomic_write_csv, atomic_write_json
 from core.paths import DATA_DIR, STAGE_DIRS, predictions_csv
 from core.records import load_dataset
 from core.tasks import TaskSpec, labels_task
-from pipeline.runs import RunError, parse_overrides, resolve_config
+from pipeline.runs import RunError, parse_overrides, resolve_config, task_model
 
 MIN_PREFIX = 4  # shorter common prefixes are not worth a cache
 
@@ -232,30 +232,13 @@ def score_encoded(model: Any, encoded: Sequence[Encoded], batch_size: int = 16, 
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = [encoded[i] for i in order[start:start + batch_size]]
-            if beyond_window(model, rows):  # a sliding-window layer's cache drops early positions: no cache reuse
-                batch_scores = _score_full_sequences(model, rows, pad_id, device, keep)
-            elif share_prompt_cache or all(len(t) == 1 for row in rows for t in row.targets):
+            if share_prompt_cache or all(len(t) == 1 for row in rows for t in row.targets):
                 batch_scores = _score_shared_prompt(model, rows, pad_id, device, keep, share_prefix, stats)
             else:
                 batch_scores = _score_full_sequences(model, rows, pad_id, device, keep)
             for i, s in zip(order[start:start + batch_size], batch_scores, strict=True):
                 scores[i] = s
     return scores
-
-
-def beyond_window(model: Any, rows: Sequence[Encoded]) -> bool:
-    """Whether a row's prompt and candidate outrun the model's sliding attention window (Gemma 2/3 local layers).
-
-    Reusing a KV cache there is wrong: a sliding-window layer keeps only the last `sliding_window` positions, so a
-    cache built for the shared prefix or the prompt does not hold what the continuation must attend to.
-    """
-    config = getattr(model, "config", None)
-    window = getattr(config, "sliding_window", None)
-    layer_types = getattr(config, "layer_types", None)
-    sliding = "sliding_attention" in layer_types if layer_types else getattr(config, "use_sliding_window", True)
-    if not window or not sliding:
-        return False
-    return any(len(row.prompt) + max(map(len, row.targets)) > window for row in rows)
 
 
 def _logits(model: Any, keep_arg: bool, n_keep: int, **inputs) -> tuple[Any, Any]:
@@ -272,6 +255,19 @@ def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
         if any(seq[i] != first[i] for seq in sequences):
             return i
     return n
+
+
+def sliding_window(model: Any) -> int | None:
+    """The window of the model's sliding-window layers (Gemma 3: 512 in 5 of every 6 layers), None without any."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return None
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if types is not None and not any(t in ("sliding_attention", "chunked_attention") for t in types):
+        return None
+    return window
 
 
 def _prefix_cache(model, prefix: list[int], batch: int, device, keep: bool):
@@ -292,6 +288,11 @@ def _score_shared_prompt(model, rows: Sequence[Encoded], pad_id: int, device, ke
     import torch
 
     prompts = [r.prompt for r in rows]
+    window = sliding_window(model)
+    if window is not None and max(map(len, prompts)) + max(len(t) for r in rows for t in r.targets) > window:
+        # padding after a shared prefix would count in a sliding window (it is measured in cache positions) and
+        # hide prefix tokens that a row's own window covers; left padding alone shifts every row's tokens alike
+        share_prefix = False
     shared = min(common_prefix(prompts), min(map(len, prompts)) - 1) if share_prefix and len(rows) > 1 else 0
     past = _prefix_cache(model, prompts[0][:shared], len(rows), device, keep) if shared >= MIN_PREFIX else None
     shared = shared if past is not None else 0
@@ -533,7 +534,7 @@ def summary(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.label_scoring", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--model", help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)")
     parser.add_argument("--task", default="judge_demo")
     parser.add_argument("--split", default="test", help="score TASK_<split> (default test)")
     parser.add_argument("--data-dir", help="the datasets' folder, LLaMA-Factory's dataset_dir (default data)")
@@ -548,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=positive_int, metavar="N", help="score the first N rows only (a trial run)")
     parser.add_argument("overrides", nargs="*", help="LLaMA-Factory key=value overrides of the predict preset")
     args = parser.parse_intermixed_args(argv)
+    args.model = task_model(args.model, args.task, args.data_dir)
     try:
         report = run(args)
     except RunError as err:

@@ -89,6 +89,16 @@ def redact(value: Any) -> Any:
     return value
 
 
+def task_model(model: str | None, task: str, data_dir: str | Path | None = None) -> str:
+    """MODEL as given, else the task's embedded CPU model (core.tasks.default_model, by the task's language)."""
+    if model:
+        return model
+    import adapters  # noqa: F401  (registers the built-in tasks)
+    from core.tasks import default_model
+
+    return default_model(task, data_dir or DATA_DIR)
+
+
 def preset_path(model: str, stage: str) -> Path:
     if stage not in STAGE_FILES:
         raise RunError(f"unknown stage {stage!r}; expected one of {', '.join(STAGE_FILES)}")

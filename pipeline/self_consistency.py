@@ -36,7 +36,7 @@ from core.fileio import atomic_write_csv, formula_raw
 from core.paths import predictions_csv
 from core.tasks import TaskSpec, labels_task
 from pipeline.label_scoring import load_records
-from pipeline.runs import RunError, parse_overrides, resolve_config
+from pipeline.runs import RunError, parse_overrides, resolve_config, task_model
 
 FIELDS = ("id", "prediction", "sample", "text")
 
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.self_consistency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--model", help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)")
     parser.add_argument("--task", default="judge_demo")
     parser.add_argument("--samples", type=int, default=5, help="sampled answers per id (5)")
     parser.add_argument("--host", default="127.0.0.1")
@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=positive_int, metavar="N", help="ask about the first N rows only (a trial run)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the predict preset")
     args = parser.parse_intermixed_args(argv)
+    args.model = task_model(args.model, args.task, args.data_dir)
     if not os.environ.get("API_KEY"):
         print("error: API_KEY is not set (the server's key, sent as a bearer token)", file=sys.stderr)
         return 2

@@ -25,7 +25,15 @@ import yaml
 
 from core.fileio import atomic_write_text
 from core.paths import STAGE_DIRS
-from pipeline.runs import RunError, cuda_available, generation_budget, parse_overrides, redact, resolve_config
+from pipeline.runs import (
+    RunError,
+    cuda_available,
+    generation_budget,
+    parse_overrides,
+    redact,
+    resolve_config,
+    task_model,
+)
 
 
 def vllm_usable() -> bool:
@@ -65,13 +73,14 @@ def run_server(config: dict, host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--model", help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)")
     parser.add_argument("--task", default="judge_demo")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="loopback only unless you mean it (default 127.0.0.1)")
     parser.add_argument("--dry-run", action="store_true", help="write run.yaml and print the command; start nothing")
     parser.add_argument("overrides", nargs="*", help="LLaMA-Factory key=value overrides of the predict preset")
     args = parser.parse_intermixed_args(argv)
+    args.model = task_model(args.model, args.task)
     if not os.environ.get("API_KEY"):
         print("error: API_KEY is not set: the server refuses to start without a key "
               "(export API_KEY=...; clients send it as `Authorization: Bearer ...`)", file=sys.stderr)

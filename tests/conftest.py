@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
 SMOLLM2_DIR = ROOT / "models" / "smollm2"
+GEMMA3_DIR = ROOT / "models" / "gemma3"
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,14 @@ def smollm2_dir() -> Path:
     if not (SMOLLM2_DIR / "config.json").is_file():
         pytest.skip(f"{SMOLLM2_DIR} missing: run `make models` (part of `make setup`) first")
     return SMOLLM2_DIR
+
+
+@pytest.fixture(scope="session")
+def gemma3_dir() -> Path:
+    """The embedded Gemma 3 270M converted by `make setup`."""
+    if not (GEMMA3_DIR / "config.json").is_file():
+        pytest.skip(f"{GEMMA3_DIR} missing: run `make models` (part of `make setup`) first")
+    return GEMMA3_DIR
 
 
 @pytest.fixture(scope="session")

@@ -279,5 +279,5 @@ def test_gemma2_shared_prefix_cache_within_the_window(gemma2_base):
 
 
 def test_gemma2_shared_prefix_cache_beyond_the_window(gemma2_base):
-    """Longer prompts than the window: label scoring runs full sequences instead of reusing a cache (was 0.014 off)."""
+    """Longer prompts than the window: no shared prefix (its padding would count in the window; was 0.014 off)."""
     assert shared_prefix_error(gemma2_base, window=16) < 1e-4

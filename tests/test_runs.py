@@ -28,7 +28,7 @@ TINY_FAST = ["per_device_train_batch_size=4", "logging_steps=1", "cutoff_len=128
 
 
 def test_every_model_has_every_stage():
-    assert set(PRESETS) >= {"glm4", "qwen2", "internlm2_5", "gemma2", "gemma", "smollm2", "tiny"}
+    assert set(PRESETS) >= {"glm4", "qwen2", "internlm2_5", "gemma2", "gemma", "smollm2", "gemma3", "tiny"}
     for model in PRESETS:
         for stage_file in STAGE_FILES.values():
             text = (CONFIG_DIR / model / stage_file).read_text(encoding="utf-8")
@@ -61,6 +61,7 @@ def test_bf16_only_with_cuda():
     assert resolve_config("qwen2", "train", "judge", cuda=True)["bf16"] is True
     assert resolve_config("qwen2", "train", "judge", cuda=False)["bf16"] is False
     assert resolve_config("smollm2", "train", "judge", cuda=True)["bf16"] is False  # the preset says CPU
+    assert resolve_config("gemma3", "train", "judge", cuda=True)["bf16"] is False
 
 
 def test_no_preset_runs_remote_code():
