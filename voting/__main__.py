@@ -18,7 +18,7 @@ import pandas as pd
 
 from adapters import find_task
 from core import InputError
-from core.fileio import atomic_open
+from core.fileio import atomic_write_frame
 from core.tasks import RAW, TEXT, TaskSpec, labels_task
 from voting import VotingError
 from voting.ensemble import VoteOptions, self_consistency, vote_files
@@ -120,8 +120,7 @@ def vote_options(args: argparse.Namespace) -> VoteOptions:
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        frame.to_csv(handle, index=False, lineterminator="\n")
+    atomic_write_frame(path, frame)
 
 
 def command_vote(args: argparse.Namespace, task: TaskSpec) -> dict:
