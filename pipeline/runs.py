@@ -101,6 +101,11 @@ def check_config(config: dict[str, Any], stage: str, where: str) -> None:
     from llamafactory.hparams import get_infer_args, get_train_args
 
     checked = dict(config)
+    if checked.get("deepspeed"):
+        # LLaMA-Factory accepts a DeepSpeed config only inside a torchrun rank; the ranks parse it when they start
+        if not Path(str(checked["deepspeed"])).is_file():
+            raise RunError(f"{where}: no DeepSpeed config {checked['deepspeed']} (DS=z2|z3|z3_offload)")
+        checked.pop("deepspeed")
     try:
         if stage == "export":
             get_infer_args(checked)
@@ -225,7 +230,11 @@ def run_stage(
     manifest = build_manifest(config, command, preset, override_dict)
     atomic_write_json(out_dir / "manifest.json", manifest)
     start = time.perf_counter()
-    env = {**os.environ, "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0")}
+    env = {**os.environ, "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0"),
+           # LLaMA-Factory's launcher runs `torchrun` (and DeepSpeed its own tools) by name: the venv's, even unactivated
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    if config.get("deepspeed"):
+        env.setdefault("FORCE_TORCHRUN", "1")  # DeepSpeed runs only under a launcher, even on one GPU
     result = subprocess.run(command, env=env)
     manifest.update(ended=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                     seconds=round(time.perf_counter() - start, 1),
