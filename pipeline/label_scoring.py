@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from collections import Counter
@@ -461,7 +462,15 @@ def metrics(records: Sequence[dict], rows: Sequence[dict]) -> dict | None:
 # ---------------------------------------------------------------- CLI
 
 
-def run(args: argparse.Namespace) -> dict:
+def local_scores(scorer: LabelScorer, records: Sequence[dict], encoded: Sequence[Encoded], batch_size: int,
+                 kind: str) -> list[np.ndarray]:
+    """Every row's scores in this one process; `kind` ("rows" or "calibration") is for pipeline.sharded_scoring."""
+    return score_encoded(scorer.model, encoded, batch_size, scorer.pad_id)
+
+
+def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = True) -> dict:
+    """Score, calibrate, write. `scores_of` (local_scores' signature) and `write=False` are the hooks
+    pipeline.sharded_scoring runs every rank through; its extra report keys arrive in `report["shards"]`."""
     config = resolve_config(args.model, "predict", args.task, parse_overrides(args.overrides), split=args.split,
                             data_dir=args.data_dir)
     try:
@@ -478,7 +487,7 @@ def run(args: argparse.Namespace) -> dict:
     scorer = LabelScorer(infer_args)
     loaded = time.perf_counter()
     encoded = scorer.encode(records, sets, attr)
-    scores = score_encoded(scorer.model, encoded, args.batch_size, scorer.pad_id)
+    scores = scores_of(scorer, records, encoded, args.batch_size, "rows")
     seconds = time.perf_counter() - loaded
     raw_rows = prediction_rows(records, sets, scores, rules)
     report: dict[str, Any] = {
@@ -499,22 +508,25 @@ def run(args: argparse.Namespace) -> dict:
         train_sets = label_sets(train, rules, train_name)
         rng = np.random.default_rng(args.seed)
         picked = sorted(rng.choice(len(train), size=min(args.calibration_rows, len(train)), replace=False).tolist())
-        train_scores = score_encoded(scorer.model, scorer.encode([train[i] for i in picked],
-                                                                 [train_sets[i] for i in picked],
-                                                                 train_attr),
-                                     args.batch_size, scorer.pad_id)
+        slice_records = [train[i] for i in picked]
+        train_scores = scores_of(scorer, slice_records,
+                                 scorer.encode(slice_records, [train_sets[i] for i in picked], train_attr),
+                                 args.batch_size, "calibration")
         calibration = fit_calibration(train, train_sets, picked, train_scores, rules)
         rows = prediction_rows(records, sets, apply_calibration(records, scores, sets, calibration, rules), rules)
         raw_out = score_dir / f"{args.model}_raw.csv"
-        atomic_write_csv(raw_out, list(raw_rows))
+        if write:
+            atomic_write_csv(raw_out, list(raw_rows))
         report.update(raw_predictions=str(raw_out), calibration={
             "fitted_on": f"{train_name}: {len(picked)} of {len(train)} records (seed {args.seed})",
             "sets": list(calibration.values())})
         report["calibrated"] = {"metrics": metrics(records, rows),
                                 "predicted": dict(Counter(row["prediction"] for row in rows))}
-    atomic_write_csv(out, list(rows))
     report["predictions"] = str(out)
-    atomic_write_json(score_dir / "report.json", report)
+    report.update(getattr(scores_of, "report", {}))
+    if write:
+        atomic_write_csv(out, list(rows))
+        atomic_write_json(score_dir / "report.json", report)
     return report
 
 
@@ -531,7 +543,7 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline.label_scoring", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)")
@@ -547,11 +559,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration slice")
     parser.add_argument("--out", help="default predictions/TASK/MODEL_score.csv")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="score the first N rows only (a trial run)")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="processes (GPUs) per node: torchrun ranks score length-balanced shards, rank 0 merges "
+                             "(pipeline/sharded_scoring.py; NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT as for train)")
     parser.add_argument("overrides", nargs="*", help="LLaMA-Factory key=value overrides of the predict preset")
-    args = parser.parse_intermixed_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_intermixed_args(argv)
     args.model = task_model(args.model, args.task, args.data_dir)
     try:
-        report = run(args)
+        if args.nproc > 1 or int(os.environ.get("NNODES", "1")) > 1:
+            from pipeline.sharded_scoring import launch
+
+            report = launch(argv, args.nproc)
+        else:
+            report = run(args)
     except RunError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -203,6 +203,11 @@ def check_config(config: dict[str, Any], stage: str, where: str) -> None:
 
     check_types(config, where)
     checked = dict(config)
+    if checked.get("deepspeed"):
+        # LLaMA-Factory accepts a DeepSpeed config only inside a torchrun rank; the ranks parse it when they start
+        if not Path(str(checked["deepspeed"])).is_file():
+            raise RunError(f"{where}: no DeepSpeed config {checked['deepspeed']} (DS=z2|z3|z3_offload)")
+        checked.pop("deepspeed")
     try:
         if stage == "export":
             get_infer_args(checked)
@@ -692,7 +697,11 @@ def record_and_launch(stage: str, config: dict[str, Any], preset: Path, override
     """Write run.yaml (secrets as ***) and the manifest, run llamafactory-cli, record how it ended."""
     run_yaml = out_dir / "run.yaml"
     command = cli_command(stage, run_yaml)
-    env = {**os.environ, "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0")}
+    env = {**os.environ, "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0"),
+           # LLaMA-Factory's launcher runs `torchrun` (and DeepSpeed its own tools) by name: the venv's, even unactivated
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    if config.get("deepspeed"):
+        env.setdefault("FORCE_TORCHRUN", "1")  # DeepSpeed runs only under a launcher, even on one GPU
     progress = log_friendly(config, stage, env)
     out_dir.mkdir(parents=True, exist_ok=True)
     recorded = redact(config)

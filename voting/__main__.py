@@ -18,7 +18,7 @@ import pandas as pd
 
 from adapters import find_task
 from core import InputError, positive_int
-from core.fileio import atomic_open, formula_safe_frame
+from core.fileio import atomic_write_frame, formula_safe_frame
 from core.tasks import RAW, TEXT, TaskSpec, labels_task
 from voting import VotingError
 from voting.ensemble import VoteOptions, parse_share, self_consistency, vote_files
@@ -127,8 +127,7 @@ def vote_options(args: argparse.Namespace) -> VoteOptions:
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:  # formula-safe: opened in spreadsheets
-        formula_safe_frame(frame).to_csv(handle, index=False, lineterminator="\n")
+    atomic_write_frame(path, formula_safe_frame(frame))  # formula-safe: voted files get opened in spreadsheets
 
 
 def command_vote(args: argparse.Namespace, task: TaskSpec) -> dict:

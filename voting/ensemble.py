@@ -162,7 +162,8 @@ def read_aligned(paths: Sequence[str], task: TaskSpec, tie_breaker: str, group_m
     groups = group_map
     if groups is None and tb_file.groups is not None:
         groups = dict(zip(tb_file.ids, tb_file.groups, strict=True))
-    files = [tb_file if i == tb_index else read_predictions_csv(path, task, groups) for i, path in enumerate(paths)]
+    files = [tb_file if i == tb_index else read_predictions_csv(path, task, groups, same_ids=tb_file.ids)
+             for i, path in enumerate(paths)]
     return aligned_predictions(files)
 
 

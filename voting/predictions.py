@@ -6,6 +6,8 @@ A predictions file is CSV `id,prediction[,prob_<label>...][,extras]`; gold is CS
 
 from __future__ import annotations
 
+import codecs
+import csv
 import io
 import sys
 from collections.abc import Mapping, Sequence
@@ -42,7 +44,7 @@ class Predictions:
 
     @property
     def unparsed_ids(self) -> list[str]:
-        return [i for i, label in zip(self.ids, self.labels, strict=True) if label is None]
+        return self.ids[pd.isna(self.labels)].tolist()
 
     @property
     def extra_columns(self) -> list[str]:
@@ -73,30 +75,86 @@ def _row_of(mask: pd.Series) -> int:
     return int(np.flatnonzero(mask.to_numpy())[0]) + 2
 
 
-def read_csv_frame(path: str | Path, required: Sequence[str], unique_ids: bool = True) -> pd.DataFrame:
-    """A CSV (UTF-8 or GB18030) as strings, checked: the required columns, at least one row, unique non-empty ids."""
+def read_csv_frame(path: str | Path, required: Sequence[str], unique_ids: bool = True,
+                   same_ids: np.ndarray | None = None) -> pd.DataFrame:
+    """A CSV (UTF-8 or GB18030) as strings, checked: the required columns, at least one row, unique non-empty ids.
+
+    UTF-8 files take Arrow's columnar reader; anything it does not take as it is (GB18030, ragged rows, repeated or
+    unnamed header fields) is read by pandas' parser, whose messages the errors quote. `same_ids`: ids already
+    checked (another model's file); a file whose id column equals them row for row shares that array and needs no
+    second check.
+    """
     path = Path(path)
     try:
-        text, _ = read_text(path)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise VotingError(f"{path}: no such file") from None
-    except DecodeError as err:
-        raise VotingError(str(err)) from None
-    if not text.strip():
-        raise VotingError(f"{path}: empty file, expected a header {','.join(required)} and rows")
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise VotingError(f"{path}: not a readable CSV ({err})") from None
+    frame, checked = _arrow_frame(data, same_ids)
+    if frame is None:
+        frame = _pandas_frame(path, required)
     frame.columns = [str(column).strip() for column in frame.columns]
-    formula_raw_frame(frame, text)  # undo the `'` our CSV writers put before =, +, -, @
+    formula_raw_frame(frame, "'" if b"'" in data else "")  # undo the `'` our CSV writers put before =, +, -, @
     missing = [column for column in required if column not in frame.columns]
     if missing:
         raise VotingError(f"{path}: header is {','.join(frame.columns)}; expected the columns {','.join(required)}")
     if frame.empty:
         raise VotingError(f"{path}: header only, no rows")
-    check_ids(path, frame["id"], unique_ids)
+    if not checked:
+        check_ids(path, frame["id"], unique_ids)
     return frame
+
+
+def _arrow_frame(data: bytes, same_ids: np.ndarray | None = None) -> tuple[pd.DataFrame | None, bool]:
+    """(the CSV as object columns of str via pyarrow.csv, whether its ids are `same_ids`: then the frame holds that
+    very array); (None, False) where the file needs the pandas path."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    body = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+    try:
+        header = next(csv.reader([body.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8")]))
+    except (UnicodeDecodeError, StopIteration, csv.Error):
+        return None, False
+    if not all(header) or len(set(header)) < len(header):  # pandas names these "Unnamed: 1", "a.1"
+        return None, False
+    # ids and probabilities are mostly distinct; labels and groups repeat, so a dictionary makes them cheap to convert
+    types = {name: pa.string() if name == "id" or name.startswith("prob_") else pa.dictionary(pa.int32(), pa.string())
+             for name in header}
+    try:
+        table = pacsv.read_csv(pa.BufferReader(body), parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                               convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # not UTF-8, ragged rows, empty: pandas says which
+        return None, False
+    if table.column_names != header:
+        return None, False
+    shared = ("id" in header and same_ids is not None and len(same_ids) == table.num_rows
+              and table.column("id").equals(pa.chunked_array([same_ids], pa.string())))
+    columns = {name: same_ids if shared and name == "id" else _objects(column)
+               for name, column in zip(header, table.columns, strict=True)}
+    return pd.DataFrame(columns, copy=False), shared
+
+
+def _objects(column) -> np.ndarray:
+    """An Arrow string (or dictionary-of-string) column as a numpy object array of str."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(column.type):
+        return np.asarray(column.to_pandas(), dtype=object)  # a Categorical: one str per distinct value
+    return column.to_numpy(zero_copy_only=False)
+
+
+def _pandas_frame(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    """pandas' C parser on the decoded text (UTF-8 or GB18030): the reader of record for what Arrow does not take."""
+    try:
+        text, _ = read_text(path)
+    except DecodeError as err:
+        raise VotingError(str(err)) from None
+    if not text.strip():
+        raise VotingError(f"{path}: empty file, expected a header {','.join(required)} and rows")
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise VotingError(f"{path}: not a readable CSV ({err})") from None
 
 
 def check_ids(path: str | Path, ids: pd.Series, unique: bool = True) -> None:
@@ -158,11 +216,12 @@ def group_values(frame: pd.DataFrame, task: TaskSpec, groups: Mapping[str, str] 
 
 
 def read_predictions_csv(path: str | Path, task: TaskSpec, groups: Mapping[str, str] | None = None,
-                         refuse_outside: bool = False) -> Predictions:
+                         refuse_outside: bool = False, same_ids: np.ndarray | None = None) -> Predictions:
     """A predictions file (`id,prediction[,prob_*][,extras]`) with the task's extraction applied to `prediction`;
-    values outside the labels abstain (None), or are refused with `refuse_outside`."""
+    values outside the labels abstain (None), or are refused with `refuse_outside`; `same_ids`: another file's
+    checked ids (read_csv_frame)."""
     path = Path(path)
-    frame = read_csv_frame(path, ("id", "prediction"))
+    frame = read_csv_frame(path, ("id", "prediction"), same_ids=same_ids)
     row_groups = group_values(frame, task, groups)
     labels = labels_or_error(path, frame, "prediction", task, row_groups, refuse_outside=refuse_outside)
     return Predictions(path, frame, labels, row_groups)
