@@ -119,8 +119,10 @@ test: setup ## run the test suite (its set-up included)
 test-fast: setup ## the tests that need neither SmolLM2 nor the real data nor a browser, without the tiny-arch preset proofs
 	$(PY) -m pytest -q -m "not smollm2 and not gemma3 and not shared and not slow and not arch"
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff check, ruff format --check, mypy (core, adapters, voting): what pre-commit runs
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 data: $(STAMP) ## convert raw files: make data TASK=judge NAME=judge TRAIN=... [DEV=...] [TEST=...] [DATA_ARGS=...]
 	$(LLMCOMP) data $(call q,$(ADAPTER)) --name $(call q,$(NAME)) --data-dir $(call q,$(DATA_DIR)) \

@@ -43,16 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
         task.add_argument(
             "--data-dir", type=Path, default=Path("data"), help="LLaMA-Factory dataset_dir (default data)"
         )
-        task.add_argument("--tokenizer", metavar="PATH", help="tokenizer for the length report "
-                          "(default models/smollm2 when present; 'none' skips it)")  # fmt: skip
+        task.add_argument(
+            "--tokenizer",
+            metavar="PATH",
+            help="tokenizer for the length report (default models/smollm2 when present; 'none' skips it)",
+        )
         task.add_argument("--cutoff-len", type=int, default=1024, help="cutoff_len to check lengths against (1024)")
-        task.add_argument("--fit-cutoff", action="store_true",
-                          help="trim each record's input (head kept) so the templated example fits --cutoff-len; "
-                          "LLaMA-Factory would cut the prompt's tail, assistant header included")  # fmt: skip
-        task.add_argument("--drop-duplicates", action="store_true",
-                          help="drop train records repeating an earlier one (text and output); listed in the report")  # fmt: skip
-        task.add_argument("--limit", type=positive_int, metavar="N",
-                          help="keep the first N records of each split (a trial run; the report says so)")
+        task.add_argument(
+            "--fit-cutoff",
+            action="store_true",
+            help="trim each record's input (head kept) so the templated example fits --cutoff-len; "
+            "LLaMA-Factory would cut the prompt's tail, assistant header included",
+        )
+        task.add_argument(
+            "--drop-duplicates",
+            action="store_true",
+            help="drop train records repeating an earlier one (text and output); listed in the report",
+        )
+        task.add_argument(
+            "--limit",
+            type=positive_int,
+            metavar="N",
+            help="keep the first N records of each split (a trial run; the report says so)",
+        )
         if adapter.add_arguments is not None:
             adapter.add_arguments(task)
     return parser
@@ -63,10 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     files = {split: getattr(args, split) for split in ("train", "dev", "test") if getattr(args, split) is not None}
     try:
         report = run_conversion(
-            ADAPTERS[args.task], files, args.name, args.data_dir, args,
-            tokenizer=args.tokenizer, cutoff_len=args.cutoff_len, drop_duplicate_rows=args.drop_duplicates, fit_cutoff=args.fit_cutoff,
+            ADAPTERS[args.task],
+            files,
+            args.name,
+            args.data_dir,
+            args,
+            tokenizer=args.tokenizer,
+            cutoff_len=args.cutoff_len,
+            drop_duplicate_rows=args.drop_duplicates,
+            fit_cutoff=args.fit_cutoff,
             limit=args.limit,
-        )  # fmt: skip
+        )
     except InputError as err:  # AdapterError and OutputError (a folder that cannot be written) included
         print(f"error: {err}\nnothing was written.", file=sys.stderr)
         return 2
@@ -77,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     for warning in cutoff_warnings(report):
         print(warning, file=sys.stderr)
     written = ", ".join(f"{dataset}.json" for dataset in report["registered"])
-    print(f"wrote {written}, {args.name}_report.json in {args.data_dir}/; "
-          f"registered {', '.join(report['registered'])} in {args.data_dir}/dataset_info.json")  # fmt: skip
+    print(
+        f"wrote {written}, {args.name}_report.json in {args.data_dir}/; "
+        f"registered {', '.join(report['registered'])} in {args.data_dir}/dataset_info.json"
+    )
     return 0
 
 

@@ -131,16 +131,27 @@ def convert_qqp(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
 
 SEED_SCORE_WEIGHT = 70  # the gemma-2b seed's exam score: accuracy × 70 for the prediction part
 COLA_SYNONYMS = {
-    **BINARY_SYNONYMS, "acceptable": "1", "unacceptable": "0", "grammatical": "1", "ungrammatical": "0",
-    "可接受": "1", "不可接受": "0",
-}  # fmt: skip
+    **BINARY_SYNONYMS,
+    "acceptable": "1",
+    "unacceptable": "0",
+    "grammatical": "1",
+    "ungrammatical": "0",
+    "可接受": "1",
+    "不可接受": "0",
+}
 QQP_SYNONYMS = {
-    **BINARY_SYNONYMS, "duplicate": "1", "not duplicate": "0", "not_duplicate": "0", "相同": "1", "不同": "0",
-}  # fmt: skip
+    **BINARY_SYNONYMS,
+    "duplicate": "1",
+    "not duplicate": "0",
+    "not_duplicate": "0",
+    "相同": "1",
+    "不同": "0",
+}
 
 
-def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[str, str], task: TaskSpec,
-                     **_: Any) -> dict[str, Any]:
+def write_submission(
+    path: Path, records: list[dict[str, Any]], labels: Mapping[str, str], task: TaskSpec, **_: Any
+) -> dict[str, Any]:
     """One label per line in dev order; with known dev labels, accuracy and the seed's score (accuracy × 70)."""
     ordered = [labels[str(record["id"])] for record in records]
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
@@ -157,7 +168,23 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
 
 register_adapter("cola", convert_cola, "GLUE CoLA TSV (no header): grammatical acceptability 0/1", add_arguments)
 register_adapter("qqp", convert_qqp, "GLUE QQP TSV (with header): duplicate question pairs 0/1", add_arguments)
-register_task(TaskSpec("cola", BINARY, COLA_SYNONYMS, submission_name="result_CoLA.txt", write_submission=write_submission,
-                       help="CoLA: is the sentence acceptable (1) or not (0)"))
-register_task(TaskSpec("qqp", BINARY, QQP_SYNONYMS, submission_name="result_QQP.txt", write_submission=write_submission,
-                       help="QQP: are the two questions duplicates (1) or not (0)"))
+register_task(
+    TaskSpec(
+        "cola",
+        BINARY,
+        COLA_SYNONYMS,
+        submission_name="result_CoLA.txt",
+        write_submission=write_submission,
+        help="CoLA: is the sentence acceptable (1) or not (0)",
+    )
+)
+register_task(
+    TaskSpec(
+        "qqp",
+        BINARY,
+        QQP_SYNONYMS,
+        submission_name="result_QQP.txt",
+        write_submission=write_submission,
+        help="QQP: are the two questions duplicates (1) or not (0)",
+    )
+)

@@ -107,11 +107,14 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
     for index, record in enumerate(records):
         record_id, dimension = str(record["id"]), str(record.get(GROUP_COL, ""))
         if dimension not in SCALES:
-            raise TaskError(f"test record {index} id {record_id}: {GROUP_COL} is {dimension!r}, expected one of "
-                            f"{', '.join(SCALES)}")
+            raise TaskError(
+                f"test record {index} id {record_id}: {GROUP_COL} is {dimension!r}, expected one of {', '.join(SCALES)}"
+            )
         if labels[record_id] not in SCALES[dimension]:
-            raise TaskError(f"id {record_id}: prediction {labels[record_id]!r} is not a {dimension} score "
-                            f"({', '.join(SCALES[dimension])})")
+            raise TaskError(
+                f"id {record_id}: prediction {labels[record_id]!r} is not a {dimension} score "
+                f"({', '.join(SCALES[dimension])})"
+            )
         rows.append((record_id, dimension, labels[record_id]))
     with atomic_open(path, "w", encoding="gb18030", newline="") as handle:
         writer = SafeCsvWriter(handle)  # no cell starts a spreadsheet formula
@@ -121,9 +124,16 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
 
 
 register_adapter("judge", convert, "DataFountain 1032 text judging (流畅性/规范性/选择题), CSV or XLSX")
-register_task(TaskSpec(
-    "judge", ("0", *SCORES_1_5), group_col=GROUP_COL,
-    groups={dimension: (scale, BINARY_SYNONYMS if scale == BINARY else {}) for dimension, scale in SCALES.items()},
-    tie_breaker_only=("选择题",), submission_name="submit.csv", write_submission=write_submission,
-    help="text judging: a 1–5 score per 流畅性/规范性 row, 0/1 per 选择题 row", language="zh",
-))
+register_task(
+    TaskSpec(
+        "judge",
+        ("0", *SCORES_1_5),
+        group_col=GROUP_COL,
+        groups={dimension: (scale, BINARY_SYNONYMS if scale == BINARY else {}) for dimension, scale in SCALES.items()},
+        tie_breaker_only=("选择题",),
+        submission_name="submit.csv",
+        write_submission=write_submission,
+        help="text judging: a 1–5 score per 流畅性/规范性 row, 0/1 per 选择题 row",
+        language="zh",
+    )
+)

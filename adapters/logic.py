@@ -54,8 +54,10 @@ def logic_records(problem: Any, labelled: bool) -> list[dict[str, Any]]:
             raise RowError(f'{where} is {quoted(item)}, expected {{"question", "options"[, "answer"]}}')
         options = item["options"]
         if not isinstance(options, list) or not 2 <= len(options) <= len(LETTERS):
-            raise RowError(f"{where}.options is {quoted(options)}, expected a list of 2 to {len(LETTERS)} options "
-                           f"(A–{LETTERS[-1]})")
+            raise RowError(
+                f"{where}.options is {quoted(options)}, expected a list of 2 to {len(LETTERS)} options "
+                f"(A–{LETTERS[-1]})"
+            )
         letters = LETTERS[: len(options)]
         lines = [
             f"{letter}: {_text(option, f'{where}.options[{i}]')}"
@@ -73,12 +75,14 @@ def logic_records(problem: Any, labelled: bool) -> list[dict[str, Any]]:
                 f"{where}.answer is {quoted(answer)}, expected a letter {letters[0]}–{letters[-1]} "
                 f"({len(options)} options)"
             )
-        records.append({
-            "id": f"{problem_id}#{index}",
-            "instruction": INSTRUCTION,
-            "input": f"{text}\n\n{_text(item['question'], f'{where}.question')}\n" + "\n".join(lines),
-            "output": answer.strip().upper(),
-        })  # fmt: skip
+        records.append(
+            {
+                "id": f"{problem_id}#{index}",
+                "instruction": INSTRUCTION,
+                "input": f"{text}\n\n{_text(item['question'], f'{where}.question')}\n" + "\n".join(lines),
+                "output": answer.strip().upper(),
+            }
+        )
     return records
 
 
@@ -104,8 +108,14 @@ def record_options(record: Mapping[str, Any]) -> tuple[str, ...]:
 ANSWER_LIST = "answer.txt"  # beside upload.jsonl: one letter per question in test order, as the original client wrote
 
 
-def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[str, str], source: str | None = None,
-                     limit: int | None = None, **_: Any) -> dict[str, Any]:
+def write_submission(
+    path: Path,
+    records: list[dict[str, Any]],
+    labels: Mapping[str, str],
+    source: str | None = None,
+    limit: int | None = None,
+    **_: Any,
+) -> dict[str, Any]:
     """The original test JSONL (`--source`) with `answer` filled per question (ids `<problem id>#<index>`), and
     answer.txt beside it (one letter per line, in the test records' order).
 
@@ -138,8 +148,10 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
                 continue
             answer, options = labels[question_id], question.get("options", [])
             if options and answer not in LETTERS[: len(options)]:
-                raise TaskError(f"id {question_id}: answer {answer!r} but the question has {len(options)} options "
-                                f"(A–{LETTERS[len(options) - 1]})")
+                raise TaskError(
+                    f"id {question_id}: answer {answer!r} but the question has {len(options)} options "
+                    f"(A–{LETTERS[len(options) - 1]})"
+                )
             question["answer"] = answer
         problems.append(problem)
     if missing:
@@ -155,5 +167,14 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
     return summary
 
 
-register_task(TaskSpec("logic", LETTERS, candidates_of=record_options, submission_name="upload.jsonl",
-                       write_submission=write_submission, help="logic multiple choice: the option letter", language="zh"))
+register_task(
+    TaskSpec(
+        "logic",
+        LETTERS,
+        candidates_of=record_options,
+        submission_name="upload.jsonl",
+        write_submission=write_submission,
+        help="logic multiple choice: the option letter",
+        language="zh",
+    )
+)

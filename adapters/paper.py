@@ -29,8 +29,9 @@ KW_INSTRUCTION = "List the keywords of this paper, separated by '; '."
 SUBSETS = {"cls": LABEL, "kw": KEYWORDS}  # dataset subset → the column its outputs come from
 
 
-def paper_records(row: dict[str, str], labelled: bool, subsets: tuple[str, ...] = ("cls", "kw")
-                  ) -> list[dict[str, Any]]:
+def paper_records(
+    row: dict[str, str], labelled: bool, subsets: tuple[str, ...] = ("cls", "kw")
+) -> list[dict[str, Any]]:
     """One CSV row → one record per subset (classification, keywords); labelled outputs must be usable."""
     uuid = row["uuid"].strip()
     if not uuid:
@@ -55,16 +56,28 @@ def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
     columns = table.require(COLUMNS, (KEYWORDS, LABEL))
     subsets = tuple(s for s, column in SUBSETS.items() if column in columns) if labelled else tuple(SUBSETS)
     if not subsets:
-        raise AdapterError(f"{path} row 1 (header): neither {LABEL} nor {KEYWORDS}, expected at least one of them "
-                           f"in a labelled {split} file (found {', '.join(table.header)})")
-    records, skipped = build_records(table.dicts(columns), lambda row: paper_records(row, labelled, subsets),
-                                     table.where)
+        raise AdapterError(
+            f"{path} row 1 (header): neither {LABEL} nor {KEYWORDS}, expected at least one of them "
+            f"in a labelled {split} file (found {', '.join(table.header)})"
+        )
+    records, skipped = build_records(
+        table.dicts(columns), lambda row: paper_records(row, labelled, subsets), table.where
+    )
     abstract_at = table.header.index("abstract")
     notes = {"encoding": table.encoding, "empty_abstract": sum(not row[abstract_at].strip() for row in table.rows)}
     rows_in, step = len(table.rows), len(subsets)
     return [
-        Part(split, path, records[k::step], rows_in, list(skipped), subset, output_label if subset == "cls" else None,
-             dict(notes), task="paper" if subset == "cls" else "keywords")
+        Part(
+            split,
+            path,
+            records[k::step],
+            rows_in,
+            list(skipped),
+            subset,
+            output_label if subset == "cls" else None,
+            dict(notes),
+            task="paper" if subset == "cls" else "keywords",
+        )
         for k, subset in enumerate(subsets)
     ]
 
@@ -72,12 +85,19 @@ def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
 register_adapter("paper", convert, "iFLYTEK paper abstracts CSV → NAME_cls_* (medical 0/1) and NAME_kw_* (keywords)")
 
 
-def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[str, str],
-                     keywords: Mapping[str, str] | None = None, **_: Any) -> dict[str, Any]:
+def write_submission(
+    path: Path,
+    records: list[dict[str, Any]],
+    labels: Mapping[str, str],
+    keywords: Mapping[str, str] | None = None,
+    **_: Any,
+) -> dict[str, Any]:
     """`uuid,Keywords,label` (UTF-8) in the test file's order: `labels` from NAME_cls, `keywords` from NAME_kw."""
     if keywords is None:
-        raise TaskError("submit paper needs the keywords too: --keywords predictions/NAME_kw/MODEL.csv (id,prediction "
-                        "with each abstract's keywords); make: KEYWORDS=that file, or `make submit-paper NAME=...`")
+        raise TaskError(
+            "submit paper needs the keywords too: --keywords predictions/NAME_kw/MODEL.csv (id,prediction "
+            "with each abstract's keywords); make: KEYWORDS=that file, or `make submit-paper NAME=...`"
+        )
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         writer = SafeCsvWriter(handle)  # no cell starts a spreadsheet formula
         writer.writerow(("uuid", "Keywords", "label"))
@@ -87,8 +107,23 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
     return {"rows": len(records)}
 
 
-register_task(TaskSpec("paper", BINARY, BINARY_SYNONYMS, submission_name="submit.csv", write_submission=write_submission,
-                       help="paper classification: medical (1) or not (0); the submission adds the keywords",
-                       language="zh"))
-register_task(TaskSpec("keywords", None, text_metrics="keywords", language="zh",
-                       help="keyword extraction: free text, keywords separated by '; ', scored by keyword P/R/F1"))
+register_task(
+    TaskSpec(
+        "paper",
+        BINARY,
+        BINARY_SYNONYMS,
+        submission_name="submit.csv",
+        write_submission=write_submission,
+        help="paper classification: medical (1) or not (0); the submission adds the keywords",
+        language="zh",
+    )
+)
+register_task(
+    TaskSpec(
+        "keywords",
+        None,
+        text_metrics="keywords",
+        language="zh",
+        help="keyword extraction: free text, keywords separated by '; ', scored by keyword P/R/F1",
+    )
+)

@@ -27,8 +27,26 @@ from . import register_adapter
 from .readers import AdapterError, RowError, SkipRow, read_docx, read_jsonl, read_table
 from .records import Part, build_records, quoted
 
-HEADER_WORDS = {"question", "answer", "q", "a", "问题", "答案", "问", "答", "input", "output", "instruction",
-                "prompt", "response", "query", "题目", "回答", "问句", "答句"}  # fmt: skip
+HEADER_WORDS = {
+    "question",
+    "answer",
+    "q",
+    "a",
+    "问题",
+    "答案",
+    "问",
+    "答",
+    "input",
+    "output",
+    "instruction",
+    "prompt",
+    "response",
+    "query",
+    "题目",
+    "回答",
+    "问句",
+    "答句",
+}
 # only "问：" / "Q:"-style markers: "A、" or "A." may well start a real answer ("A. 北京")
 QUESTION_MARK = re.compile(r"^(问题|问|Q|Question)\s*\d*\s*[:：]\s*", re.IGNORECASE)
 ANSWER_MARK = re.compile(r"^(答案|答|A|Answer)\s*\d*\s*[:：]\s*", re.IGNORECASE)
@@ -66,13 +84,17 @@ def json_record(obj: Any, default_id: str) -> dict[str, Any]:
         for index, turn in enumerate(turns):
             if not isinstance(turn, dict) or "input" not in turn or "output" not in turn:
                 raise RowError(f'conversation[{index}] is {quoted(turn)}, expected {{"input", "output"[, "system"]}}')
-        history = [[_string(t, "input", f"conversation[{i}]."), _string(t, "output", f"conversation[{i}].")]
-                   for i, t in enumerate(turns[:-1])]  # fmt: skip
+        history = [
+            [_string(t, "input", f"conversation[{i}]."), _string(t, "output", f"conversation[{i}].")]
+            for i, t in enumerate(turns[:-1])
+        ]
         last = f"conversation[{len(turns) - 1}]."
         record = pair_record(
-            record_id, _string(turns[-1], "input", last), _string(turns[-1], "output", last),
+            record_id,
+            _string(turns[-1], "input", last),
+            _string(turns[-1], "output", last),
             _string(turns[0], "system", "conversation[0]."),
-        )  # fmt: skip
+        )
         if history:
             record["history"] = history
         return record
@@ -169,12 +191,24 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
     """JSONL, one `{"id", "instruction", "input", "answer"}` per test record, in order."""
     with atomic_open(path, "w", encoding="utf-8") as handle:
         for record in records:
-            row = {"id": str(record["id"]), "instruction": record.get("instruction", ""),
-                   "input": record.get("input", ""), "answer": labels[str(record["id"])]}
+            row = {
+                "id": str(record["id"]),
+                "instruction": record.get("instruction", ""),
+                "input": record.get("input", ""),
+                "answer": labels[str(record["id"])],
+            }
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return {"rows": len(records)}
 
 
-register_task(TaskSpec("qa", None, submission_name="answers.jsonl", write_submission=write_submission,
-                       text_metrics="qa", language="zh",
-                       help="question answering: free-text answers (EM, ROUGE-L, BLEU-4)"))
+register_task(
+    TaskSpec(
+        "qa",
+        None,
+        submission_name="answers.jsonl",
+        write_submission=write_submission,
+        text_metrics="qa",
+        language="zh",
+        help="question answering: free-text answers (EM, ROUGE-L, BLEU-4)",
+    )
+)

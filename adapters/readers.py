@@ -35,8 +35,6 @@ class SkipRow(Exception):  # a signal, not an error: the row is dropped and repo
     """Raised by a row function for a row that is left out of the output; the reason goes into the report."""
 
 
-
-
 def _read_text(path: Path) -> tuple[str, str]:
     """Decode UTF-8 (BOM or not) or GB18030, NUL characters dropped (and counted); undecodable bytes: AdapterError
     naming the line and byte where the encoding that reads furthest fails."""
@@ -225,7 +223,9 @@ def _read_xlsx(path: Path) -> Table:
             workbook.close()
     except AdapterError:
         raise
-    except Exception as err:  # a flipped byte raises anything (ParseError, BadZipFile, NotImplementedError: zip version…)
+    except (
+        Exception
+    ) as err:  # a flipped byte raises anything (ParseError, BadZipFile, NotImplementedError: zip version…)
         raise AdapterError(
             f"{path}: not a readable XLSX workbook ({type(err).__name__}: {err}), expected an .xlsx file saved by "
             "Excel/WPS"
@@ -277,8 +277,9 @@ def _column_name(header: list[str] | None, index: int) -> str:
     return f"column {header[index]} ({letter})" if header and index < len(header) else f"column {letter}"
 
 
-def _xlsx_table(path: Path, sheet: Any, formulas: dict[int, list[int]],
-                merged: list[tuple[str, int, str, int]]) -> Table:
+def _xlsx_table(
+    path: Path, sheet: Any, formulas: dict[int, list[int]], merged: list[tuple[str, int, str, int]]
+) -> Table:
     if merged:
         from openpyxl.utils import column_index_from_string
 
@@ -379,5 +380,3 @@ def read_docx(path: str | Path) -> list[tuple[int, str]]:
     if not paragraphs:
         raise AdapterError(f"{path}: the document has no text, expected question and answer paragraphs")
     return paragraphs
-
-

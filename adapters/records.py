@@ -1,5 +1,4 @@
-"""Records: a pure row function maps each row; `build_records` collects them into the `Part`s an adapter returns.
-"""
+"""Records: a pure row function maps each row; `build_records` collects them into the `Part`s an adapter returns."""
 
 from __future__ import annotations
 
@@ -87,8 +86,6 @@ def sample(records: list[dict[str, Any]], n: int, seed: int, stratify: bool) -> 
     return [records[i] for i in sorted(chosen)]
 
 
-
-
 def text_key(records: list[dict[str, Any]]) -> Callable[[dict[str, Any]], tuple[str, ...]]:
     """What makes two records the same text: (system,) instruction and input."""
     if records and "system" in records[0]:
@@ -112,5 +109,3 @@ def drop_duplicates(part: Part) -> None:
             kept.append(record)
     part.notes["duplicates_dropped"] = len(part.records) - len(kept)
     part.records = kept
-
-

@@ -144,8 +144,12 @@ def answer_stats(records: list[dict[str, Any]], tokenizer: Any) -> dict[str, Any
         return None
     lengths = sorted(len(ids) for ids in tokenizer(outputs, add_special_tokens=False)["input_ids"])
     p99 = lengths[min(len(lengths) - 1, int(0.99 * len(lengths)))]
-    return {"p50": lengths[len(lengths) // 2], "p99": p99, "max": lengths[-1],
-            "max_new_tokens": p99 + max(ANSWER_MARGIN, p99 // 4)}
+    return {
+        "p50": lengths[len(lengths) // 2],
+        "p99": p99,
+        "max": lengths[-1],
+        "max_new_tokens": p99 + max(ANSWER_MARGIN, p99 // 4),
+    }
 
 
 def fit_inputs(parts: list[Part], tokenizer: Any, cutoff_len: int) -> None:
@@ -172,16 +176,19 @@ def fit_inputs(parts: list[Part], tokenizer: Any, cutoff_len: int) -> None:
             chunk = part.records[start : start + batch]
             rest = [prompt_text({**record, "input": "", "output": ""}) for record in chunk]
             rest_ids = tokenizer(rest, add_special_tokens=False)["input_ids"]
-            inputs = tokenizer([record["input"] for record in chunk], add_special_tokens=False,
-                               return_offsets_mapping=True)  # fmt: skip
+            inputs = tokenizer(
+                [record["input"] for record in chunk], add_special_tokens=False, return_offsets_mapping=True
+            )
             for offset, record in enumerate(chunk):
                 ids, spans = inputs["input_ids"][offset], inputs["offset_mapping"][offset]
                 room = cutoff_len - overheads["system" in record] - answer - len(rest_ids[offset]) - 2  # "\n" joins
                 if len(ids) <= room:
                     continue
                 if room <= 0:
-                    raise AdapterError(f"{part.source}: record {record.get('id', start + offset)}: the instruction "
-                                       f"alone needs more than --cutoff-len {cutoff_len} tokens; raise it")  # fmt: skip
+                    raise AdapterError(
+                        f"{part.source}: record {record.get('id', start + offset)}: the instruction "
+                        f"alone needs more than --cutoff-len {cutoff_len} tokens; raise it"
+                    )
                 record["input"] = record["input"][: spans[room - 1][1]]
                 fitted += 1
         part.notes["fitted_to_cutoff"] = fitted
@@ -236,10 +243,19 @@ def format_report(report: dict[str, Any]) -> str:
         tokens = entry.get("tokens")
         tok = f"{tokens['p50']}/{tokens['p95']}/{tokens['max']}" if tokens and "p50" in tokens else "-"
         over = tokens.get("over_cutoff", "-") if tokens else "-"
-        table.append([
-            dataset, entry["rows_in"], entry["rows_out"], entry["skipped"], entry["duplicate_ids"]["count"],
-            entry["duplicate_texts"]["count"], overlap, tok, over,
-        ])  # fmt: skip
+        table.append(
+            [
+                dataset,
+                entry["rows_in"],
+                entry["rows_out"],
+                entry["skipped"],
+                entry["duplicate_ids"]["count"],
+                entry["duplicate_texts"]["count"],
+                overlap,
+                tok,
+                over,
+            ]
+        )
     widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in table]
     for dataset, entry in report["datasets"].items():
@@ -247,8 +263,10 @@ def format_report(report: dict[str, Any]) -> str:
             shown = ", ".join(f"{label or '(none)'}: {count}" for label, count in entry["labels"].items())
             lines.append(f"{dataset} labels: {shown}")
         for key, value in entry.items():
-            if value and (key.startswith("empty_") or key in ("sampled", "first_rows", "limited", "duplicates_dropped",
-                                                               "nul_dropped")):
+            if value and (
+                key.startswith("empty_")
+                or key in ("sampled", "first_rows", "limited", "duplicates_dropped", "nul_dropped")
+            ):
                 lines.append(f"{dataset} {key}: {value}")
         dups = entry["duplicate_texts"]
         if dups["count"]:
@@ -269,8 +287,6 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-
-
 OVER_CUTOFF_WARN = 0.05  # above this share of over-long rows, say so on screen, not only in the report
 
 
@@ -285,7 +301,7 @@ def cutoff_warnings(report: dict[str, Any]) -> list[str]:
                 f"warning: {over} of {rows} rows of {dataset} ({over / rows:.0%}) are longer than cutoff_len "
                 f"{tokens['cutoff_len']} tokens. LLaMA-Factory cuts such a prompt's tail, the chat template's "
                 "assistant header included, so the model learns to answer mid-text. Convert with --fit-cutoff "
-                f"(make data DATA_ARGS=\"--tokenizer MODEL_DIR --cutoff-len {tokens['cutoff_len']} --fit-cutoff\") "
+                f'(make data DATA_ARGS="--tokenizer MODEL_DIR --cutoff-len {tokens["cutoff_len"]} --fit-cutoff") '
                 "or raise cutoff_len (ARGS=cutoff_len=N) for training."
             )
     return warnings

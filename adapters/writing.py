@@ -1,5 +1,4 @@
-"""Writing a conversion: data files, the report and, last, the `dataset_info.json` entries; one run end to end.
-"""
+"""Writing a conversion: data files, the report and, last, the `dataset_info.json` entries; one run end to end."""
 
 from __future__ import annotations
 
@@ -20,7 +19,6 @@ from core.records import REGISTRY, read_registry
 
 SPLITS = ("train", "dev", "test")
 KEYED_SPLITS = ("dev", "test")  # predictions, scores and submissions are keyed by their ids
-
 
 
 def columns_for(records: list[dict[str, Any]]) -> dict[str, str]:
@@ -82,8 +80,10 @@ def check_unique_ids(part: Part, name: str) -> None:
             repeated.setdefault(str(record["id"]), [seen]).append(index)
     if repeated:
         shown = first_items(f"{key} (records {', '.join(map(str, at[:3]))})" for key, at in repeated.items())
-        raise AdapterError(f"{part.source}: duplicate ids in the {part.split} split of {part.dataset_name(name)}: "
-                           f"{shown}; a submission keyed by id cannot hold both, give each row its own id")
+        raise AdapterError(
+            f"{part.source}: duplicate ids in the {part.split} split of {part.dataset_name(name)}: "
+            f"{shown}; a submission keyed by id cannot hold both, give each row its own id"
+        )
 
 
 def write_outputs(parts: list[Part], name: str, data_dir: Path, report: dict[str, Any]) -> list[str]:
@@ -99,8 +99,14 @@ def write_outputs(parts: list[Part], name: str, data_dir: Path, report: dict[str
         for part, dataset in zip(parts, written, strict=True):
             write_records(data_dir / f"{dataset}.json", part.records, opener=batch.open)
         batch.write_json(data_dir / f"{name}_report.json", report)
-        register(batch, data_dir, {dataset: registry_entry(f"{dataset}.json", part.records, part.task)
-                                   for part, dataset in zip(parts, written, strict=True)})
+        register(
+            batch,
+            data_dir,
+            {
+                dataset: registry_entry(f"{dataset}.json", part.records, part.task)
+                for part, dataset in zip(parts, written, strict=True)
+            },
+        )
     return written
 
 
@@ -149,8 +155,9 @@ def run_conversion(
             if nul_dropped(part.source):
                 part.notes["nul_dropped"] = nul_dropped(part.source)
             if limit is not None:
-                part.notes["limited"] = f"first {min(limit, len(part.records))} of {len(part.records)} records " \
-                                        f"(LIMIT={limit}, a trial run)"
+                part.notes["limited"] = (
+                    f"first {min(limit, len(part.records))} of {len(part.records)} records (LIMIT={limit}, a trial run)"
+                )
                 part.records = part.records[:limit]
         check_parts(parts, name)
         if drop_duplicate_rows:
@@ -176,4 +183,3 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-

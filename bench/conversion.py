@@ -23,8 +23,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = ["数据编号", "创作要求", "评判维度", "待评判内容", "标注分值"]
-PHRASES = ["清晨的街道上行人不多，", "会议讨论了明年的预算安排，", "这本书我看了好几遍，", "雨下了一整夜，",
-           "他把旧自行车修好以后，", "学校组织学生参观科技馆，", "的了在是和，", "产品质量提高了销售的，"]  # fmt: skip
+PHRASES = [
+    "清晨的街道上行人不多，",
+    "会议讨论了明年的预算安排，",
+    "这本书我看了好几遍，",
+    "雨下了一整夜，",
+    "他把旧自行车修好以后，",
+    "学校组织学生参观科技馆，",
+    "的了在是和，",
+    "产品质量提高了销售的，",
+]
 
 
 def generate(path: Path, rows: int, seed: int = 0) -> None:
@@ -68,8 +76,15 @@ def run_naive(source: Path, out: Path) -> int:
     frame = pd.read_csv(source, encoding="gb18030", dtype=str, keep_default_na=False)
     records = []
     for _, row in frame.iterrows():
-        records.append({"id": row["数据编号"], "instruction": f"给{row['评判维度']}打分", "input": f"{row['创作要求']}\n{row['待评判内容']}",
-                        "output": str(row["标注分值"]), "dimension": row["评判维度"]})  # fmt: skip
+        records.append(
+            {
+                "id": row["数据编号"],
+                "instruction": f"给{row['评判维度']}打分",
+                "input": f"{row['创作要求']}\n{row['待评判内容']}",
+                "output": str(row["标注分值"]),
+                "dimension": row["评判维度"],
+            }
+        )
     with open(out / "naive_train.json", "w", encoding="utf-8") as handle:
         json.dump(records, handle, ensure_ascii=False, indent=2)
     return len(records)
@@ -89,9 +104,19 @@ def worker(way: str, source: Path, out: Path, runs: int) -> None:
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         best = min(best or (seconds, cpu), (seconds, cpu))
     seconds, cpu = best
-    print(json.dumps({"rows": rows, "runs": runs, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds),
-                      "cpu_rows_per_s": round(rows / cpu), "peak_rss_mb": round(peak_rss_mb(), 1),
-                      "rss_growth_mb": round(peak_rss_mb() - baseline, 1)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "runs": runs,
+                "seconds": round(seconds, 3),
+                "rows_per_s": round(rows / seconds),
+                "cpu_rows_per_s": round(rows / cpu),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "rss_growth_mb": round(peak_rss_mb() - baseline, 1),
+            }
+        )
+    )
 
 
 def measure(way: str, source: Path, out: Path, runs: int) -> dict:
@@ -117,16 +142,25 @@ def main() -> None:
         project = measure("project", source, out, args.runs)
         quarter = measure("project", small, out, 1)
         naive = measure("naive", source, out, 1)  # ~10 s a run: once is enough to see the ratio
-    print(json.dumps({
-        "bench": "adapters.judge", "rows": args.rows, "input_mb": round(input_mb, 1),
-        "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
-        "project": project, "naive_pandas_iterrows": naive,
-        "speed_ratio": round(project["rows_per_s"] / naive["rows_per_s"], 2),
-        "cpu_speed_ratio": round(project["cpu_rows_per_s"] / naive["cpu_rows_per_s"], 2),
-        "project_rss_growth_per_input_mb": round(project["rss_growth_mb"] / input_mb, 2),
-        "project_rss_growth_mb_at_quarter_rows": quarter["rss_growth_mb"],
-        "target_rows_per_s": 100_000, "meets_target": project["rows_per_s"] >= 100_000,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "bench": "adapters.judge",
+                "rows": args.rows,
+                "input_mb": round(input_mb, 1),
+                "load_avg_1m": round(os.getloadavg()[0], 2),
+                "cpus": os.cpu_count(),
+                "project": project,
+                "naive_pandas_iterrows": naive,
+                "speed_ratio": round(project["rows_per_s"] / naive["rows_per_s"], 2),
+                "cpu_speed_ratio": round(project["cpu_rows_per_s"] / naive["cpu_rows_per_s"], 2),
+                "project_rss_growth_per_input_mb": round(project["rss_growth_mb"] / input_mb, 2),
+                "project_rss_growth_mb_at_quarter_rows": quarter["rss_growth_mb"],
+                "target_rows_per_s": 100_000,
+                "meets_target": project["rows_per_s"] >= 100_000,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def matmul_flops(n: int = 1024, reps: int = 8, tries: int = 3) -> float:
         start = time.perf_counter()
         for _ in range(reps):
             torch.matmul(a, b)
-        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - start))
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
     return best
 
 
@@ -58,9 +58,26 @@ def convert(data_dir: Path, rows: int) -> list[dict]:
     from adapters.__main__ import main as adapters_main
 
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the JSON line
-        code = adapters_main(["cola", "--train", str(COLA / "in_domain_train.tsv"), "--dev",
-                              str(COLA / "in_domain_dev.tsv"), "--name", TASK, "--data-dir", str(data_dir),
-                              "--max-train", "400", "--stratify", "--first-dev", str(rows), "--tokenizer", "none"])
+        code = adapters_main(
+            [
+                "cola",
+                "--train",
+                str(COLA / "in_domain_train.tsv"),
+                "--dev",
+                str(COLA / "in_domain_dev.tsv"),
+                "--name",
+                TASK,
+                "--data-dir",
+                str(data_dir),
+                "--max-train",
+                "400",
+                "--stratify",
+                "--first-dev",
+                str(rows),
+                "--tokenizer",
+                "none",
+            ]
+        )
     assert code == 0, "adapter conversion failed"
     dev = json.loads((data_dir / f"{TASK}_dev.json").read_text(encoding="utf-8"))
     (data_dir / f"{TASK}_test.json").write_text(json.dumps(dev, ensure_ascii=False), encoding="utf-8")
@@ -71,16 +88,35 @@ def convert(data_dir: Path, rows: int) -> list[dict]:
 
 
 def pipeline_command(stage: str, data_dir: Path, out_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", stage, "--model", "smollm2", "--task", TASK, "--data-dir", str(data_dir),
-            f"model_name_or_path={SMOLLM2}", f"dataset_dir={data_dir}", f"output_dir={out_dir}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pipeline",
+        stage,
+        "--model",
+        "smollm2",
+        "--task",
+        TASK,
+        "--data-dir",
+        str(data_dir),
+        f"model_name_or_path={SMOLLM2}",
+        f"dataset_dir={data_dir}",
+        f"output_dir={out_dir}",
+        *extra,
+    ]
 
 
 def run_quiet(command: list[str], cwd: Path, log: Path) -> float:
     """Run a pipeline stage in `cwd` (its predictions/ land there, not in the repo); return wall seconds."""
     start = time.perf_counter()
     with log.open("w") as handle:
-        result = subprocess.run(command, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1"})
+        result = subprocess.run(
+            command,
+            cwd=cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1"},
+        )
     if result.returncode != 0:  # the log lives in a temporary folder: show its tail before it goes
         tail = "".join(log.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-15:])
         raise SystemExit(f"{tail}\n{' '.join(command[2:5])} failed ({result.returncode}); see the log above")
@@ -88,16 +124,22 @@ def run_quiet(command: list[str], cwd: Path, log: Path) -> float:
 
 
 def train_adapter(data_dir: Path, adapter: Path, work: Path) -> float:
-    return run_quiet(pipeline_command("train", data_dir, adapter, "max_steps=20", "save_steps=1000", "plot_loss=false",
-                                      "logging_steps=5"), work, work / "train.log")
+    return run_quiet(
+        pipeline_command(
+            "train", data_dir, adapter, "max_steps=20", "save_steps=1000", "plot_loss=false", "logging_steps=5"
+        ),
+        work,
+        work / "train.log",
+    )
 
 
 def rounded(metrics: dict, keys: tuple[str, ...]) -> dict:
     return {key: None if metrics.get(key) is None else round(metrics[key], 3) for key in keys}
 
 
-def parsed_metrics(records: list[dict], texts: list[str], task: str = "cola",
-                   keys: tuple[str, ...] = ("accuracy", "mcc")) -> dict:
+def parsed_metrics(
+    records: list[dict], texts: list[str], task: str = "cola", keys: tuple[str, ...] = ("accuracy", "mcc")
+) -> dict:
     """Generated answers extracted under the task's rules, scored against the records' outputs."""
     from core.metrics import label_metrics
 
@@ -108,9 +150,12 @@ def parsed_metrics(records: list[dict], texts: list[str], task: str = "cola",
 
 
 def label_scoring(records: list[dict], data_dir: Path, adapter: Path, batch_size: int) -> tuple[dict, int]:
-    config = resolve_config("smollm2", "predict", TASK, {"model_name_or_path": str(SMOLLM2),
-                                                         "dataset_dir": str(data_dir),
-                                                         "adapter_name_or_path": str(adapter)})
+    config = resolve_config(
+        "smollm2",
+        "predict",
+        TASK,
+        {"model_name_or_path": str(SMOLLM2), "dataset_dir": str(data_dir), "adapter_name_or_path": str(adapter)},
+    )
     scorer = LabelScorer(infer_arguments(config))
     sets = label_sets(records, scoring_task(TASK, data_dir=data_dir), TASK)
     encoded = scorer.encode(records, sets)
@@ -123,21 +168,32 @@ def label_scoring(records: list[dict], data_dir: Path, adapter: Path, batch_size
     texts = [labels[int(s.argmax())] for labels, s in zip(sets, scores, strict=True)]
     params = sum(p.numel() for p in scorer.model.parameters())
     tokens = sum(len(e.prompt) for e in encoded) / len(encoded)
-    return {"rows_per_s": len(records) / seconds, "prompt_tokens_per_row": tokens,
-            "positions_run_per_row": round(stats["prompt_positions"] / len(records), 1), "flops": flops,
-            "seconds": seconds, **parsed_metrics(records, texts)}, params
+    return {
+        "rows_per_s": len(records) / seconds,
+        "prompt_tokens_per_row": tokens,
+        "positions_run_per_row": round(stats["prompt_positions"] / len(records), 1),
+        "flops": flops,
+        "seconds": seconds,
+        **parsed_metrics(records, texts),
+    }, params
 
 
 def batched_generation(records: list[dict], data_dir: Path, adapter: Path, work: Path, tokens: float) -> dict:
     flops = matmul_flops()
     out_dir = work / "predict"
-    wall = run_quiet(pipeline_command("predict", data_dir, out_dir, f"adapter_name_or_path={adapter}"), work,
-                     work / "predict.log")
+    wall = run_quiet(
+        pipeline_command("predict", data_dir, out_dir, f"adapter_name_or_path={adapter}"), work, work / "predict.log"
+    )
     results = json.loads((out_dir / "predict_results.json").read_text())
     rows = [json.loads(line) for line in (out_dir / "generated_predictions.jsonl").open(encoding="utf-8")]
-    return {"rows_per_s": len(records) / results["predict_runtime"], "prompt_tokens_per_row": tokens,
-            "flops": flops, "seconds": results["predict_runtime"], "wall_with_load_s": round(wall, 1),
-            **parsed_metrics(records, [row["predict"] for row in rows])}
+    return {
+        "rows_per_s": len(records) / results["predict_runtime"],
+        "prompt_tokens_per_row": tokens,
+        "flops": flops,
+        "seconds": results["predict_runtime"],
+        "wall_with_load_s": round(wall, 1),
+        **parsed_metrics(records, [row["predict"] for row in rows]),
+    }
 
 
 def per_row_loop(records: list[dict], adapter: Path, max_new_tokens: int) -> dict:
@@ -147,10 +203,19 @@ def per_row_loop(records: list[dict], adapter: Path, max_new_tokens: int) -> dic
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(SMOLLM2)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(SMOLLM2, dtype=torch.float32),
-                                      str(adapter)).merge_and_unload().eval()
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": f"{r['instruction']}\n{r['input']}"}],
-                                             add_generation_prompt=True, return_tensors="pt") for r in records]
+    model = (
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(SMOLLM2, dtype=torch.float32), str(adapter))
+        .merge_and_unload()
+        .eval()
+    )
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": f"{r['instruction']}\n{r['input']}"}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+        )
+        for r in records
+    ]
     eos = [tokenizer.convert_tokens_to_ids("<|im_end|>"), model.generation_config.eos_token_id]
     with torch.inference_mode():
         model.generate(prompts[0], max_new_tokens=2, do_sample=False)  # warm-up
@@ -158,12 +223,23 @@ def per_row_loop(records: list[dict], adapter: Path, max_new_tokens: int) -> dic
         start = time.perf_counter()
         texts = []
         for ids in prompts:
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
-            texts.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=eos,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            texts.append(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
         seconds = time.perf_counter() - start
-    return {"rows_per_s": len(records) / seconds, "prompt_tokens_per_row": sum(p.shape[1] for p in prompts) / len(
-        prompts), "flops": flops, "seconds": seconds, **parsed_metrics(records, texts)}
+    return {
+        "rows_per_s": len(records) / seconds,
+        "prompt_tokens_per_row": sum(p.shape[1] for p in prompts) / len(prompts),
+        "flops": flops,
+        "seconds": seconds,
+        **parsed_metrics(records, texts),
+    }
 
 
 def main() -> None:
@@ -191,18 +267,35 @@ def main() -> None:
         bound = way["flops"] / (2 * params * way["prompt_tokens_per_row"])
         if "positions_run_per_row" in way:  # the same ceiling per position actually run (shared prefix once)
             way["of_bound_per_position_run"] = round(
-                way["rows_per_s"] * 2 * params * way["positions_run_per_row"] / way["flops"], 3)
-        way.update(bound_rows_per_s=round(bound, 2), of_bound=round(way["rows_per_s"] / bound, 3),
-                   matmul_gflops=round(way.pop("flops") / 1e9, 1), rows_per_s=round(way["rows_per_s"], 2),
-                   prompt_tokens_per_row=round(way["prompt_tokens_per_row"], 1), seconds=round(way["seconds"], 1))
-    print(json.dumps({
-        "bench": "predict", "rows": len(records), "model": "smollm2+lora", "params": params,
-        "threads": torch.get_num_threads(), "load_avg": round(os.getloadavg()[0], 2), "adapter": str(adapter),
-        "adapter_trained_s": trained_s, **ways,
-        "scoring_vs_per_row": round(scoring["rows_per_s"] / loop["rows_per_s"], 2),
-        "scoring_vs_batched": round(scoring["rows_per_s"] / generation["rows_per_s"], 2),
-        "command": "python bench/predict.py " + " ".join(sys.argv[1:]),
-    }, ensure_ascii=False))
+                way["rows_per_s"] * 2 * params * way["positions_run_per_row"] / way["flops"], 3
+            )
+        way.update(
+            bound_rows_per_s=round(bound, 2),
+            of_bound=round(way["rows_per_s"] / bound, 3),
+            matmul_gflops=round(way.pop("flops") / 1e9, 1),
+            rows_per_s=round(way["rows_per_s"], 2),
+            prompt_tokens_per_row=round(way["prompt_tokens_per_row"], 1),
+            seconds=round(way["seconds"], 1),
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "predict",
+                "rows": len(records),
+                "model": "smollm2+lora",
+                "params": params,
+                "threads": torch.get_num_threads(),
+                "load_avg": round(os.getloadavg()[0], 2),
+                "adapter": str(adapter),
+                "adapter_trained_s": trained_s,
+                **ways,
+                "scoring_vs_per_row": round(scoring["rows_per_s"] / loop["rows_per_s"], 2),
+                "scoring_vs_batched": round(scoring["rows_per_s"] / generation["rows_per_s"], 2),
+                "command": "python bench/predict.py " + " ".join(sys.argv[1:]),
+            },
+            ensure_ascii=False,
+        )
+    )
 
 
 if __name__ == "__main__":

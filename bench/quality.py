@@ -62,22 +62,49 @@ def convert_cola(data_dir: Path, task: str, train_rows: int) -> tuple[list[dict]
     train (for TF-IDF), the scored rows and the calibration dataset."""
     train_tsv, dev_tsv = COLA / "in_domain_train.tsv", COLA / "in_domain_dev.tsv"
     adapters("cola", "--train", str(train_tsv), "--name", "cola_full", "--data-dir", str(data_dir))
-    adapters("cola", "--train", str(train_tsv), "--dev", str(dev_tsv), "--name", task, "--data-dir", str(data_dir),
-             "--max-train", str(train_rows), "--stratify")
+    adapters(
+        "cola",
+        "--train",
+        str(train_tsv),
+        "--dev",
+        str(dev_tsv),
+        "--name",
+        task,
+        "--data-dir",
+        str(data_dir),
+        "--max-train",
+        str(train_rows),
+        "--stratify",
+    )
     full, train, dev = load(data_dir, "cola_full_train"), load(data_dir, f"{task}_train"), load(data_dir, f"{task}_dev")
     used = {r["id"] for r in train}
-    register(data_dir, f"{task}_dev", {f"{task}_test": dev, f"{task}_heldout": [r for r in full if r["id"] not in used]})
+    register(
+        data_dir, f"{task}_dev", {f"{task}_test": dev, f"{task}_heldout": [r for r in full if r["id"] not in used]}
+    )
     return full, dev, f"{task}_heldout"
 
 
-def convert_judge(data_dir: Path, task: str, test_rows: int, cutoff_len: int, model_dir: Path
-                  ) -> tuple[list[dict], list[dict], str]:
+def convert_judge(
+    data_dir: Path, task: str, test_rows: int, cutoff_len: int, model_dir: Path
+) -> tuple[list[dict], list[dict], str]:
     """TASK_train (1200 minus `test_rows` held out, stratified, seed 0) and TASK_test (the held-out rows), essays
     trimmed to fit `cutoff_len` (`--fit-cutoff`: LLaMA-Factory would cut the assistant header off instead)."""
     from adapters.records import sample
 
-    adapters("judge", "--train", str(DF1032 / "train_fluency_1200.csv"), "--name", "judge_full",
-             "--data-dir", str(data_dir), "--tokenizer", str(model_dir), "--cutoff-len", str(cutoff_len), "--fit-cutoff")
+    adapters(
+        "judge",
+        "--train",
+        str(DF1032 / "train_fluency_1200.csv"),
+        "--name",
+        "judge_full",
+        "--data-dir",
+        str(data_dir),
+        "--tokenizer",
+        str(model_dir),
+        "--cutoff-len",
+        str(cutoff_len),
+        "--fit-cutoff",
+    )
     full = load(data_dir, "judge_full_train")
     test = sample(full, test_rows, seed=0, stratify=True)
     held = {r["id"] for r in test}
@@ -87,23 +114,49 @@ def convert_judge(data_dir: Path, task: str, test_rows: int, cutoff_len: int, mo
 
 
 def command(stage: str, model: str, task: str, data_dir: Path, out_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", stage, "--model", model, "--task", task, "--data-dir", str(data_dir),
-            f"model_name_or_path={ROOT / 'models' / model}", f"dataset_dir={data_dir}", f"output_dir={out_dir}",
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pipeline",
+        stage,
+        "--model",
+        model,
+        "--task",
+        task,
+        "--data-dir",
+        str(data_dir),
+        f"model_name_or_path={ROOT / 'models' / model}",
+        f"dataset_dir={data_dir}",
+        f"output_dir={out_dir}",
+        *extra,
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("cola", "judge"), default="cola")
     parser.add_argument("--model", choices=("smollm2", "gemma3"), default="smollm2", help="the embedded model")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="LLaMA-Factory overrides for training, scoring and generation (template=default ...)")
-    parser.add_argument("--train-rows", type=int, default=1200,
-                        help="cola: stratified train rows for the LoRA (1200: 150 steps, about 10 min on a quiet 2-core "
-                             "box); judge: ignored, it trains on all 1000 rows not held out")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="LLaMA-Factory overrides for training, scoring and generation (template=default ...)",
+    )
+    parser.add_argument(
+        "--train-rows",
+        type=int,
+        default=1200,
+        help="cola: stratified train rows for the LoRA (1200: 150 steps, about 10 min on a quiet 2-core "
+        "box); judge: ignored, it trains on all 1000 rows not held out",
+    )
     parser.add_argument("--test-rows", type=int, default=200, help="judge: rows held out and scored (200)")
-    parser.add_argument("--cutoff-len", type=int, help="cutoff_len for training and scoring (default: the preset's, "
-                                                       "512); judge essays are ~1700 SmolLM2 tokens, so this is the cost")
+    parser.add_argument(
+        "--cutoff-len",
+        type=int,
+        help="cutoff_len for training and scoring (default: the preset's, "
+        "512); judge essays are ~1700 SmolLM2 tokens, so this is the cost",
+    )
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--adapter", type=Path, help="an adapter trained on this subset (default: train one, kept)")
     parser.add_argument("--base", action="store_true", help="zero-shot: score the base model, no LoRA (no training)")
@@ -126,36 +179,73 @@ def main() -> None:
             baseline_train, scored, calibrate_on = convert_cola(data_dir, task, args.train_rows)
             tag = str(args.train_rows)
         else:
-            baseline_train, scored, calibrate_on = convert_judge(data_dir, task, args.test_rows, args.cutoff_len or 512,
-                                                                  model_dir)
-            result.update(scored=f"train_fluency_1200 held-out {len(scored)} (stratified, seed 0)",
-                          train_rows=len(baseline_train))
+            baseline_train, scored, calibrate_on = convert_judge(
+                data_dir, task, args.test_rows, args.cutoff_len or 512, model_dir
+            )
+            result.update(
+                scored=f"train_fluency_1200 held-out {len(scored)} (stratified, seed 0)", train_rows=len(baseline_train)
+            )
             tag = f"{len(baseline_train)}_cut{args.cutoff_len or 'preset'}"
         result["cutoff_len"] = args.cutoff_len or "preset (512)"
         gold = [r["output"] for r in scored]
         tag = "_".join([tag, *(s.replace("=", "") for s in args.set)])
         run_name = task if model == "smollm2" else f"{task}_{model}"  # smollm2 keeps its earlier adapters' names
-        adapter = (args.adapter or ROOT / "bench" / "results" / f"{run_name}_lora_{tag}").resolve()  # stages run in work
+        adapter = (
+            args.adapter or ROOT / "bench" / "results" / f"{run_name}_lora_{tag}"
+        ).resolve()  # stages run in work
         if args.base:
             adapter, args.skip_generation = Path(""), True
         elif not (adapter / "adapter_model.safetensors").is_file():
-            seconds = run_quiet(command("train", model, task, data_dir, adapter, f"num_train_epochs={args.epochs}",
-                                        "save_steps=100000", "plot_loss=false", "logging_steps=10", *cutoff), work,
-                                work / "train.log")
+            seconds = run_quiet(
+                command(
+                    "train",
+                    model,
+                    task,
+                    data_dir,
+                    adapter,
+                    f"num_train_epochs={args.epochs}",
+                    "save_steps=100000",
+                    "plot_loss=false",
+                    "logging_steps=10",
+                    *cutoff,
+                ),
+                work,
+                work / "train.log",
+            )
             result["train_s"] = round(seconds, 1)
         result["adapter"] = str(adapter) if not args.base else "none (zero-shot base model)"
 
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            code = scoring_main(["--model", model, "--task", task, "--data-dir", str(data_dir), "--calibrate",
-                                 "--calibrate-on", calibrate_on, "--calibration-rows", str(args.calibration_rows),
-                                 "--out", str(work / "scored.csv"), f"model_name_or_path={model_dir}",
-                                 f"adapter_name_or_path={adapter if not args.base else ''}", f"output_dir={work / 'predict'}", *cutoff])
+            code = scoring_main(
+                [
+                    "--model",
+                    model,
+                    "--task",
+                    task,
+                    "--data-dir",
+                    str(data_dir),
+                    "--calibrate",
+                    "--calibrate-on",
+                    calibrate_on,
+                    "--calibration-rows",
+                    str(args.calibration_rows),
+                    "--out",
+                    str(work / "scored.csv"),
+                    f"model_name_or_path={model_dir}",
+                    f"adapter_name_or_path={adapter if not args.base else ''}",
+                    f"output_dir={work / 'predict'}",
+                    *cutoff,
+                ]
+            )
         assert code == 0, "label scoring failed"
         report = json.loads((work / "score" / "report.json").read_text(encoding="utf-8"))
         for kind, path in (("raw", report["raw_predictions"]), ("calibrated", report["predictions"])):
-            result[f"scoring_{kind}"] = {**rounded(report[kind]["metrics"], keys),
-                                         "predicted": report[kind]["predicted"], "unparsed": 0}
+            result[f"scoring_{kind}"] = {
+                **rounded(report[kind]["metrics"], keys),
+                "predicted": report[kind]["predicted"],
+                "unparsed": 0,
+            }
             if args.task == "judge":  # ordinal scores: the median of each row's distribution minimises expected MAE
                 rows = read_rows(Path(path))
                 medians = [median_label(row) for row in rows]
@@ -167,14 +257,23 @@ def main() -> None:
         result["calibration"] = report["calibration"]
 
         if not args.skip_generation:
-            seconds = run_quiet(command("predict", model, task, data_dir, work / "generate", f"adapter_name_or_path={adapter}",
-                                        *cutoff), work, work / "predict.log")
+            seconds = run_quiet(
+                command(
+                    "predict", model, task, data_dir, work / "generate", f"adapter_name_or_path={adapter}", *cutoff
+                ),
+                work,
+                work / "predict.log",
+            )
             texts = [row["prediction"] for row in read_rows(work / "predictions" / task / f"{model}.csv")]
-            result["generation"] = {**parsed_metrics(scored, texts, args.task, keys),
-                                    "predicted": dict(Counter(texts).most_common(5))}
+            result["generation"] = {
+                **parsed_metrics(scored, texts, args.task, keys),
+                "predicted": dict(Counter(texts).most_common(5)),
+            }
             result["generation_s"] = round(seconds, 1)
 
-        m = label_metrics(gold, [row["prediction"] for row in tfidf_predictions(baseline_train, scored, group_col="dimension")])
+        m = label_metrics(
+            gold, [row["prediction"] for row in tfidf_predictions(baseline_train, scored, group_col="dimension")]
+        )
         result["tfidf"] = rounded(m, keys)
         majority = Counter(r["output"] for r in baseline_train).most_common(1)[0][0]
         result["majority"] = {"label": majority, **rounded(label_metrics(gold, [majority] * len(gold)), keys)}
@@ -185,8 +284,9 @@ def main() -> None:
 
 def label_probs(row: dict) -> list[tuple[float, str, float]]:
     """(numeric value, label, probability) of a scored row's prob_<label> columns, by value."""
-    return sorted((float(key[len("prob_"):]), key[len("prob_"):], float(p)) for key, p in row.items()
-                  if key.startswith("prob_"))  # fmt: skip
+    return sorted(
+        (float(key[len("prob_") :]), key[len("prob_") :], float(p)) for key, p in row.items() if key.startswith("prob_")
+    )
 
 
 def median_label(row: dict) -> str:

@@ -44,17 +44,26 @@ def main() -> None:
     records = [{"instruction": COLA_INSTRUCTION, "input": r[3], "output": r[1]} for r in rows]
     result: dict = {"bench": "template_nll", "model": args.model, "rows": len(records)}
     for template in args.templates:
-        scorer = LabelScorer({"model_name_or_path": str(ROOT / "models" / args.model), "template": template,
-                              "cutoff_len": 256, "infer_dtype": "float32", "flash_attn": "disabled"})
+        scorer = LabelScorer(
+            {
+                "model_name_or_path": str(ROOT / "models" / args.model),
+                "template": template,
+                "cutoff_len": 256,
+                "infer_dtype": "float32",
+                "flash_attn": "disabled",
+            }
+        )
         first, end, prompt, response = [], [], [], []
         for record in records:
             nll, prompt, response = response_nll(scorer, record)
             first.append(nll[0])
             end.append(float(np.mean(nll[1:])) if len(nll) > 1 else 0.0)
-        result[template] = {"answer_first_token_nll": round(float(np.mean(first)), 2),
-                            "end_tokens_nll": round(float(np.mean(end)), 2),
-                            "end_tokens": scorer.tokenizer.convert_ids_to_tokens(response[1:]),
-                            "prompt_starts": scorer.tokenizer.decode(prompt[:6])}
+        result[template] = {
+            "answer_first_token_nll": round(float(np.mean(first)), 2),
+            "end_tokens_nll": round(float(np.mean(end)), 2),
+            "end_tokens": scorer.tokenizer.convert_ids_to_tokens(response[1:]),
+            "prompt_starts": scorer.tokenizer.decode(prompt[:6]),
+        }
     result["command"] = "python bench/template_nll.py " + " ".join(sys.argv[1:])
     print(json.dumps(result, ensure_ascii=False))
 

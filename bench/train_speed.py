@@ -87,6 +87,7 @@ def run_one(config: dict, profile: bool) -> dict:
                 if model.training:
                     tokens, positions = real_tokens(inputs)
                     self.pending = (tokens, positions)
+
             self.pending = (0, 0)
             model.register_forward_pre_hook(count, with_kwargs=True)
             self.profiler = None
@@ -108,8 +109,10 @@ def run_one(config: dict, profile: bool) -> dict:
                 self.profiler.__exit__(None, None, None)
                 table = self.profiler.key_averages()
                 total = sum(event.self_cpu_time_total for event in table)
-                meter["profile"] = [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3)}
-                                    for e in sorted(table, key=lambda e: -e.self_cpu_time_total)[:12]]
+                meter["profile"] = [
+                    {"op": e.key, "share": round(e.self_cpu_time_total / total, 3)}
+                    for e in sorted(table, key=lambda e: -e.self_cpu_time_total)[:12]
+                ]
                 self.profiler = None
 
     before = matmul_flops(cpu=True)
@@ -142,38 +145,68 @@ def main() -> int:
         return child(args.child)
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    params = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.model))
-                 .parameters())
+    params = sum(
+        p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.model)).parameters()
+    )
     flops_before = matmul_flops()
     names = args.only.split(",") if args.only else list(SETTINGS)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         rows = 16 * (args.steps + 2) * 4  # enough for batch 16 and for packing several rows into one
-        records = [{"instruction": "Is this sentence grammatical? Answer 1 or 0.", "input": text, "output": label}
-                   for text, label in (row.split("\t") for row in cola_rows(rows))]
+        records = [
+            {"instruction": "Is this sentence grammatical? Answer 1 or 0.", "input": text, "output": label}
+            for text, label in (row.split("\t") for row in cola_rows(rows))
+        ]
         (tmp / "bench_train.json").write_text(json.dumps(records))
-        (tmp / "dataset_info.json").write_text(json.dumps({"bench_train": {
-            "file_name": "bench_train.json", "columns": {"prompt": "instruction", "query": "input", "response": "output"}}}))
+        (tmp / "dataset_info.json").write_text(
+            json.dumps(
+                {
+                    "bench_train": {
+                        "file_name": "bench_train.json",
+                        "columns": {"prompt": "instruction", "query": "input", "response": "output"},
+                    }
+                }
+            )
+        )
         for name in names:
             overrides, env = SETTINGS[name]
-            overrides = [f"model_name_or_path={args.model}", f"output_dir={tmp / 'saves' / name}",
-                         f"max_steps={args.steps}", "save_steps=100000", "logging_steps=1", "plot_loss=false",
-                         "report_to=none", *overrides]
-            job = json.dumps({"overrides": overrides, "data_dir": str(tmp), "profile": args.profile and name == "preset"})
-            run = subprocess.run([sys.executable, __file__, "--child", job], cwd=ROOT, capture_output=True, text=True,
-                                 env={**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1", **env})
+            overrides = [
+                f"model_name_or_path={args.model}",
+                f"output_dir={tmp / 'saves' / name}",
+                f"max_steps={args.steps}",
+                "save_steps=100000",
+                "logging_steps=1",
+                "plot_loss=false",
+                "report_to=none",
+                *overrides,
+            ]
+            job = json.dumps(
+                {"overrides": overrides, "data_dir": str(tmp), "profile": args.profile and name == "preset"}
+            )
+            run = subprocess.run(
+                [sys.executable, __file__, "--child", job],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1", **env},
+            )
             lines = [line for line in run.stdout.splitlines() if line.startswith("METER ")]
             if run.returncode != 0 or not lines:
                 results[name] = {"error": run.stderr[-600:]}
                 continue
-            meter = json.loads(lines[-1][len("METER "):])
+            meter = json.loads(lines[-1][len("METER ") :])
             tokens_per_s, tokens_per_cpu_s = meter["tokens"] / meter["seconds"], meter["tokens"] / meter["cpu_seconds"]
-            results[name] = {"tokens_per_s": round(tokens_per_s, 1), "tokens_per_cpu_s": round(tokens_per_cpu_s, 2),
-                             "of_bound_cpu": round(tokens_per_cpu_s / (meter["matmul_flops_cpu"] / (6 * params)), 3),
-                             "padding_share": round(1 - meter["tokens"] / meter["positions"], 3),
-                             "seconds": round(meter["seconds"], 2), "tokens": meter["tokens"],
-                             "threads": meter["threads"], **({"profile": meter["profile"]} if "profile" in meter else {})}
+            results[name] = {
+                "tokens_per_s": round(tokens_per_s, 1),
+                "tokens_per_cpu_s": round(tokens_per_cpu_s, 2),
+                "of_bound_cpu": round(tokens_per_cpu_s / (meter["matmul_flops_cpu"] / (6 * params)), 3),
+                "padding_share": round(1 - meter["tokens"] / meter["positions"], 3),
+                "seconds": round(meter["seconds"], 2),
+                "tokens": meter["tokens"],
+                "threads": meter["threads"],
+                **({"profile": meter["profile"]} if "profile" in meter else {}),
+            }
             print(f"[train_speed] {name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
     flops_after = matmul_flops()
     bound = (flops_before + flops_after) / 2 / (6 * params)
@@ -186,10 +219,21 @@ def main() -> int:
             if base:
                 result["vs_preset"] = round(result["tokens_per_s"] / base, 2)
                 result["vs_preset_cpu"] = round(result["tokens_per_cpu_s"] / base_cpu, 2)
-    print(json.dumps({"bench": "train_speed", "model": "smollm2", "params": params, "steps": args.steps,
-                      "matmul_gflops": [round(flops_before / 1e9, 1), round(flops_after / 1e9, 1)],
-                      "bound_tokens_per_s": round(bound, 1), "load_avg_1m": os.getloadavg()[0], "settings": results,
-                      **({"preset_profile": profile} if profile else {})}))
+    print(
+        json.dumps(
+            {
+                "bench": "train_speed",
+                "model": "smollm2",
+                "params": params,
+                "steps": args.steps,
+                "matmul_gflops": [round(flops_before / 1e9, 1), round(flops_after / 1e9, 1)],
+                "bound_tokens_per_s": round(bound, 1),
+                "load_avg_1m": os.getloadavg()[0],
+                "settings": results,
+                **({"preset_profile": profile} if profile else {}),
+            }
+        )
+    )
     return 0
 
 

@@ -72,19 +72,35 @@ def time_csv_path(codes: np.ndarray, tie_breaker: int) -> dict:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(contextlib.redirect_stdout(io.StringIO()))  # the CLI's summary is not ours
                 if way == "pandas":
-                    stack.enter_context(_patched(voting.predictions, "_arrow_frame", lambda data, same_ids: (None, False)))
+                    stack.enter_context(
+                        _patched(voting.predictions, "_arrow_frame", lambda data, same_ids: (None, False))
+                    )
                     stack.enter_context(_patched(core.fileio, "_plain_string_table", lambda frame: None))
                 start, start_cpu = time.perf_counter(), time.process_time()
-                rc = main(["vote", *paths, "--labels", ",".join(LABELS), "--tie-breaker", f"model{tie_breaker}",
-                           "--out", str(out)])
+                rc = main(
+                    [
+                        "vote",
+                        *paths,
+                        "--labels",
+                        ",".join(LABELS),
+                        "--tie-breaker",
+                        f"model{tie_breaker}",
+                        "--out",
+                        str(out),
+                    ]
+                )
                 seconds[way], cpu[way] = time.perf_counter() - start, time.process_time() - start_cpu
             if rc != 0:
                 raise SystemExit(f"the CLI vote ({way}) failed with status {rc}")
             outputs[way] = out.read_bytes()
-    return {"cli_from_csv_s": round(seconds["columnar"], 3), "cli_pandas_csv_s": round(seconds["pandas"], 3),
-            "cli_from_csv_cpu_s": round(cpu["columnar"], 3), "cli_pandas_csv_cpu_s": round(cpu["pandas"], 3),
-            "cli_speedup": round(seconds["pandas"] / seconds["columnar"], 1),
-            "cli_same_bytes": outputs["columnar"] == outputs["pandas"]}
+    return {
+        "cli_from_csv_s": round(seconds["columnar"], 3),
+        "cli_pandas_csv_s": round(seconds["pandas"], 3),
+        "cli_from_csv_cpu_s": round(cpu["columnar"], 3),
+        "cli_pandas_csv_cpu_s": round(cpu["pandas"], 3),
+        "cli_speedup": round(seconds["pandas"] / seconds["columnar"], 1),
+        "cli_same_bytes": outputs["columnar"] == outputs["pandas"],
+    }
 
 
 def _warm_up(tmp: Path, tie_breaker: int) -> None:
@@ -97,8 +113,18 @@ def _warm_up(tmp: Path, tie_breaker: int) -> None:
         Path(paths[-1]).parent.mkdir(exist_ok=True)
         Path(paths[-1]).write_text("id,prediction\na,1\nb,2\n", encoding="utf-8")
     with contextlib.redirect_stdout(io.StringIO()):
-        main(["vote", *paths, "--labels", ",".join(LABELS), "--tie-breaker", f"model{tie_breaker}",
-              "--out", str(tmp / "warm" / "voted.csv")])
+        main(
+            [
+                "vote",
+                *paths,
+                "--labels",
+                ",".join(LABELS),
+                "--tie-breaker",
+                f"model{tie_breaker}",
+                "--out",
+                str(tmp / "warm" / "voted.csv"),
+            ]
+        )
 
 
 @contextlib.contextmanager
@@ -131,9 +157,13 @@ def main() -> None:
 
     identical = [LABELS[c] for c in result.winner] == reference
     figures = {
-        "bench": "vote", "rows": args.rows, "models": 4,
-        "vectorised_s": round(vectorised_s, 4), "counter_loop_s": round(counter_s, 4),
-        "speedup": round(counter_s / vectorised_s, 1), "identical": identical,
+        "bench": "vote",
+        "rows": args.rows,
+        "models": 4,
+        "vectorised_s": round(vectorised_s, 4),
+        "counter_loop_s": round(counter_s, 4),
+        "speedup": round(counter_s / vectorised_s, 1),
+        "identical": identical,
         "tie_breaker_share": round(float((result.decided_by != 0).mean()), 4),
     }
     if not args.no_csv:

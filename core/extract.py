@@ -59,8 +59,9 @@ def _canonical(token: str, labels: tuple[str, ...], synonyms: Mapping[str, str])
     return None
 
 
-def extract_label(text: str, labels: tuple[str, ...] | None, synonyms: Mapping[str, str] | None = None
-                  ) -> tuple[str | None, str]:
+def extract_label(
+    text: str, labels: tuple[str, ...] | None, synonyms: Mapping[str, str] | None = None
+) -> tuple[str | None, str]:
     """(label, status) for one generated answer; status is "ok", "unparsed" or "out_of_set" (see module doc)."""
     text = unicodedata.normalize("NFKC", str(text)).strip()
     if labels is None:
@@ -101,7 +102,7 @@ def _leading_word(text: str, synonyms: Mapping[str, str]) -> str | None:
     folded = text.casefold()
     for word in sorted(synonyms, key=len, reverse=True):
         if (len(word) > 1 or not word.isascii()) and folded.startswith(word):
-            rest = folded[len(word):]
+            rest = folded[len(word) :]
             if not rest or not rest[0].isalnum():
                 return synonyms[word]
     return None
@@ -111,9 +112,10 @@ def _leading_word(text: str, synonyms: Mapping[str, str]) -> str | None:
 def _word_pattern(labels: tuple[str, ...], words: tuple[str, ...]) -> re.Pattern:
     """Any label or synonym, longest first; ASCII words must end at a word boundary."""
     longest_first = sorted({*labels, *words}, key=len, reverse=True)
-    return re.compile("|".join(re.escape(word) + (r"(?![A-Za-z0-9])" if word.isascii() else "")
-                               for word in longest_first),
-                      re.IGNORECASE)
+    return re.compile(
+        "|".join(re.escape(word) + (r"(?![A-Za-z0-9])" if word.isascii() else "") for word in longest_first),
+        re.IGNORECASE,
+    )
 
 
 @dataclass
@@ -128,16 +130,18 @@ class Extracted:
         return self.status == UNPARSED
 
 
-def extract_labels(texts: Sequence[str] | np.ndarray, task: TaskSpec,
-                   groups: Sequence[str] | np.ndarray | None = None) -> Extracted:
+def extract_labels(
+    texts: Sequence[str] | np.ndarray, task: TaskSpec, groups: Sequence[str] | np.ndarray | None = None
+) -> Extracted:
     """Extract every answer; each distinct (text, group) pair is parsed once, so a million short answers are fast."""
     texts = pd.Series(np.asarray(texts, dtype=object))
     text_codes, text_uniques = pd.factorize(texts)
     if task.groups and groups is not None:
         group_codes, group_uniques = pd.factorize(pd.Series(np.asarray(groups, dtype=object)).fillna(""))
         pair_codes, pairs = pd.factorize(text_codes.astype(np.int64) * (len(group_uniques) + 1) + group_codes)
-        keys = [(text_uniques[p // (len(group_uniques) + 1)], group_uniques[p % (len(group_uniques) + 1)])
-                for p in pairs]
+        keys = [
+            (text_uniques[p // (len(group_uniques) + 1)], group_uniques[p % (len(group_uniques) + 1)]) for p in pairs
+        ]
     else:
         pair_codes, keys = text_codes, [(text, None) for text in text_uniques]
     results: list[tuple[str | None, str]] = []
@@ -154,11 +158,8 @@ def extract_labels(texts: Sequence[str] | np.ndarray, task: TaskSpec,
     return Extracted(found[pair_codes], status[pair_codes])
 
 
-
 def normalize_text(text: str) -> str:
     """Free-text comparison form: full width → half width, case folded, punctuation dropped, whitespace collapsed."""
     text = unicodedata.normalize("NFKC", str(text)).casefold()
     text = "".join(" " if unicodedata.category(char)[0] in "PS" else char for char in text)
     return " ".join(text.split())
-
-

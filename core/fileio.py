@@ -60,8 +60,11 @@ def _output_error(path: Path, err: OSError) -> OutputError:
     reason = err.strerror or str(err)
     if err.errno == errno.ENAMETOOLONG:
         reason += f" ({len(path.name)} characters; a file name holds at most 255 bytes)"
-    where = f"{path}" if not err.filename or str(err.filename) in (str(path), str(path.parent)) else \
-        f"{path} ({err.filename})"
+    where = (
+        f"{path}"
+        if not err.filename or str(err.filename) in (str(path), str(path.parent))
+        else f"{path} ({err.filename})"
+    )
     return OutputError(f"cannot write {where}: {reason}")
 
 
@@ -95,7 +98,9 @@ def _temp_file(path: Path, mode: str, encoding: str | None, **kwargs: Any) -> It
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8", **kwargs: Any) -> Iterator[IO]:
+def atomic_open(
+    path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8", **kwargs: Any
+) -> Iterator[IO]:
     """Open a temp file beside `path`; rename it over `path` only if the block finishes without error."""
     path = Path(path)
     try:
@@ -126,8 +131,9 @@ class AtomicFiles:
         self._pending: list[tuple[str, Path]] = []
 
     @contextlib.contextmanager
-    def open(self, path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8",
-             **kwargs: Any) -> Iterator[IO]:
+    def open(
+        self, path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8", **kwargs: Any
+    ) -> Iterator[IO]:
         path = Path(path)
         try:
             with _temp_file(path, mode, encoding, **kwargs) as (handle, tmp):
@@ -217,7 +223,7 @@ def decode_failure(path: str | os.PathLike, data: bytes) -> DecodeError:
     name = "UTF-8" if encoding.startswith("utf-8") else encoding.upper()
     return DecodeError(
         f"{path} line {line} (byte {start}, column {column} of the line): undecodable bytes "
-        f"{data[start:start + 4]!r} in {name}, the encoding that reads furthest; expected UTF-8 or GB18030 text"
+        f"{data[start : start + 4]!r} in {name}, the encoding that reads furthest; expected UTF-8 or GB18030 text"
     )
 
 
@@ -292,8 +298,9 @@ class SafeCsvWriter:
             self.writerow(row)
 
 
-def atomic_write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None,
-                     encoding: str = "utf-8") -> None:
+def atomic_write_csv(
+    path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None, encoding: str = "utf-8"
+) -> None:
     """Write dict rows as CSV (LF line ends, header from the first row unless given, formula-safe), atomically."""
     import io
 

@@ -22,8 +22,12 @@ from core.extract import normalize_text
 CLOSED_SET_MAX = 20  # with no --task, gold with more distinct labels than this is scored as free text
 
 
-def label_metrics(gold: Sequence[str], pred: Sequence[str | None], label_order: Sequence[str] | None = None,
-                  numeric: bool | None = None) -> dict:
+def label_metrics(
+    gold: Sequence[str],
+    pred: Sequence[str | None],
+    label_order: Sequence[str] | None = None,
+    numeric: bool | None = None,
+) -> dict:
     """n, accuracy, macro_f1, mcc, (mae, mae_n), unparsed, labels and confusion (rows gold, columns predicted)."""
     gold = [str(label) for label in gold]
     pred = [None if label is None else str(label) for label in pred]
@@ -115,11 +119,14 @@ def keyword_metrics(gold: Sequence[str], pred: Sequence[str | None]) -> dict:
     macro = np.mean(per_paper, axis=0) if per_paper else np.zeros(3)
     return {
         "n": len(per_paper),
-        "keyword_precision": micro_p, "keyword_recall": micro_r, "keyword_f1": _f1(micro_p, micro_r),
-        "keyword_macro_precision": float(macro[0]), "keyword_macro_recall": float(macro[1]),
+        "keyword_precision": micro_p,
+        "keyword_recall": micro_r,
+        "keyword_f1": _f1(micro_p, micro_r),
+        "keyword_macro_precision": float(macro[0]),
+        "keyword_macro_recall": float(macro[1]),
         "keyword_macro_f1": float(macro[2]),
         "unparsed": sum(prediction is None for prediction in pred),
-    }  # fmt: skip
+    }
 
 
 def _f1(precision: float, recall: float) -> float:
@@ -156,13 +163,18 @@ def qa_metrics(gold: Sequence[str], pred: Sequence[str | None], per_row: bool = 
     result["rouge_l"] = float(np.mean([r["rouge_l"] for r in rows])) if rows else 0.0
     result["bleu_4"] = float(np.mean([r["bleu_4"] for r in rows])) if rows else 0.0
     if per_row:
-        result["rows"] = [{"exact_match": float(normalize_text(a) == normalize_text(p or "")), **r}
-                          for a, p, r in zip(gold, pred, rows, strict=True)]
+        result["rows"] = [
+            {"exact_match": float(normalize_text(a) == normalize_text(p or "")), **r}
+            for a, p, r in zip(gold, pred, rows, strict=True)
+        ]
     return result
 
 
-FREE_TEXT_METRICS = {"text": text_metrics, "keywords": lambda g, p: {**text_metrics(g, p), **keyword_metrics(g, p)},
-                     "qa": qa_metrics}  # fmt: skip
+FREE_TEXT_METRICS = {
+    "text": text_metrics,
+    "keywords": lambda g, p: {**text_metrics(g, p), **keyword_metrics(g, p)},
+    "qa": qa_metrics,
+}
 
 
 def free_text_metrics(gold: Sequence[str], pred: Sequence[str | None], kind: str = "text") -> dict:
@@ -187,8 +199,9 @@ def is_closed_set(gold: Sequence[str]) -> bool:
     return len(set(gold)) <= CLOSED_SET_MAX
 
 
-def metrics_by_group(gold: Sequence[str], pred: Sequence[str | None], groups: Sequence[str] | np.ndarray,
-                     **kwargs: Any) -> dict:
+def metrics_by_group(
+    gold: Sequence[str], pred: Sequence[str | None], groups: Sequence[str] | np.ndarray, **kwargs: Any
+) -> dict:
     """label_metrics per group value (judge: per dimension), without the confusion matrices."""
     gold_array, pred_array = np.asarray(gold, dtype=object), np.asarray(pred, dtype=object)
     group_array = np.asarray(groups)

@@ -18,8 +18,14 @@ from pathlib import Path
 from core import InputError
 
 DATA_DIR = Path("data")
-STAGE_DIRS = {"train": "lora", "qlora": "qlora", "predict": "predict", "export": "merged", "score": "score",
-              "serve": "serve"}  # fmt: skip
+STAGE_DIRS = {
+    "train": "lora",
+    "qlora": "qlora",
+    "predict": "predict",
+    "export": "merged",
+    "score": "score",
+    "serve": "serve",
+}
 # predictions/TASK/MODEL<suffix>.csv per kind of prediction
 PREDICTION_SUFFIXES = {"generate": "", "score": "_score", "samples": "_samples"}
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -29,11 +35,15 @@ NAME_MAX = 100  # NAME_cls_train.json and its temp file's name must stay under t
 def check_plain_name(value: str, what: str) -> str:
     """`value` if it is a plain name that can be a file or folder name; else InputError naming `what` (--task)."""
     if not PLAIN_NAME.match(value or "") or ".." in value:
-        raise InputError(f"{what} {value!r}: expected a plain name (letters, digits, '_', '.' or '-', starting with "
-                         "a letter or digit); it becomes a file or folder name")
+        raise InputError(
+            f"{what} {value!r}: expected a plain name (letters, digits, '_', '.' or '-', starting with "
+            "a letter or digit); it becomes a file or folder name"
+        )
     if len(value) > NAME_MAX:
-        raise InputError(f"{what} {value[:20]}… is {len(value)} characters; expected at most {NAME_MAX} (it becomes "
-                         "a file or folder name)")
+        raise InputError(
+            f"{what} {value[:20]}… is {len(value)} characters; expected at most {NAME_MAX} (it becomes "
+            "a file or folder name)"
+        )
     return value
 
 

@@ -46,8 +46,9 @@ def read_records(path: str | Path, unique_ids: bool = True) -> list[Record]:
             repeated.append(record_id)
         seen.setdefault(record_id, index)
     if unique_ids and repeated:
-        raise InputError(f"{path}: duplicate ids {first_items(dict.fromkeys(repeated))} (first at record "
-                         f"{seen[repeated[0]]})")
+        raise InputError(
+            f"{path}: duplicate ids {first_items(dict.fromkeys(repeated))} (first at record {seen[repeated[0]]})"
+        )
     return records
 
 

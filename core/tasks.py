@@ -27,9 +27,19 @@ SubmissionWriter = Callable[..., dict[str, Any]]
 
 BINARY = ("0", "1")
 BINARY_SYNONYMS: Mapping[str, str] = {
-    "yes": "1", "no": "0", "true": "1", "false": "0", "y": "1", "n": "0",
-    "是": "1", "否": "0", "对": "1", "错": "0", "正确": "1", "错误": "0",
-}  # fmt: skip
+    "yes": "1",
+    "no": "0",
+    "true": "1",
+    "false": "0",
+    "y": "1",
+    "n": "0",
+    "是": "1",
+    "否": "0",
+    "对": "1",
+    "错": "0",
+    "正确": "1",
+    "错误": "0",
+}
 
 
 class TaskError(InputError):
@@ -83,8 +93,10 @@ class TaskSpec:
         try:
             labels, _ = self.rules_for(self.group_of(record))
         except KeyError:
-            raise TaskError(f"record id {record.get('id')}: {self.group_col} is {self.group_of(record)!r}, "
-                            f"expected one of {', '.join(self.groups)}") from None
+            raise TaskError(
+                f"record id {record.get('id')}: {self.group_col} is {self.group_of(record)!r}, "
+                f"expected one of {', '.join(self.groups)}"
+            ) from None
         if labels is None:
             raise TaskError(f"task {self.name} has free-text answers, no candidate labels")
         return labels
@@ -118,8 +130,10 @@ def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
     except KeyError:
-        raise TaskError(f"unknown task {name!r}; registered tasks: {', '.join(sorted(TASKS)) or 'none'} "
-                        "(a dataset name is looked up in DATA/dataset_info.json)") from None
+        raise TaskError(
+            f"unknown task {name!r}; registered tasks: {', '.join(sorted(TASKS)) or 'none'} "
+            "(a dataset name is looked up in DATA/dataset_info.json)"
+        ) from None
 
 
 def labels_task(labels: str) -> TaskSpec:
@@ -152,6 +166,8 @@ def find_task(name: str, data_dir: str | Path = "data") -> TaskSpec:
 
     recorded = task_of_dataset(name, data_dir)
     if recorded is None:
-        raise TaskError(f"unknown task {name!r}: not a registered task ({', '.join(sorted(TASKS))}) and no dataset "
-                        f"{name}_train/_test in {Path(data_dir) / 'dataset_info.json'} records one")
+        raise TaskError(
+            f"unknown task {name!r}: not a registered task ({', '.join(sorted(TASKS))}) and no dataset "
+            f"{name}_train/_test in {Path(data_dir) / 'dataset_info.json'} records one"
+        )
     return get_task(recorded)

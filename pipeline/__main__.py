@@ -15,10 +15,14 @@ from pipeline.runs import RunError, run_stage, task_model
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("stage", choices=["train", "qlora", "predict", "export"])
-    parser.add_argument("--model", help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)")
+    parser.add_argument(
+        "--model",
+        help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)",
+    )
     parser.add_argument("--task", default="judge_demo")
     parser.add_argument("--data-dir", help="the datasets' folder, LLaMA-Factory's dataset_dir (default data)")
     parser.add_argument("--fresh", action="store_true", help="train: move the old run aside and start over")
@@ -36,11 +40,27 @@ def main(argv: list[str] | None = None) -> int:
     args.model = task_model(args.model, args.task, args.data_dir)
     try:
         if args.stage == "predict":
-            predict(args.model, args.task, args.overrides, args.split, args.samples, args.temperature,
-                    args.data_dir, args.dry_run, args.limit)
+            predict(
+                args.model,
+                args.task,
+                args.overrides,
+                args.split,
+                args.samples,
+                args.temperature,
+                args.data_dir,
+                args.dry_run,
+                args.limit,
+            )
         else:
-            run_stage(args.model, args.stage, args.task, args.overrides, fresh=args.fresh, dry_run=args.dry_run,
-                      data_dir=args.data_dir)
+            run_stage(
+                args.model,
+                args.stage,
+                args.task,
+                args.overrides,
+                fresh=args.fresh,
+                dry_run=args.dry_run,
+                data_dir=args.data_dir,
+            )
     except RunError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

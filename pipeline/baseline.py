@@ -48,8 +48,9 @@ def fallback_label(train: list[dict], todo: list[dict], task: TaskSpec | None) -
     return counts.most_common(1)[0][0] if counts else ""
 
 
-def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0, group_col: str | None = None,
-                      task: TaskSpec | None = None) -> list[dict]:
+def tfidf_predictions(
+    train: list[dict], test: list[dict], seed: int = 0, group_col: str | None = None, task: TaskSpec | None = None
+) -> list[dict]:
     """Fit one TF-IDF + LR model per group on train; return [{id, prediction, prob_<label>...}] in test order.
 
     A group with no labelled train rows gets `fallback_label` for every row, said on stderr.
@@ -67,9 +68,11 @@ def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0, group_
         classes = sorted({r["output"] for r in fit_on})
         if not fit_on:
             label = fallback_label(train, todo, task)
-            print(f"[baseline] no labelled train rows for {group_col} {group!r}: its {len(todo)} rows get "
-                  + (f"the most common allowed train label {label!r}" if label else "no label (they abstain)"),
-                  file=sys.stderr)
+            print(
+                f"[baseline] no labelled train rows for {group_col} {group!r}: its {len(todo)} rows get "
+                + (f"the most common allowed train label {label!r}" if label else "no label (they abstain)"),
+                file=sys.stderr,
+            )
             for r in todo:
                 rows[r["id"]] = {"prediction": label, **{f"prob_{c}": float(c == label) for c in labels_all}}
             continue
@@ -77,16 +80,22 @@ def tfidf_predictions(train: list[dict], test: list[dict], seed: int = 0, group_
             for r in todo:
                 rows[r["id"]] = {"prediction": classes[0], **{f"prob_{c}": float(c == classes[0]) for c in labels_all}}
             continue
-        model = make_pipeline(text_vectorizer([r.get("input", "") for r in fit_on]),
-                              LogisticRegression(max_iter=2000, C=4.0 if group else 1.0, random_state=seed))
+        model = make_pipeline(
+            text_vectorizer([r.get("input", "") for r in fit_on]),
+            LogisticRegression(max_iter=2000, C=4.0 if group else 1.0, random_state=seed),
+        )
         model.fit([record_text(r) for r in fit_on], [r["output"] for r in fit_on])
         probs = model.predict_proba([record_text(r) for r in todo])
         for r, p in zip(todo, probs, strict=True):
             by_label = dict(zip(model.classes_, p, strict=True))
-            rows[r["id"]] = {"prediction": max(by_label, key=by_label.get),
-                             **{f"prob_{c}": round(float(by_label.get(c, 0.0)), 6) for c in labels_all}}
-    return [{"id": r["id"], **rows[r["id"]], **({group_col: r[group_col]} if group_col and group_col in r else {})}
-            for r in test]
+            rows[r["id"]] = {
+                "prediction": max(by_label, key=by_label.get),
+                **{f"prob_{c}": round(float(by_label.get(c, 0.0)), 6) for c in labels_all},
+            }
+    return [
+        {"id": r["id"], **rows[r["id"]], **({group_col: r[group_col]} if group_col and group_col in r else {})}
+        for r in test
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="default predictions/TASK/tfidf.csv")
     args = parser.parse_args(argv)
     try:
-        train, test = (read_records(dataset_file(f"{args.task}_{split}", args.data_dir)[0])
-                       for split in ("train", args.split))
+        train, test = (
+            read_records(dataset_file(f"{args.task}_{split}", args.data_dir)[0]) for split in ("train", args.split)
+        )
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -31,31 +31,67 @@ from pipeline.runs import ROOT, RunError, parse_overrides, preset_path, resolve_
 
 BOARD_CONFIG_DIR = "llamaboard_config"  # llamafactory.webui.common.DEFAULT_CONFIG_DIR, relative to the board's cwd
 # Model identity only: the predict preset's generation settings (max_new_tokens=8 …) are for batch labels, not chat.
-CHAT_KEYS = ("model_name_or_path", "adapter_name_or_path", "template", "default_system", "trust_remote_code",
-             "finetuning_type", "infer_backend", "quantization_bit", "quantization_method", "cache_dir")
+CHAT_KEYS = (
+    "model_name_or_path",
+    "adapter_name_or_path",
+    "template",
+    "default_system",
+    "trust_remote_code",
+    "finetuning_type",
+    "infer_backend",
+    "quantization_bit",
+    "quantization_method",
+    "cache_dir",
+)
 # LLaMA-Factory arg → LLaMA Board element id, for the fields the board shows; the rest go to "Extra arguments".
 BOARD_FIELDS = {
-    "finetuning_type": "top.finetuning_type", "template": "top.template",
-    "quantization_method": "top.quantization_method", "dataset_dir": "train.dataset_dir",
-    "learning_rate": "train.learning_rate", "num_train_epochs": "train.num_train_epochs",
-    "max_grad_norm": "train.max_grad_norm", "max_samples": "train.max_samples", "cutoff_len": "train.cutoff_len",
-    "per_device_train_batch_size": "train.batch_size", "gradient_accumulation_steps": "train.gradient_accumulation_steps",
-    "lr_scheduler_type": "train.lr_scheduler_type", "logging_steps": "train.logging_steps",
-    "save_steps": "train.save_steps", "warmup_steps": "train.warmup_steps", "lora_rank": "train.lora_rank",
-    "lora_alpha": "train.lora_alpha", "lora_dropout": "train.lora_dropout", "lora_target": "train.lora_target",
-    "report_to": "train.report_to", "output_dir": "train.output_dir",
+    "finetuning_type": "top.finetuning_type",
+    "template": "top.template",
+    "quantization_method": "top.quantization_method",
+    "dataset_dir": "train.dataset_dir",
+    "learning_rate": "train.learning_rate",
+    "num_train_epochs": "train.num_train_epochs",
+    "max_grad_norm": "train.max_grad_norm",
+    "max_samples": "train.max_samples",
+    "cutoff_len": "train.cutoff_len",
+    "per_device_train_batch_size": "train.batch_size",
+    "gradient_accumulation_steps": "train.gradient_accumulation_steps",
+    "lr_scheduler_type": "train.lr_scheduler_type",
+    "logging_steps": "train.logging_steps",
+    "save_steps": "train.save_steps",
+    "warmup_steps": "train.warmup_steps",
+    "lora_rank": "train.lora_rank",
+    "lora_alpha": "train.lora_alpha",
+    "lora_dropout": "train.lora_dropout",
+    "lora_target": "train.lora_target",
+    "report_to": "train.report_to",
+    "output_dir": "train.output_dir",
 }
 TEXT_FIELDS = {"train.learning_rate", "train.num_train_epochs", "train.max_grad_norm", "train.max_samples"}
 # (min, max, step) of the board's sliders (webui/components/train.py): a value off the grid stays in extra args.
 SLIDERS = {
-    "train.cutoff_len": (4, 131072, 1), "train.batch_size": (1, 1024, 1),
-    "train.gradient_accumulation_steps": (1, 1024, 1), "train.logging_steps": (1, 1000, 5),
-    "train.save_steps": (10, 5000, 10), "train.warmup_steps": (0, 5000, 1), "train.lora_rank": (1, 1024, 1),
-    "train.lora_alpha": (1, 2048, 1), "train.lora_dropout": (0, 1, 0.01),
+    "train.cutoff_len": (4, 131072, 1),
+    "train.batch_size": (1, 1024, 1),
+    "train.gradient_accumulation_steps": (1, 1024, 1),
+    "train.logging_steps": (1, 1000, 5),
+    "train.save_steps": (10, 5000, 10),
+    "train.warmup_steps": (0, 5000, 1),
+    "train.lora_rank": (1, 1024, 1),
+    "train.lora_alpha": (1, 2048, 1),
+    "train.lora_dropout": (0, 1, 0.01),
 }
 # Set by the board itself from its other fields (or meaningless there).
-BOARD_DERIVED = {"model_name_or_path", "stage", "do_train", "dataset", "bf16", "fp16", "pure_bf16",
-                 "quantization_bit", "double_quantization"}
+BOARD_DERIVED = {
+    "model_name_or_path",
+    "stage",
+    "do_train",
+    "dataset",
+    "bf16",
+    "fp16",
+    "pure_bf16",
+    "quantization_bit",
+    "double_quantization",
+}
 
 
 def is_loopback(host: str) -> bool:
@@ -80,10 +116,13 @@ def board_env(host: str, port: int, open_browser: bool) -> dict[str, str]:
     env = dict(os.environ)
     # The board starts runs with Popen(["llamafactory-cli", ...]): this venv's must be first on PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.update(GRADIO_SERVER_NAME=host, GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False",  # no telemetry, no PyPI version check at launch
-               GRADIO_SHARE="0",  # never a public *.gradio.live tunnel; HOST= is the one way to expose it
-               DISABLE_VERSION_CHECK=os.environ.get("DISABLE_VERSION_CHECK", "0"))
+    env.update(
+        GRADIO_SERVER_NAME=host,
+        GRADIO_SERVER_PORT=str(port),
+        GRADIO_ANALYTICS_ENABLED="False",  # no telemetry, no PyPI version check at launch
+        GRADIO_SHARE="0",  # never a public *.gradio.live tunnel; HOST= is the one way to expose it
+        DISABLE_VERSION_CHECK=os.environ.get("DISABLE_VERSION_CHECK", "0"),
+    )
     if not open_browser:
         env["BROWSER"] = "true"  # LLaMA-Factory launches with inbrowser=True; `true URL` opens nothing
     return env
@@ -92,20 +131,32 @@ def board_env(host: str, port: int, open_browser: bool) -> dict[str, str]:
 def webui(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir).resolve()
     if not (workdir / "data" / "dataset_info.json").is_file():
-        print(f"[webui] note: {workdir}/data/dataset_info.json is missing; register a dataset first "
-              "(make data TASK=... or python -m adapters ...)", file=sys.stderr)
+        print(
+            f"[webui] note: {workdir}/data/dataset_info.json is missing; register a dataset first "
+            "(make data TASK=... or python -m adapters ...)",
+            file=sys.stderr,
+        )
     if not is_loopback(args.host):
-        print(f"[webui] WARNING: listening on {args.host}: anyone who can reach this machine on port {args.port} "
-              "can read data/, start runs and load models. Use HOST=127.0.0.1 (default) and an SSH tunnel "
-              "unless you mean it.", file=sys.stderr)
+        print(
+            f"[webui] WARNING: listening on {args.host}: anyone who can reach this machine on port {args.port} "
+            "can read data/, start runs and load models. Use HOST=127.0.0.1 (default) and an SSH tunnel "
+            "unless you mean it.",
+            file=sys.stderr,
+        )
     command = [cli_path(), "webui"]
     env = board_env(args.host, args.port, open_browser=not args.no_browser)
-    print(f"[webui] LLaMA Board on {board_url(args.host, args.port)}  (data: {workdir}/data, runs: {workdir}/saves)",
-          flush=True)
+    print(
+        f"[webui] LLaMA Board on {board_url(args.host, args.port)}  (data: {workdir}/data, runs: {workdir}/saves)",
+        flush=True,
+    )
     if args.dry_run:
         shown = {key: env[key] for key in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "GRADIO_ANALYTICS_ENABLED")}
-        print(f"cd {shlex.quote(str(workdir))} && " + " ".join(f"{k}={v}" for k, v in shown.items()) + " "
-              + shlex.join(command))
+        print(
+            f"cd {shlex.quote(str(workdir))} && "
+            + " ".join(f"{k}={v}" for k, v in shown.items())
+            + " "
+            + shlex.join(command)
+        )
         return 0
     os.chdir(workdir)
     os.execve(command[0], command, env)  # the server takes this process's id: Ctrl-C and kill reach it directly
@@ -124,8 +175,10 @@ def board_model_name(model_path: str, template: str) -> str:
     stem = model_path.rstrip("/").rsplit("/", 1)[-1].lower()
 
     def likeness(name: str) -> float:  # the hub id itself scores 1.0; a local folder goes by its name
-        return max(SequenceMatcher(None, stem, hub_id.rsplit("/", 1)[-1].lower()).ratio()
-                   for hub_id in SUPPORTED_MODELS[name].values())
+        return max(
+            SequenceMatcher(None, stem, hub_id.rsplit("/", 1)[-1].lower()).ratio()
+            for hub_id in SUPPORTED_MODELS[name].values()
+        )
 
     return max(same_template, key=likeness)
 
@@ -147,8 +200,15 @@ def board_config(config: dict[str, Any], name: str, model_path: str) -> dict[str
         "top.model_path": model_path,
         "train.training_stage": stages[config.get("stage", "sft")],
         "train.dataset": [d.strip() for d in str(config.get("dataset", "")).split(",") if d.strip()],
-        "train.compute_type": ("pure_bf16" if config.get("pure_bf16") else "bf16" if config.get("bf16")
-                               else "fp16" if config.get("fp16") else "fp32"),
+        "train.compute_type": (
+            "pure_bf16"
+            if config.get("pure_bf16")
+            else "bf16"
+            if config.get("bf16")
+            else "fp16"
+            if config.get("fp16")
+            else "fp32"
+        ),
     }
     if config.get("quantization_bit"):
         board["top.quantization_bit"] = str(config["quantization_bit"])
@@ -182,8 +242,10 @@ def write_preset(model: str, task: str, stage: str, overrides: list[str], workdi
     board = board_config(config, name, model_path)
     out = workdir / BOARD_CONFIG_DIR / f"{model}_{task}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# LLaMA Board arguments from {preset_path(model, stage).relative_to(ROOT)} for {task} "
-              f"(python -m pipeline.board preset). Train tab → Config path: {out.name} → Load arguments.\n")
+    header = (
+        f"# LLaMA Board arguments from {preset_path(model, stage).relative_to(ROOT)} for {task} "
+        f"(python -m pipeline.board preset). Train tab → Config path: {out.name} → Load arguments.\n"
+    )
     atomic_write_text(out, header + yaml.safe_dump(board, allow_unicode=True, sort_keys=False))
     cwd = Path.cwd()
     try:
@@ -195,11 +257,16 @@ def write_preset(model: str, task: str, stage: str, overrides: list[str], workdi
     if dropped:  # webui/common.py _clean_cmd drops "" before a run starts: the board cannot pass an empty value
         print(f"[preset] note: a board run leaves out the empty {', '.join(dropped)}", file=sys.stderr)
     if "default_system" in dropped:
-        print(f"[preset] note: so it trains with template {config.get('template')}'s own system prompt; predict or "
-              "chat its adapter with ARGS=default_system=null to match", file=sys.stderr)
+        print(
+            f"[preset] note: so it trains with template {config.get('template')}'s own system prompt; predict or "
+            "chat its adapter with ARGS=default_system=null to match",
+            file=sys.stderr,
+        )
     if name == "Custom":
-        print(f"[preset] no board model with template {config.get('template')!r}: pick Template again after "
-              "loading", file=sys.stderr)
+        print(
+            f"[preset] no board model with template {config.get('template')!r}: pick Template again after loading",
+            file=sys.stderr,
+        )
     print(f"[preset] {out} (model name {name!r} → {model_path}; runs write to {config.get('output_dir')})")
     return out
 
@@ -231,8 +298,10 @@ def check_adapter(chat_args: dict[str, Any], model: str, task: str) -> str | Non
     adapter = chat_args.get("adapter_name_or_path")
     if adapter and not all((ROOT / a.strip()).is_dir() or Path(a.strip()).is_dir() for a in str(adapter).split(",")):
         default = stage_dir(task, model, "train")
-        raise RunError(f"no trained adapter at {adapter}: run `make train MODEL={model} TASK={task}` "
-                       f"(writes {default}), or chat with the base model: ARGS=\"adapter_name_or_path=\"")
+        raise RunError(
+            f"no trained adapter at {adapter}: run `make train MODEL={model} TASK={task}` "
+            f'(writes {default}), or chat with the base model: ARGS="adapter_name_or_path="'
+        )
     return adapter
 
 
@@ -261,17 +330,23 @@ def webchat(args: argparse.Namespace) -> int:
         return 0
     adapter = check_adapter(chat_args, args.model, args.task)
     if not is_loopback(args.host):
-        print(f"[webchat] WARNING: listening on {args.host}: anyone who can reach this machine on port {args.port} "
-              "can talk to the model. Use HOST=127.0.0.1 (default) and an SSH tunnel unless you mean it.",
-              file=sys.stderr)
-    print(f"[webchat] {args.model} on {args.task}: {adapter or 'base model, no adapter'} → "
-          f"{board_url(args.host, args.port)}", flush=True)
+        print(
+            f"[webchat] WARNING: listening on {args.host}: anyone who can reach this machine on port {args.port} "
+            "can talk to the model. Use HOST=127.0.0.1 (default) and an SSH tunnel unless you mean it.",
+            file=sys.stderr,
+        )
+    print(
+        f"[webchat] {args.model} on {args.task}: {adapter or 'base model, no adapter'} → "
+        f"{board_url(args.host, args.port)}",
+        flush=True,
+    )
     os.execve(command[0], command, env)  # the server takes this process's id: Ctrl-C and kill reach it directly
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.board", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.board", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     web = commands.add_parser("webui", help="LLaMA Board with the project's data/ (make webui)")
     web.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1, loopback only)")

@@ -25,13 +25,32 @@ import shutil
 import sys
 from pathlib import Path
 
-CONFIG_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-               "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta",
-               "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "initializer_range")
-RENAMES = (("attention.wo.", "self_attn.o_proj."), ("feed_forward.w1.", "mlp.gate_proj."),
-           ("feed_forward.w3.", "mlp.up_proj."), ("feed_forward.w2.", "mlp.down_proj."),
-           ("attention_norm.", "input_layernorm."), ("ffn_norm.", "post_attention_layernorm."),
-           ("model.tok_embeddings.", "model.embed_tokens."))
+CONFIG_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "hidden_act",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "rope_theta",
+    "tie_word_embeddings",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "initializer_range",
+)
+RENAMES = (
+    ("attention.wo.", "self_attn.o_proj."),
+    ("feed_forward.w1.", "mlp.gate_proj."),
+    ("feed_forward.w3.", "mlp.up_proj."),
+    ("feed_forward.w2.", "mlp.down_proj."),
+    ("attention_norm.", "input_layernorm."),
+    ("ffn_norm.", "post_attention_layernorm."),
+    ("model.tok_embeddings.", "model.embed_tokens."),
+)
 
 
 class ConvertError(RuntimeError):
@@ -53,9 +72,15 @@ def llama_config(internlm2: dict, where: Path):
     rope = internlm2.get("rope_scaling")
     if rope:  # InternLM2's "dynamic" NTK scaling is transformers' "dynamic" rope type (same formula)
         rope = {("rope_type" if key == "type" else key): value for key, value in rope.items()}
-    return LlamaConfig(**kwargs, rope_scaling=rope, attention_bias=False, mlp_bias=False,
-                       head_dim=internlm2["hidden_size"] // internlm2["num_attention_heads"],
-                       architectures=["LlamaForCausalLM"], dtype=internlm2.get("torch_dtype"))
+    return LlamaConfig(
+        **kwargs,
+        rope_scaling=rope,
+        attention_bias=False,
+        mlp_bias=False,
+        head_dim=internlm2["hidden_size"] // internlm2["num_attention_heads"],
+        architectures=["LlamaForCausalLM"],
+        dtype=internlm2.get("torch_dtype"),
+    )
 
 
 def split_wqkv(wqkv, num_heads: int, num_kv_heads: int, head_dim: int):
@@ -148,8 +173,10 @@ def check_tokenizer(tokenizer, model_file: Path) -> None:
         expected = processor.encode(text)
         got = tokenizer(text, add_special_tokens=False)["input_ids"]
         if got != expected:
-            raise ConvertError(f"{model_file}: the converted tokenizer splits {text!r} as {got}, sentencepiece as "
-                               f"{expected}; this sentencepiece model needs InternLM2's own tokenizer")
+            raise ConvertError(
+                f"{model_file}: the converted tokenizer splits {text!r} as {got}, sentencepiece as "
+                f"{expected}; this sentencepiece model needs InternLM2's own tokenizer"
+            )
 
 
 def convert_tokenizer(src: Path, dst: Path) -> None:
@@ -162,16 +189,26 @@ def convert_tokenizer(src: Path, dst: Path) -> None:
     if not model_file.is_file():
         raise ConvertError(f"{src}: no tokenizer.model (InternLM2 ships a sentencepiece model)")
     special = [_content(t) for t in config.get("additional_special_tokens", [])]
-    special += [_content(t) for t in config.get("added_tokens_decoder", {}).values()
-                if isinstance(t, dict) and t.get("special")]
-    roles = {role: _content(config[role]) for role in ("bos_token", "eos_token", "unk_token", "pad_token")
-             if config.get(role)}
+    special += [
+        _content(t) for t in config.get("added_tokens_decoder", {}).values() if isinstance(t, dict) and t.get("special")
+    ]
+    roles = {
+        role: _content(config[role])
+        for role in ("bos_token", "eos_token", "unk_token", "pad_token")
+        if config.get(role)
+    }
     extra = [t for t in dict.fromkeys(special) if t and t not in roles.values()]
-    tokenizer = LlamaTokenizerFast(vocab_file=str(model_file), from_slow=True, legacy=True,
-                                   add_prefix_space=sentencepiece_spec(model_file).add_dummy_prefix,
-                                   add_bos_token=config.get("add_bos_token", True),
-                                   add_eos_token=config.get("add_eos_token", False),
-                                   additional_special_tokens=extra, clean_up_tokenization_spaces=False, **roles)
+    tokenizer = LlamaTokenizerFast(
+        vocab_file=str(model_file),
+        from_slow=True,
+        legacy=True,
+        add_prefix_space=sentencepiece_spec(model_file).add_dummy_prefix,
+        add_bos_token=config.get("add_bos_token", True),
+        add_eos_token=config.get("add_eos_token", False),
+        additional_special_tokens=extra,
+        clean_up_tokenization_spaces=False,
+        **roles,
+    )
     check_tokenizer(tokenizer, model_file)
     if config.get("chat_template"):
         tokenizer.chat_template = config["chat_template"]

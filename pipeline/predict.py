@@ -1,7 +1,7 @@
 """Batch generation through LLaMA-Factory's predict stage, joined back to the test records' ids.
 
-    predictions/TASK/MODEL.csv          id,prediction[,group]    (greedy, one answer per row)
-    predictions/TASK/MODEL_samples.csv  id,prediction,sample     (N sampled runs, seed i, for self-consistency)
+predictions/TASK/MODEL.csv          id,prediction[,group]    (greedy, one answer per row)
+predictions/TASK/MODEL_samples.csv  id,prediction,sample     (N sampled runs, seed i, for self-consistency)
 """
 
 from __future__ import annotations
@@ -32,9 +32,17 @@ def test_file(task: str, split: str, data_dir: str | Path | None) -> tuple[Path,
     return path, group_col
 
 
-def predict(model: str, task: str, overrides: list[str], split: str = "test", samples: int = 1,
-            temperature: float = 0.7, data_dir: str | Path | None = None, dry_run: bool = False,
-            limit: int | None = None) -> Path | None:
+def predict(
+    model: str,
+    task: str,
+    overrides: list[str],
+    split: str = "test",
+    samples: int = 1,
+    temperature: float = 0.7,
+    data_dir: str | Path | None = None,
+    dry_run: bool = False,
+    limit: int | None = None,
+) -> Path | None:
     """Greedy predictions (samples <= 1) or N sampled runs gathered into one samples file; the file written.
 
     `limit` predicts the first N rows only (LLaMA-Factory's max_samples takes the dataset's first N): a trial run.
@@ -54,11 +62,11 @@ def predict(model: str, task: str, overrides: list[str], split: str = "test", sa
     gathered: list[dict] = []
     for sample in range(samples):
         sample_overrides = ["do_sample=true", f"temperature={temperature}", f"seed={sample}", *overrides]
-        predict_dir = run_stage(model, "predict", task, sample_overrides, dry_run=dry_run, split=split,
-                                data_dir=data_dir)
+        predict_dir = run_stage(
+            model, "predict", task, sample_overrides, dry_run=dry_run, split=split, data_dir=data_dir
+        )
         if not dry_run:
-            gathered += [{**row, "sample": sample} for row in predicted_rows(predict_dir, test_json, group_col,
-                                                                                     limit)]
+            gathered += [{**row, "sample": sample} for row in predicted_rows(predict_dir, test_json, group_col, limit)]
     if dry_run:
         return None
     out_csv = predictions_csv(task, model, "samples")

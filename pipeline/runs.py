@@ -57,8 +57,14 @@ RUN_FILES = ("run.yaml", "manifest.json")
 SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|api_?key|access_key)($|_)", re.IGNORECASE)
 REDACTED = "***"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin",
-                "model.safetensors.index.json", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
 
 
 class RunError(RuntimeError):
@@ -82,8 +88,9 @@ def is_secret(key: str) -> bool:
 def redact(value: Any) -> Any:
     """A copy with every secret-named key's value replaced by `***` (nested dicts and lists included)."""
     if isinstance(value, dict):
-        return {key: REDACTED if is_secret(key) and item not in (None, "") else redact(item)
-                for key, item in value.items()}
+        return {
+            key: REDACTED if is_secret(key) and item not in (None, "") else redact(item) for key, item in value.items()
+        }
     if isinstance(value, list):
         return [redact(item) for item in value]
     return value
@@ -131,8 +138,13 @@ def cuda_available() -> bool:
 
 
 def resolve_config(
-    model: str, stage: str, task: str, overrides: dict[str, Any] | None = None, cuda: bool | None = None,
-    split: str = "test", data_dir: str | Path | None = None,
+    model: str,
+    stage: str,
+    task: str,
+    overrides: dict[str, Any] | None = None,
+    cuda: bool | None = None,
+    split: str = "test",
+    data_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """The preset with the task's datasets and folders filled in, precision set for the device, overrides last.
 
@@ -141,8 +153,9 @@ def resolve_config(
     """
     overrides = dict(overrides or {})
     if data_dir is not None and "dataset_dir" in overrides and str(overrides["dataset_dir"]) != str(data_dir):
-        raise RunError(f"--data-dir {data_dir} and the override dataset_dir={overrides['dataset_dir']} disagree; "
-                       "give one")
+        raise RunError(
+            f"--data-dir {data_dir} and the override dataset_dir={overrides['dataset_dir']} disagree; give one"
+        )
     config = yaml.safe_load(preset_path(model, stage).read_text(encoding="utf-8"))
     try:
         check_plain_name(task, "--task")
@@ -154,8 +167,11 @@ def resolve_config(
     if stage in ("train", "qlora"):  # QLoRA has its own folder: it never overwrites a LoRA run's records
         config.update(dataset=f"{task}_train", output_dir=str(stage_dir(task, model, stage)))
     elif stage == "predict":
-        config.update(eval_dataset=f"{task}_{split}", adapter_name_or_path=lora_dir,
-                      output_dir=str(stage_dir(task, model, "predict")))
+        config.update(
+            eval_dataset=f"{task}_{split}",
+            adapter_name_or_path=lora_dir,
+            output_dir=str(stage_dir(task, model, "predict")),
+        )
     elif stage == "export":
         config.update(adapter_name_or_path=lora_dir, export_dir=str(stage_dir(task, model, "export")))
     if stage == "predict" and "max_new_tokens" not in overrides:
@@ -187,8 +203,10 @@ def generation_budget(task: str, data_dir: str | Path | None = None) -> tuple[in
         answer = (entry or {}).get("tokens", {}).get("answer") if isinstance(entry, dict) else None
         if isinstance(answer, dict) and isinstance(answer.get("max_new_tokens"), int):
             tokenizer = report.get("tokens", {}).get("tokenizer", "?")
-            return answer["max_new_tokens"], (f"{path}: {dataset}'s answers are {answer['p99']} tokens at the 99th "
-                                              f"percentile ({tokenizer}), plus a margin")
+            return answer["max_new_tokens"], (
+                f"{path}: {dataset}'s answers are {answer['p99']} tokens at the 99th "
+                f"percentile ({tokenizer}), plus a margin"
+            )
     return None
 
 
@@ -314,8 +332,10 @@ def check_types(config: dict[str, Any], where: str) -> None:
         converted = coerce(value, known[key])
         if converted is _NOT:
             shown = REDACTED if is_secret(key) else repr(value)
-            raise RunError(f"{where}: {key} is {shown}, expected {_type_name(known[key])} (LLaMA-Factory's "
-                           f"{key}: {getattr(known[key], '__name__', None) or known[key]})")
+            raise RunError(
+                f"{where}: {key} is {shown}, expected {_type_name(known[key])} (LLaMA-Factory's "
+                f"{key}: {getattr(known[key], '__name__', None) or known[key]})"
+            )
         config[key] = converted
 
 
@@ -325,11 +345,15 @@ def check_device(config: dict[str, Any], where: str, cuda: bool | None = None) -
     if bits is None or str(config.get("quantization_method", "bnb")).lower() not in ("bnb", "bitsandbytes"):
         return
     if not (cuda_available() if cuda is None else cuda):
-        raise RunError(f"{where}: quantization_bit={bits} (QLoRA) needs a CUDA GPU and bitsandbytes; this machine "
-                       "has no CUDA device (use make train for LoRA in full precision)")
+        raise RunError(
+            f"{where}: quantization_bit={bits} (QLoRA) needs a CUDA GPU and bitsandbytes; this machine "
+            "has no CUDA device (use make train for LoRA in full precision)"
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise RunError(f"{where}: quantization_bit={bits} (QLoRA) needs bitsandbytes: "
-                       ".venv/bin/pip install -c constraints.txt bitsandbytes")
+        raise RunError(
+            f"{where}: quantization_bit={bits} (QLoRA) needs bitsandbytes: "
+            ".venv/bin/pip install -c constraints.txt bitsandbytes"
+        )
 
 
 def check_adapter(config: dict[str, Any], stage: str) -> None:
@@ -340,8 +364,10 @@ def check_adapter(config: dict[str, Any], stage: str) -> None:
         path = Path(name.strip())
         local = path.exists() or path.is_absolute() or path.parts[:1] in (("saves",), (".",), ("..",))
         if local and not (path / "adapter_config.json").is_file():
-            raise RunError(f"no trained adapter in {path} (no adapter_config.json): train it first (make train "
-                           "MODEL=... TASK=...), or use the base model with the override adapter_name_or_path=")
+            raise RunError(
+                f"no trained adapter in {path} (no adapter_config.json): train it first (make train "
+                "MODEL=... TASK=...), or use the base model with the override adapter_name_or_path="
+            )
 
 
 def file_sha256(path: Path) -> str:
@@ -373,8 +399,13 @@ def dataset_hashes(config: dict[str, Any]) -> dict[str, str]:
 def git_commit() -> str | None:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
@@ -419,8 +450,7 @@ def safetensors_problem(path: Path) -> str | None:
             return f"{path.name} is truncated ({size} bytes; its header alone needs {8 + length})"
         try:
             header = json.loads(handle.read(length))
-            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
-                      default=0)
+            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
         except (ValueError, KeyError, TypeError, IndexError):
             return f"{path.name} has an unreadable header"
     if 8 + length + end > size:
@@ -488,8 +518,10 @@ def prepare_train_dir(out_dir: Path, fresh: bool, previous_status: str | None = 
     finished = any((out_dir / name).is_file() for name in WEIGHT_FILES)
     if not finished and previous_status and not previous_status.startswith("done"):
         return True, f"the previous run ({previous_status}) left no complete checkpoint: starting over{skipped}"
-    raise RunError(f"{out_dir} already holds a run without complete checkpoints{skipped}; FRESH=1 starts over "
-                   "(the old folder is kept as a .bak-TIMESTAMP copy)")
+    raise RunError(
+        f"{out_dir} already holds a run without complete checkpoints{skipped}; FRESH=1 starts over "
+        "(the old folder is kept as a .bak-TIMESTAMP copy)"
+    )
 
 
 class RunLock:
@@ -515,9 +547,10 @@ class RunLock:
             pids = f"PID {holder[0]}" if holder else "another process"
             if len(holder) > 1:
                 pids += f" (llamafactory-cli PID {holder[1]})"
-            raise RunError(f"{out_dir} is being {doing} by {pids}; wait for it to finish or stop it "
-                           f"(kill -INT {holder[0] if holder else 'PID'}); a second run here would share its files"
-                           ) from None
+            raise RunError(
+                f"{out_dir} is being {doing} by {pids}; wait for it to finish or stop it "
+                f"(kill -INT {holder[0] if holder else 'PID'}); a second run here would share its files"
+            ) from None
         self.note()
 
     def note(self, child: int | None = None) -> None:
@@ -541,14 +574,18 @@ def mark_stale_manifest(out_dir: Path) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     if isinstance(manifest, dict) and manifest.get("status") == "running":
-        manifest.update(status="interrupted", interrupted_found=dt.datetime.now().astimezone().isoformat(
-            timespec="seconds"), note="its process died without recording an end (killed, or the machine stopped)")
+        manifest.update(
+            status="interrupted",
+            interrupted_found=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            note="its process died without recording an end (killed, or the machine stopped)",
+        )
         atomic_write_json(path, manifest)
     return manifest if isinstance(manifest, dict) else None
 
 
 def _die_with_parent(parent: int) -> Any:
     """preexec_fn for the trainer: SIGTERM when the runner dies (Linux prctl PR_SET_PDEATHSIG), even by kill -9."""
+
     def preexec() -> None:
         with contextlib.suppress(Exception):
             import ctypes
@@ -556,13 +593,15 @@ def _die_with_parent(parent: int) -> Any:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
         if os.getppid() != parent:  # the runner died before prctl took effect
             os._exit(1)
+
     return preexec
 
 
 def launch(command: list[str], env: dict[str, str], lock: RunLock) -> tuple[int, int | None]:
     """Run the trainer in its own process group, forwarding SIGINT/SIGTERM/SIGHUP to it; (exit code, signal)."""
-    proc = subprocess.Popen(command, env=env, start_new_session=True, pass_fds=(lock.fd,),
-                            preexec_fn=_die_with_parent(os.getpid()))
+    proc = subprocess.Popen(
+        command, env=env, start_new_session=True, pass_fds=(lock.fd,), preexec_fn=_die_with_parent(os.getpid())
+    )
     lock.note(proc.pid)
     received: list[int] = []
 
@@ -622,8 +661,11 @@ class ProgressLines(threading.Thread):
         for line in chunk[:end].decode("utf-8", errors="replace").splitlines():
             try:
                 log = json.loads(line)
-                print(f"[{self.stage}] {log['current_steps']}/{log['total_steps']} batches ({log['percentage']}%), "
-                      f"{log.get('elapsed_time', '?')} elapsed, {log.get('remaining_time', '?')} left", flush=True)
+                print(
+                    f"[{self.stage}] {log['current_steps']}/{log['total_steps']} batches ({log['percentage']}%), "
+                    f"{log.get('elapsed_time', '?')} elapsed, {log.get('remaining_time', '?')} left",
+                    flush=True,
+                )
             except (ValueError, KeyError, TypeError):
                 continue
 
@@ -647,8 +689,14 @@ def cli_command(stage: str, run_yaml: Path) -> list[str]:
 
 
 def run_stage(
-    model: str, stage: str, task: str, overrides: list[str] | None = None, fresh: bool = False,
-    dry_run: bool = False, split: str = "test", data_dir: str | Path | None = None,
+    model: str,
+    stage: str,
+    task: str,
+    overrides: list[str] | None = None,
+    fresh: bool = False,
+    dry_run: bool = False,
+    split: str = "test",
+    data_dir: str | Path | None = None,
 ) -> Path:
     """Check, lock, record and launch one stage; return its output folder. Nothing is written before the checks."""
     preset = preset_path(model, stage)
@@ -664,13 +712,23 @@ def run_stage(
     print(f"[{stage}] {model} on {task} → {out_dir}", flush=True)
     if stage == "predict":
         budget = generation_budget(task, config["dataset_dir"]) if "max_new_tokens" not in override_dict else None
-        why = budget[1] if budget else ("your override" if "max_new_tokens" in override_dict else
-                                        f"the preset (no answer lengths in a {config['dataset_dir']}/*_report.json; "
-                                        "make data with a tokenizer writes them)")
+        why = (
+            budget[1]
+            if budget
+            else (
+                "your override"
+                if "max_new_tokens" in override_dict
+                else f"the preset (no answer lengths in a {config['dataset_dir']}/*_report.json; "
+                "make data with a tokenizer writes them)"
+            )
+        )
         print(f"[{stage}] max_new_tokens {config.get('max_new_tokens')}: {why}", flush=True)
         if config.get("max_samples"):
-            print(f"[{stage}] LIMIT: the first {config['max_samples']} rows of {config['eval_dataset']} only "
-                  "(a trial run)", flush=True)
+            print(
+                f"[{stage}] LIMIT: the first {config['max_samples']} rows of {config['eval_dataset']} only "
+                "(a trial run)",
+                flush=True,
+            )
     if dry_run:
         print(yaml.safe_dump(redact(config), allow_unicode=True, sort_keys=False))
         return out_dir
@@ -679,7 +737,8 @@ def run_stage(
         previous = mark_stale_manifest(out_dir)
         if stage in ("train", "qlora"):
             config["overwrite_output_dir"], how = prepare_train_dir(
-                out_dir, fresh, previous.get("status") if previous else None)
+                out_dir, fresh, previous.get("status") if previous else None
+            )
             if not config["overwrite_output_dir"] and "resume_from_checkpoint" not in override_dict:
                 config["resume_from_checkpoint"] = str(last_complete_checkpoint(out_dir)[0])
         elif stage == "predict":
@@ -692,21 +751,33 @@ def run_stage(
         lock.release()
 
 
-def record_and_launch(stage: str, config: dict[str, Any], preset: Path, overrides: dict[str, Any], where: str,
-                      out_dir: Path, lock: RunLock, previous: dict[str, Any] | None) -> Path:
+def record_and_launch(
+    stage: str,
+    config: dict[str, Any],
+    preset: Path,
+    overrides: dict[str, Any],
+    where: str,
+    out_dir: Path,
+    lock: RunLock,
+    previous: dict[str, Any] | None,
+) -> Path:
     """Write run.yaml (secrets as ***) and the manifest, run llamafactory-cli, record how it ended."""
     run_yaml = out_dir / "run.yaml"
     command = cli_command(stage, run_yaml)
-    env = {**os.environ, "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0"),
-           # LLaMA-Factory's launcher runs `torchrun` (and DeepSpeed its own tools) by name: the venv's, even unactivated
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env = {
+        **os.environ,
+        "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0"),
+        # LLaMA-Factory's launcher runs `torchrun` (and DeepSpeed its own tools) by name: the venv's, even unactivated
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     if config.get("deepspeed"):
         env.setdefault("FORCE_TORCHRUN", "1")  # DeepSpeed runs only under a launcher, even on one GPU
     progress = log_friendly(config, stage, env)
     out_dir.mkdir(parents=True, exist_ok=True)
     recorded = redact(config)
-    atomic_write_text(run_yaml, f"# resolved from {where}\n" + yaml.safe_dump(recorded, allow_unicode=True,
-                                                                               sort_keys=False))
+    atomic_write_text(
+        run_yaml, f"# resolved from {where}\n" + yaml.safe_dump(recorded, allow_unicode=True, sort_keys=False)
+    )
     manifest = build_manifest(config, command, preset, overrides)
     if previous:
         manifest["previous"] = {key: previous.get(key) for key in ("status", "started", "ended", "pid")}
@@ -715,8 +786,7 @@ def record_and_launch(stage: str, config: dict[str, Any], preset: Path, override
     private = None
     if recorded != config:  # secrets: the trainer reads the real values from a file only this user can read
         private = Path(tempfile.mkdtemp(prefix="llmcomp-run-"))
-        (private / "run.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False),
-                                          encoding="utf-8")
+        (private / "run.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     watcher = None
     if progress:
         (out_dir / TRAINER_LOG).unlink(missing_ok=True)  # a previous prediction's log
@@ -732,19 +802,26 @@ def record_and_launch(stage: str, config: dict[str, Any], preset: Path, override
     status = "done" if code == 0 else f"failed ({code})"
     if signum is not None:
         status = f"interrupted ({signal.Signals(signum).name})"
-    manifest.update(ended=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                    seconds=round(time.perf_counter() - start, 1), status=status)
+    manifest.update(
+        ended=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        seconds=round(time.perf_counter() - start, 1),
+        status=status,
+    )
     atomic_write_json(out_dir / "manifest.json", manifest)
     if signum is not None:
-        raise RunInterrupted(f"{signal.Signals(signum).name}: stopped llamafactory-cli ({out_dir}); re-run to resume "
-                             "from the last complete checkpoint", signum)
+        raise RunInterrupted(
+            f"{signal.Signals(signum).name}: stopped llamafactory-cli ({out_dir}); re-run to resume "
+            "from the last complete checkpoint",
+            signum,
+        )
     if code != 0:
         raise RunError(f"llamafactory-cli exited with {code}; see the log above ({out_dir})")
     return out_dir
 
 
-def predicted_rows(predict_dir: Path, test_json: Path, group_col: str | None = None,
-                   limit: int | None = None) -> list[dict]:
+def predicted_rows(
+    predict_dir: Path, test_json: Path, group_col: str | None = None, limit: int | None = None
+) -> list[dict]:
     """generated_predictions.jsonl is in dataset order: zip it with the test records' ids (and their group).
 
     `limit`: the run predicted the first N records only (max_samples, LIMIT=N).
@@ -752,17 +829,25 @@ def predicted_rows(predict_dir: Path, test_json: Path, group_col: str | None = N
     records = read_records(test_json)[:limit]
     generated = [json.loads(line) for line in (predict_dir / "generated_predictions.jsonl").open(encoding="utf-8")]
     if len(generated) != len(records):
-        raise RunError(f"{predict_dir}/generated_predictions.jsonl has {len(generated)} rows but {test_json} has "
-                       f"{len(records)}: cannot join by order (max_samples= without --limit? LIMIT=N says both)")
+        raise RunError(
+            f"{predict_dir}/generated_predictions.jsonl has {len(generated)} rows but {test_json} has "
+            f"{len(records)}: cannot join by order (max_samples= without --limit? LIMIT=N says both)"
+        )
     extra = [key for key in (group_col,) if key and key in records[0]]
     # a multi-byte character cut by max_new_tokens decodes as U+FFFD at the end: keep whole characters
-    return [{"id": record["id"], "prediction": row["predict"].strip().rstrip("\ufffd"),
-             **{key: record[key] for key in extra}}
-            for record, row in zip(records, generated, strict=True)]
+    return [
+        {
+            "id": record["id"],
+            "prediction": row["predict"].strip().rstrip("\ufffd"),
+            **{key: record[key] for key in extra},
+        }
+        for record, row in zip(records, generated, strict=True)
+    ]
 
 
-def join_predictions(predict_dir: Path, test_json: Path, out_csv: Path, group_col: str | None = None,
-                     limit: int | None = None) -> int:
+def join_predictions(
+    predict_dir: Path, test_json: Path, out_csv: Path, group_col: str | None = None, limit: int | None = None
+) -> int:
     """Write predicted_rows as out_csv (id,prediction[,group]); return the row count."""
     rows = predicted_rows(predict_dir, test_json, group_col, limit)
     atomic_write_csv(out_csv, rows)

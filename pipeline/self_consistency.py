@@ -80,8 +80,10 @@ def read_samples(path: Path) -> dict[tuple[str, int], dict]:
         reader = csv.DictReader(handle)
         missing = [c for c in ("id", "prediction", "sample") if c not in (reader.fieldnames or [])]
         if missing:
-            raise RunError(f"{path}: header {','.join(reader.fieldnames or [])} lacks {','.join(missing)}; "
-                           "expected a samples file written by pipeline.self_consistency")
+            raise RunError(
+                f"{path}: header {','.join(reader.fieldnames or [])} lacks {','.join(missing)}; "
+                "expected a samples file written by pipeline.self_consistency"
+            )
         rows = {}
         for line, row in enumerate(reader, start=2):
             try:
@@ -94,8 +96,14 @@ def read_samples(path: Path) -> dict[tuple[str, int], dict]:
 class SampleFile:
     """The samples gathered so far, rewritten atomically (all rows, record order then sample) now and then."""
 
-    def __init__(self, path: Path, records: list[dict], rows: dict[tuple[str, int], dict], every: float,
-                 group_col: str | None = None):
+    def __init__(
+        self,
+        path: Path,
+        records: list[dict],
+        rows: dict[tuple[str, int], dict],
+        every: float,
+        group_col: str | None = None,
+    ):
         self.path, self.rows, self.every, self.last = path, rows, every, 0.0
         self.order = {r["id"]: i for i, r in enumerate(records)}
         self.extra = [group_col] if group_col and any(group_col in r for r in records) else []
@@ -121,21 +129,27 @@ async def ask(client, url: str, payload: dict, args: argparse.Namespace) -> list
             if response.status_code in (401, 403):
                 raise AuthError(f"{url}: HTTP {response.status_code}: the server rejected API_KEY")
             if response.status_code == 429 or response.status_code >= 500:
-                raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request,
-                                            response=response)
+                raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
             response.raise_for_status()
             return [whole_characters(choice["message"]["content"] or "") for choice in response.json()["choices"]]
         except (httpx.TimeoutException, httpx.TransportError, httpx.HTTPStatusError) as err:
             retryable = not isinstance(err, httpx.HTTPStatusError) or (
-                err.response.status_code == 429 or err.response.status_code >= 500)
+                err.response.status_code == 429 or err.response.status_code >= 500
+            )
             if not retryable or attempt == args.retries:
                 raise
-            await asyncio.sleep(args.backoff * 2 ** attempt * (1 + 0.25 * random.random()))
+            await asyncio.sleep(args.backoff * 2**attempt * (1 + 0.25 * random.random()))
     raise AssertionError("unreachable")
 
 
-async def gather_samples(records: list[dict], todo: dict[str, list[int]], out: SampleFile, rules,
-                         columns: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
+async def gather_samples(
+    records: list[dict],
+    todo: dict[str, list[int]],
+    out: SampleFile,
+    rules,
+    columns: dict[str, str],
+    args: argparse.Namespace,
+) -> dict[str, str]:
     """Ask for every id's missing samples; return {id: why it is incomplete}."""
     import httpx
     from tqdm import tqdm
@@ -154,8 +168,13 @@ async def gather_samples(records: list[dict], todo: dict[str, list[int]], out: S
                 failed[record_id] = "server unreachable"
                 return
             record = by_id[record_id]
-            payload = {"model": args.model, "messages": chat_messages(record, columns), "n": len(samples),
-                       "do_sample": True, "temperature": args.temperature}
+            payload = {
+                "model": args.model,
+                "messages": chat_messages(record, columns),
+                "n": len(samples),
+                "do_sample": True,
+                "temperature": args.temperature,
+            }
             if args.top_p is not None:
                 payload["top_p"] = args.top_p
             if args.max_tokens is not None:
@@ -189,8 +208,9 @@ async def gather_samples(records: list[dict], todo: dict[str, list[int]], out: S
         timeout = httpx.Timeout(args.timeout, connect=max(args.timeout, 10.0))
         async with httpx.AsyncClient(timeout=timeout, headers=headers, limits=limits) as client:
             # every request ends before the client closes (a 401 ends each at once); then the first error is raised
-            results = await asyncio.gather(*(one(client, record_id, samples) for record_id, samples in todo.items()),
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                *(one(client, record_id, samples) for record_id, samples in todo.items()), return_exceptions=True
+            )
         errors = [result for result in results if isinstance(result, BaseException)]
         if errors:
             raise errors[0]
@@ -217,13 +237,18 @@ def wait_for_server(host: str, port: int, seconds: float) -> bool:
 
 
 def run(args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
-    config = resolve_config(args.model, "predict", args.task, parse_overrides(args.overrides), split=args.split,
-                            data_dir=args.data_dir)
+    config = resolve_config(
+        args.model, "predict", args.task, parse_overrides(args.overrides), split=args.split, data_dir=args.data_dir
+    )
     name = config["eval_dataset"]
     records, attr = load_records(config, name)
     if args.limit is not None:
-        print(f"[sc] LIMIT={args.limit}: the first {min(args.limit, len(records))} of {len(records)} rows of {name} "
-              "(a trial run)", file=sys.stderr, flush=True)
+        print(
+            f"[sc] LIMIT={args.limit}: the first {min(args.limit, len(records))} of {len(records)} rows of {name} "
+            "(a trial run)",
+            file=sys.stderr,
+            flush=True,
+        )
         records = records[: args.limit]
     columns = {key: getattr(attr, key) for key in ("prompt", "query", "system") if getattr(attr, key, None)}
     try:
@@ -242,10 +267,16 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
         out.flush()
         return out_path, {}, kept
     if args.wait and not wait_for_server(args.host, args.port, args.wait):
-        raise RunError(f"no server answered on http://{args.host}:{args.port}/v1/models within {args.wait} s "
-                       "(make serve ...; same API_KEY?)")
-    print(f"[sc] {len(todo)} ids, {sum(map(len, todo.values()))} samples to ask for"
-          + (f" ({kept} kept from {out_path})" if kept else ""), file=sys.stderr, flush=True)
+        raise RunError(
+            f"no server answered on http://{args.host}:{args.port}/v1/models within {args.wait} s "
+            "(make serve ...; same API_KEY?)"
+        )
+    print(
+        f"[sc] {len(todo)} ids, {sum(map(len, todo.values()))} samples to ask for"
+        + (f" ({kept} kept from {out_path})" if kept else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         failed = asyncio.run(gather_samples(records, todo, out, rules, columns, args))
     finally:
@@ -254,9 +285,15 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.self_consistency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.self_consistency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)",
+    )
     parser.add_argument("--task", default="judge_demo")
     parser.add_argument("--samples", type=int, default=5, help="sampled answers per id (5)")
     parser.add_argument("--host", default="127.0.0.1")
@@ -291,8 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         reasons = Counter(failed.values())
         ids = ", ".join(list(failed)[:10]) + (", …" if len(failed) > 10 else "")
-        print(f"[sc] {len(failed)} ids incomplete ({'; '.join(f'{n}× {why}' for why, n in reasons.items())}): {ids}"
-              f"\n[sc] rerun with --resume to ask for them again", file=sys.stderr)
+        print(
+            f"[sc] {len(failed)} ids incomplete ({'; '.join(f'{n}× {why}' for why, n in reasons.items())}): {ids}"
+            f"\n[sc] rerun with --resume to ask for them again",
+            file=sys.stderr,
+        )
         return 1
     print(f"[sc] samples complete → {out_path}" + (f" ({kept} kept from before)" if kept else ""))
     return 0

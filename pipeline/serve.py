@@ -71,9 +71,13 @@ def run_server(config: dict, host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)",
+    )
     parser.add_argument("--task", default="judge_demo")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="loopback only unless you mean it (default 127.0.0.1)")
@@ -82,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     args.model = task_model(args.model, args.task)
     if not os.environ.get("API_KEY"):
-        print("error: API_KEY is not set: the server refuses to start without a key "
-              "(export API_KEY=...; clients send it as `Authorization: Bearer ...`)", file=sys.stderr)
+        print(
+            "error: API_KEY is not set: the server refuses to start without a key "
+            "(export API_KEY=...; clients send it as `Authorization: Bearer ...`)",
+            file=sys.stderr,
+        )
         return 2
     try:
         config, run_yaml = server_config(args.model, args.task, args.overrides)
@@ -96,19 +103,33 @@ def main(argv: list[str] | None = None) -> int:
         loopback = args.host == "localhost"
     if not loopback:
         print(f"warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
-    atomic_write_text(run_yaml, f"# python -m pipeline.serve --model {args.model} --task {args.task}\n"
-                      + yaml.safe_dump(redact(config), allow_unicode=True, sort_keys=False))
-    os.environ.update({"API_MODEL_NAME": args.model,
-                       "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0"),
-                       "API_VERBOSE": os.environ.get("API_VERBOSE", "0")})
+    atomic_write_text(
+        run_yaml,
+        f"# python -m pipeline.serve --model {args.model} --task {args.task}\n"
+        + yaml.safe_dump(redact(config), allow_unicode=True, sort_keys=False),
+    )
+    os.environ.update(
+        {
+            "API_MODEL_NAME": args.model,
+            "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0"),
+            "API_VERBOSE": os.environ.get("API_VERBOSE", "0"),
+        }
+    )
     if "max_new_tokens" in config:
-        budget = None if any(o.startswith("max_new_tokens=") for o in args.overrides) else \
-            generation_budget(args.task, config.get("dataset_dir"))
-        print(f"[serve] default max_new_tokens {config['max_new_tokens']}"
-              + (f": {budget[1]}" if budget else ""), flush=True)
-    print(f"[serve] {args.model} on {args.task} ({config['infer_backend']}, adapter "
-          f"{config.get('adapter_name_or_path', 'none')}) → http://{args.host}:{args.port}/v1  ({run_yaml})",
-          flush=True)
+        budget = (
+            None
+            if any(o.startswith("max_new_tokens=") for o in args.overrides)
+            else generation_budget(args.task, config.get("dataset_dir"))
+        )
+        print(
+            f"[serve] default max_new_tokens {config['max_new_tokens']}" + (f": {budget[1]}" if budget else ""),
+            flush=True,
+        )
+    print(
+        f"[serve] {args.model} on {args.task} ({config['infer_backend']}, adapter "
+        f"{config.get('adapter_name_or_path', 'none')}) → http://{args.host}:{args.port}/v1  ({run_yaml})",
+        flush=True,
+    )
     if args.dry_run:
         return 0
     run_server(config, args.host, args.port)

@@ -50,17 +50,24 @@ class ShardedScores:
         self.parts, self.rank, self.world = parts, rank, world
         self.report: dict[str, Any] = {"shards": {"processes": world}}
 
-    def __call__(self, scorer, records: Sequence[dict], encoded: Sequence[Any], batch_size: int, kind: str
-                 ) -> list[np.ndarray]:
+    def __call__(
+        self, scorer, records: Sequence[dict], encoded: Sequence[Any], batch_size: int, kind: str
+    ) -> list[np.ndarray]:
         import torch.distributed as dist
 
         mine = balanced_shards([len(e.prompt) for e in encoded], self.world)[self.rank]
         start = time.perf_counter()
         scores = label_scoring.score_encoded(scorer.model, [encoded[i] for i in mine], batch_size, scorer.pad_id)
-        atomic_write_json(self.parts / f"rank{self.rank}_{kind}.json", {
-            "rank": self.rank, "seconds": round(time.perf_counter() - start, 3),
-            "prompt_tokens": sum(len(encoded[i].prompt) for i in mine),
-            "ids": [str(records[i]["id"]) for i in mine], "scores": [s.tolist() for s in scores]})
+        atomic_write_json(
+            self.parts / f"rank{self.rank}_{kind}.json",
+            {
+                "rank": self.rank,
+                "seconds": round(time.perf_counter() - start, 3),
+                "prompt_tokens": sum(len(encoded[i].prompt) for i in mine),
+                "ids": [str(records[i]["id"]) for i in mine],
+                "scores": [s.tolist() for s in scores],
+            },
+        )
         dist.barrier()
         merged, shards = merge_parts(self.parts, kind, self.world, [str(r["id"]) for r in records])
         self.report["shards"][kind] = shards
@@ -131,8 +138,12 @@ def torchrun_arguments(argv: Sequence[str], nproc: int, env: dict[str, str]) -> 
     if nnodes > 1:
         if "MASTER_ADDR" not in env:
             raise RunError("NNODES > 1 needs MASTER_ADDR (and MASTER_PORT) of node 0, as for train")
-        node = [f"--nnodes={nnodes}", f"--node-rank={env.get('NODE_RANK', '0')}",
-                f"--master-addr={env['MASTER_ADDR']}", f"--master-port={env.get('MASTER_PORT', '29500')}"]
+        node = [
+            f"--nnodes={nnodes}",
+            f"--node-rank={env.get('NODE_RANK', '0')}",
+            f"--master-addr={env['MASTER_ADDR']}",
+            f"--master-port={env.get('MASTER_PORT', '29500')}",
+        ]
     else:
         node = ["--standalone"]
     return [*node, f"--nproc-per-node={nproc}", "-m", "pipeline.sharded_scoring", *without_nproc(argv)]
@@ -145,7 +156,7 @@ def launch(argv: Sequence[str], nproc: int) -> dict:
 
     args = label_scoring.build_parser().parse_intermixed_args(list(argv))
     flags = torchrun_arguments(argv, nproc, dict(os.environ))
-    print(f"[score] torchrun {' '.join(flags[:flags.index('-m') + 2])} ...", flush=True)
+    print(f"[score] torchrun {' '.join(flags[: flags.index('-m') + 2])} ...", flush=True)
     try:
         run(parse_args(flags))
     except ChildFailedError as err:
@@ -153,8 +164,9 @@ def launch(argv: Sequence[str], nproc: int) -> dict:
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
         message = failure.message if isinstance(failure.message, str) else failure.message.get("message", "")
         last = message.strip().splitlines()[-1] if message.strip() else "no Python error recorded (killed or crashed)"
-        raise RunError(f"rank {rank} failed ({how}): {last}; no merged predictions were written (its log is above)"
-                       ) from None
+        raise RunError(
+            f"rank {rank} failed ({how}): {last}; no merged predictions were written (its log is above)"
+        ) from None
     report_path = stage_dir(args.task, args.model, "score") / "report.json"
     return json.loads(report_path.read_text(encoding="utf-8"))
 

@@ -26,18 +26,34 @@ from pathlib import Path
 from pipeline.tiny import CORPUS
 
 SEED = 0
-GEMMA_TOKENS = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>",
-                "additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]}
+GEMMA_TOKENS = {
+    "pad_token": "<pad>",
+    "eos_token": "<eos>",
+    "bos_token": "<bos>",
+    "unk_token": "<unk>",
+    "additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"],
+}
 TOKENS = {
     "qwen2": {"pad_token": "<|endoftext|>", "eos_token": "<|im_end|>", "additional_special_tokens": ["<|im_start|>"]},
-    "glm4": {"pad_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
-             "additional_special_tokens": ["[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>",
-                                           "<|user|>", "<|assistant|>", "<|observation|>"]},
+    "glm4": {
+        "pad_token": "<|endoftext|>",
+        "eos_token": "<|endoftext|>",
+        "additional_special_tokens": [
+            "[MASK]",
+            "[gMASK]",
+            "[sMASK]",
+            "<sop>",
+            "<eop>",
+            "<|system|>",
+            "<|user|>",
+            "<|assistant|>",
+            "<|observation|>",
+        ],
+    },
     "gemma2": GEMMA_TOKENS,
     "gemma": GEMMA_TOKENS,
 }
-INTERNLM2_TOKENS = ["<|im_start|>", "<|im_end|>", "<|action_start|>", "<|action_end|>", "<|interpreter|>",
-                    "<|plugin|>"]
+INTERNLM2_TOKENS = ["<|im_start|>", "<|im_end|>", "<|action_start|>", "<|action_end|>", "<|interpreter|>", "<|plugin|>"]
 MODELS = ("qwen2", "glm4", "internlm2_5", "gemma2", "gemma")
 
 
@@ -54,8 +70,12 @@ def bpe_tokenizer(tokens: dict, vocab_size: int = 512):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tokenizer.train_from_iterator(CORPUS * 4, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, clean_up_tokenization_spaces=False, **tokens)
 
@@ -70,18 +90,44 @@ def internlm2_sentencepiece(out_dir: Path):
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(CORPUS * 4), model_writer=model, model_type="bpe", vocab_size=400,
-        byte_fallback=True, character_coverage=1.0, user_defined_symbols=INTERNLM2_TOKENS, hard_vocab_limit=False,
-        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=True,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+        sentence_iterator=iter(CORPUS * 4),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=400,
+        byte_fallback=True,
+        character_coverage=1.0,
+        user_defined_symbols=INTERNLM2_TOKENS,
+        hard_vocab_limit=False,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        minloglevel=2,
+    )
     (out_dir / "tokenizer.model").write_bytes(model.getvalue())
     processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
     decoder = {str(i): {"content": p, "special": True} for i, p in enumerate(("<unk>", "<s>", "</s>"))}
     decoder.update({str(processor.piece_to_id(t)): {"content": t, "special": True} for t in INTERNLM2_TOKENS})
-    config = {"tokenizer_class": "InternLM2Tokenizer", "auto_map": {"AutoTokenizer": [
-        "tokenization_internlm2.InternLM2Tokenizer", "tokenization_internlm2_fast.InternLM2TokenizerFast"]},
-        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "</s>", "add_bos_token": True,
-        "add_eos_token": False, "additional_special_tokens": INTERNLM2_TOKENS, "added_tokens_decoder": decoder}
+    config = {
+        "tokenizer_class": "InternLM2Tokenizer",
+        "auto_map": {
+            "AutoTokenizer": [
+                "tokenization_internlm2.InternLM2Tokenizer",
+                "tokenization_internlm2_fast.InternLM2TokenizerFast",
+            ]
+        },
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "pad_token": "</s>",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "additional_special_tokens": INTERNLM2_TOKENS,
+        "added_tokens_decoder": decoder,
+    }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return processor
 
@@ -93,38 +139,97 @@ def tiny_config(model: str, tokenizer):
     """The real model's class and structural features at toy sizes; special-token ids from the tokenizer."""
     from transformers import Gemma2Config, GemmaConfig, GlmConfig, Qwen2Config
 
-    ids = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, "num_hidden_layers": 2,
-           "max_position_embeddings": 1024}
+    ids = {
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": 1024,
+    }
     if model == "qwen2":
-        return Qwen2Config(**ids, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                           rope_theta=1e6, rms_norm_eps=1e-6, tie_word_embeddings=False, use_sliding_window=False,
-                           bos_token_id=None, eos_token_id=tokenizer.eos_token_id)
+        return Qwen2Config(
+            **ids,
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            rope_theta=1e6,
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=False,
+            use_sliding_window=False,
+            bos_token_id=None,
+            eos_token_id=tokenizer.eos_token_id,
+        )
     if model == "glm4":
         eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|user|>", "<|observation|>")]
-        return GlmConfig(**ids, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                         head_dim=16, partial_rotary_factor=0.5, attention_bias=True, tie_word_embeddings=False,
-                         bos_token_id=None, eos_token_id=eos)
+        return GlmConfig(
+            **ids,
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            partial_rotary_factor=0.5,
+            attention_bias=True,
+            tie_word_embeddings=False,
+            bos_token_id=None,
+            eos_token_id=eos,
+        )
     roles = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
     if model == "gemma":
-        return GemmaConfig(**ids, **roles, hidden_size=64, intermediate_size=256, num_attention_heads=4,
-                           num_key_value_heads=1, head_dim=16, hidden_activation="gelu_pytorch_tanh",
-                           tie_word_embeddings=True)
+        return GemmaConfig(
+            **ids,
+            **roles,
+            hidden_size=64,
+            intermediate_size=256,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=16,
+            hidden_activation="gelu_pytorch_tanh",
+            tie_word_embeddings=True,
+        )
     if model == "gemma2":
-        return Gemma2Config(**ids, **roles, hidden_size=48, intermediate_size=128, num_attention_heads=4,
-                            num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16,
-                            attn_logit_softcapping=50.0, final_logit_softcapping=30.0, sliding_window=16,
-                            layer_types=["sliding_attention", "full_attention"], tie_word_embeddings=True)
+        return Gemma2Config(
+            **ids,
+            **roles,
+            hidden_size=48,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            query_pre_attn_scalar=16,
+            attn_logit_softcapping=50.0,
+            final_logit_softcapping=30.0,
+            sliding_window=16,
+            layer_types=["sliding_attention", "full_attention"],
+            tie_word_embeddings=True,
+        )
     raise ValueError(f"no tiny config for {model!r}; expected one of {', '.join(MODELS)}")
 
 
 INTERNLM2_CONFIG = {
-    "architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2", "bias": False,
-    "auto_map": {"AutoConfig": "configuration_internlm2.InternLM2Config",
-                 "AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM"},
-    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 8,
-    "num_key_value_heads": 2, "hidden_act": "silu", "max_position_embeddings": 1024, "rms_norm_eps": 1e-5,
-    "rope_theta": 1e6, "rope_scaling": {"type": "dynamic", "factor": 2.0}, "tie_word_embeddings": False,
-    "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "torch_dtype": "float32", "attn_implementation": "eager",
+    "architectures": ["InternLM2ForCausalLM"],
+    "model_type": "internlm2",
+    "bias": False,
+    "auto_map": {
+        "AutoConfig": "configuration_internlm2.InternLM2Config",
+        "AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM",
+    },
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "hidden_act": "silu",
+    "max_position_embeddings": 1024,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 1e6,
+    "rope_scaling": {"type": "dynamic", "factor": 2.0},
+    "tie_word_embeddings": False,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "pad_token_id": 2,
+    "torch_dtype": "float32",
+    "attn_implementation": "eager",
 }
 
 
@@ -155,15 +260,17 @@ def build_internlm2_source(out_dir: str | Path) -> Path:
     shards: list[dict] = [{"model.tok_embeddings.weight": rand(vocab, hidden)}, {}]
     for layer in range(config["num_hidden_layers"]):
         prefix = f"model.layers.{layer}."
-        shards[layer % 2].update({
-            prefix + "attention.wqkv.weight": rand((heads + 2 * kv) * head_dim, hidden),
-            prefix + "attention.wo.weight": rand(hidden, heads * head_dim),
-            prefix + "feed_forward.w1.weight": rand(inter, hidden),
-            prefix + "feed_forward.w3.weight": rand(inter, hidden),
-            prefix + "feed_forward.w2.weight": rand(hidden, inter),
-            prefix + "attention_norm.weight": norm(),
-            prefix + "ffn_norm.weight": norm(),
-        })
+        shards[layer % 2].update(
+            {
+                prefix + "attention.wqkv.weight": rand((heads + 2 * kv) * head_dim, hidden),
+                prefix + "attention.wo.weight": rand(hidden, heads * head_dim),
+                prefix + "feed_forward.w1.weight": rand(inter, hidden),
+                prefix + "feed_forward.w3.weight": rand(inter, hidden),
+                prefix + "feed_forward.w2.weight": rand(hidden, inter),
+                prefix + "attention_norm.weight": norm(),
+                prefix + "ffn_norm.weight": norm(),
+            }
+        )
     shards[1].update({"model.norm.weight": norm(), "output.weight": rand(vocab, hidden)})
     weight_map = {}
     for index, tensors in enumerate(shards, 1):
@@ -194,8 +301,9 @@ def build_tiny_arch(model: str, out_dir: str | Path) -> Path:
     config = tiny_config(model, tokenizer)
     torch.manual_seed(SEED)
     network = AutoModelForCausalLM.from_config(config)
-    network.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-                                                 pad_token_id=config.pad_token_id)
+    network.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
+    )
     shutil.rmtree(out_dir, ignore_errors=True)
     network.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

@@ -187,54 +187,122 @@ def _filler(n: int) -> list[list[str]]:
 
 
 BROKEN = {
-    "judge-missing-column": ("judge", lambda d: _judge_file(d, [r[:4] for r in JUDGE_ROWS], JUDGE_HEADER[:4]),
-                             "train.csv row 1 (header): missing column 标注分值"),
-    "judge-bad-score": ("judge", lambda d: _judge_file(d, _filler(15) + [["TR99", "", "流畅性", "话。", "五"]]),
-                        'train.csv row 17: 标注分值 is "五", expected an integer 1–5'),
-    "judge-unknown-dimension": ("judge", lambda d: _judge_file(d, [JUDGE_ROWS[0], ["TR9", "", "通顺度", "话。", "3"]]),
-                                'train.csv row 3: 评判维度 is "通顺度", expected one of 流畅性, 规范性, 选择题'),
-    "judge-score-out-of-range": ("judge", lambda d: _judge_file(d, [["TR9", "", "规范性", "话。", "6"]]),
-                                 'row 2: 标注分值 is "6", expected an integer 1–5 for 规范性'),
-    "judge-bad-encoding": ("judge", lambda d: _write_bytes(d / "train.csv", "数据编号,创作要求\n".encode() + b"\xff\xfe\x00bad\n"),
-                           "train.csv line 2 (byte"),
+    "judge-missing-column": (
+        "judge",
+        lambda d: _judge_file(d, [r[:4] for r in JUDGE_ROWS], JUDGE_HEADER[:4]),
+        "train.csv row 1 (header): missing column 标注分值",
+    ),
+    "judge-bad-score": (
+        "judge",
+        lambda d: _judge_file(d, _filler(15) + [["TR99", "", "流畅性", "话。", "五"]]),
+        'train.csv row 17: 标注分值 is "五", expected an integer 1–5',
+    ),
+    "judge-unknown-dimension": (
+        "judge",
+        lambda d: _judge_file(d, [JUDGE_ROWS[0], ["TR9", "", "通顺度", "话。", "3"]]),
+        'train.csv row 3: 评判维度 is "通顺度", expected one of 流畅性, 规范性, 选择题',
+    ),
+    "judge-score-out-of-range": (
+        "judge",
+        lambda d: _judge_file(d, [["TR9", "", "规范性", "话。", "6"]]),
+        'row 2: 标注分值 is "6", expected an integer 1–5 for 规范性',
+    ),
+    "judge-bad-encoding": (
+        "judge",
+        lambda d: _write_bytes(d / "train.csv", "数据编号,创作要求\n".encode() + b"\xff\xfe\x00bad\n"),
+        "train.csv line 2 (byte",
+    ),
     "judge-empty-file": ("judge", lambda d: _write_bytes(d / "train.csv", b""), "train.csv: the file is empty"),
     "judge-header-only": ("judge", lambda d: _judge_file(d, []), "only a header row, expected data rows"),
-    "judge-malformed-row": ("judge", lambda d: _judge_file(d, [JUDGE_ROWS[0], ["TR9", "流畅性", "话。"]]),
-                            "train.csv row 3: 3 fields, expected 5 (数据编号, 创作要求, 评判维度, 待评判内容, 标注分值)"),
-    "judge-multiline-cell-row": ("judge", lambda d: _judge_file(d, [["TR1", "", "流畅性", "第一行\n第二行", "4"],
-                                                                    ["TR2", "", "流畅性", "话。", "x"]]),
-                                 'train.csv row 3 (line 4): 标注分值 is "x"'),
-    "judge-not-xlsx": ("judge", lambda d: _write_bytes(d / "train.xlsx", b"not a workbook"), "train.xlsx: not a readable XLSX"),
-    "cola-malformed-row": ("cola", lambda d: _write_bytes(d / "train.tsv", b"gj04\t1\t\tGood.\ngj04\t1\tBad row\n"),
-                           "train.tsv line 2: 3 tab-separated fields, expected 4 (source, label, mark, sentence)"),
-    "cola-bad-label": ("cola", lambda d: _write_bytes(d / "train.tsv", b"gj04\tyes\t\tGood.\n"),
-                       'train.tsv line 1: column 2 (label) is "yes", expected 0 or 1'),
+    "judge-malformed-row": (
+        "judge",
+        lambda d: _judge_file(d, [JUDGE_ROWS[0], ["TR9", "流畅性", "话。"]]),
+        "train.csv row 3: 3 fields, expected 5 (数据编号, 创作要求, 评判维度, 待评判内容, 标注分值)",
+    ),
+    "judge-multiline-cell-row": (
+        "judge",
+        lambda d: _judge_file(d, [["TR1", "", "流畅性", "第一行\n第二行", "4"], ["TR2", "", "流畅性", "话。", "x"]]),
+        'train.csv row 3 (line 4): 标注分值 is "x"',
+    ),
+    "judge-not-xlsx": (
+        "judge",
+        lambda d: _write_bytes(d / "train.xlsx", b"not a workbook"),
+        "train.xlsx: not a readable XLSX",
+    ),
+    "cola-malformed-row": (
+        "cola",
+        lambda d: _write_bytes(d / "train.tsv", b"gj04\t1\t\tGood.\ngj04\t1\tBad row\n"),
+        "train.tsv line 2: 3 tab-separated fields, expected 4 (source, label, mark, sentence)",
+    ),
+    "cola-bad-label": (
+        "cola",
+        lambda d: _write_bytes(d / "train.tsv", b"gj04\tyes\t\tGood.\n"),
+        'train.tsv line 1: column 2 (label) is "yes", expected 0 or 1',
+    ),
     "cola-empty-file": ("cola", lambda d: _write_bytes(d / "train.tsv", b"\n\n"), "train.tsv: the file is empty"),
-    "qqp-missing-column": ("qqp", lambda d: _write_bytes(d / "train.tsv", b"id\tquestion1\tquestion2\n1\ta?\tb?\n"),
-                           "train.tsv line 1 (header): missing column is_duplicate"),
-    "logic-answer-outside-options": ("logic", lambda d: write_jsonl(d / "train.jsonl", [_problem(answer="E")]),
-                                     'train.jsonl line 1: questions[0].answer is "E", expected a letter A–D (4 options)'),
-    "logic-missing-answer": ("logic", lambda d: write_jsonl(d / "train.jsonl", [_problem(answer=None)]),
-                             "train.jsonl line 1: questions[0].answer is missing"),
-    "logic-malformed-json": ("logic", lambda d: _write_bytes(d / "train.jsonl", b'{"problem": "x"\n'),
-                             "train.jsonl line 1: not valid JSON"),
-    "logic-missing-key": ("logic", lambda d: write_jsonl(d / "train.jsonl", [{"problem": "p", "id": "x"}]),
-                          'train.jsonl line 1: missing key "questions"'),
-    "paper-bad-label": ("paper", lambda d: write_csv(d / "train.csv", [["1", "T", "A", "Abs", "k1; k2", "yes"]], "utf-8",
-                                                      ["uuid", "title", "author", "abstract", "Keywords", "label"]),
-                        'train.csv row 2: label is "yes", expected 0 or 1 (1 = medical)'),
-    "paper-missing-column": ("paper", lambda d: write_csv(d / "train.csv", [["1", "T", "A", "k", "1"]], "utf-8",
-                                                           ["uuid", "title", "author", "Keywords", "label"]),
-                             "train.csv row 1 (header): missing column abstract"),
-    "qa-conversation-without-output": ("qa", lambda d: write_jsonl(d / "train.jsonl", [{"conversation": [{"input": "q"}]}]),
-                                       "train.jsonl line 1: conversation[0] is"),
-    "qa-unknown-keys": ("qa", lambda d: write_jsonl(d / "train.jsonl", [{"question": "q", "answer": "a"}]),
-                        'train.jsonl line 1: keys question, answer, expected {"conversation": [...]} or {"input", "output"}'),
-    "qa-three-columns": ("qa", lambda d: write_xlsx(d / "train.xlsx", [["问题", "答案", "备注"], ["q", "a", "n"]]),
-                         "expected two columns: question, answer"),
-    "qa-docx-odd-paragraphs": ("qa", lambda d: _docx(d / "train.docx", ["问：一？", "答：二。", "问：三？"]),
-                               'train.docx paragraph 3: "问：三？" has no answer after it'),
-}  # fmt: skip
+    "qqp-missing-column": (
+        "qqp",
+        lambda d: _write_bytes(d / "train.tsv", b"id\tquestion1\tquestion2\n1\ta?\tb?\n"),
+        "train.tsv line 1 (header): missing column is_duplicate",
+    ),
+    "logic-answer-outside-options": (
+        "logic",
+        lambda d: write_jsonl(d / "train.jsonl", [_problem(answer="E")]),
+        'train.jsonl line 1: questions[0].answer is "E", expected a letter A–D (4 options)',
+    ),
+    "logic-missing-answer": (
+        "logic",
+        lambda d: write_jsonl(d / "train.jsonl", [_problem(answer=None)]),
+        "train.jsonl line 1: questions[0].answer is missing",
+    ),
+    "logic-malformed-json": (
+        "logic",
+        lambda d: _write_bytes(d / "train.jsonl", b'{"problem": "x"\n'),
+        "train.jsonl line 1: not valid JSON",
+    ),
+    "logic-missing-key": (
+        "logic",
+        lambda d: write_jsonl(d / "train.jsonl", [{"problem": "p", "id": "x"}]),
+        'train.jsonl line 1: missing key "questions"',
+    ),
+    "paper-bad-label": (
+        "paper",
+        lambda d: write_csv(
+            d / "train.csv",
+            [["1", "T", "A", "Abs", "k1; k2", "yes"]],
+            "utf-8",
+            ["uuid", "title", "author", "abstract", "Keywords", "label"],
+        ),
+        'train.csv row 2: label is "yes", expected 0 or 1 (1 = medical)',
+    ),
+    "paper-missing-column": (
+        "paper",
+        lambda d: write_csv(
+            d / "train.csv", [["1", "T", "A", "k", "1"]], "utf-8", ["uuid", "title", "author", "Keywords", "label"]
+        ),
+        "train.csv row 1 (header): missing column abstract",
+    ),
+    "qa-conversation-without-output": (
+        "qa",
+        lambda d: write_jsonl(d / "train.jsonl", [{"conversation": [{"input": "q"}]}]),
+        "train.jsonl line 1: conversation[0] is",
+    ),
+    "qa-unknown-keys": (
+        "qa",
+        lambda d: write_jsonl(d / "train.jsonl", [{"question": "q", "answer": "a"}]),
+        'train.jsonl line 1: keys question, answer, expected {"conversation": [...]} or {"input", "output"}',
+    ),
+    "qa-three-columns": (
+        "qa",
+        lambda d: write_xlsx(d / "train.xlsx", [["问题", "答案", "备注"], ["q", "a", "n"]]),
+        "expected two columns: question, answer",
+    ),
+    "qa-docx-odd-paragraphs": (
+        "qa",
+        lambda d: _docx(d / "train.docx", ["问：一？", "答：二。", "问：三？"]),
+        'train.docx paragraph 3: "问：三？" has no answer after it',
+    ),
+}
 
 
 def _write_bytes(path: Path, data: bytes) -> Path:
@@ -309,9 +377,22 @@ def test_no_input_and_bad_name_are_refused(tmp_path, capsys):
 def test_cli_process_exits_2_without_traceback(tmp_path):
     source = _write_bytes(tmp_path / "train.csv", b"")
     result = subprocess.run(
-        [sys.executable, "-m", "adapters", "judge", "--train", str(source), "--name", "x", "--data-dir", str(tmp_path / "d")],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "adapters",
+            "judge",
+            "--train",
+            str(source),
+            "--name",
+            "x",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 2
     assert "train.csv: the file is empty" in result.stderr and "Traceback" not in result.stderr
 
@@ -333,8 +414,20 @@ def test_cola_reads_quotes_literally_and_numbers_rows(tmp_path, capsys):
 def test_cola_max_train_stratified_and_first_dev(tmp_path, capsys):
     rows = [f"s\t{int(i % 10 >= 3)}\t\tSentence {i}." for i in range(100)]  # 30 % zeros
     train = _write_bytes(tmp_path / "train.tsv", ("\n".join(rows) + "\n").encode())
-    code, out, err = convert(capsys, "cola", tmp_path / "d", "--train", train, "--dev", train, "--max-train", "20",
-                             "--stratify", "--first-dev", "15")  # fmt: skip
+    code, out, err = convert(
+        capsys,
+        "cola",
+        tmp_path / "d",
+        "--train",
+        train,
+        "--dev",
+        train,
+        "--max-train",
+        "20",
+        "--stratify",
+        "--first-dev",
+        "15",
+    )
     assert code == 0, err
     records = load(tmp_path / "d", "t_train")
     assert len(records) == 20 and sum(r["output"] == "0" for r in records) == 6
@@ -361,8 +454,9 @@ def test_qqp_header_and_crlf(tmp_path, capsys):
     assert code == 0, err
     records = load(tmp_path / "d", "t_train")
     assert [(r["id"], r["input"], r["output"]) for r in records] == [
-        ("7", "Q1: How?\nQ2: Why?", "0"), ("9", 'Q1: A "b"?\nQ2: A b?', "1")
-    ]  # fmt: skip
+        ("7", "Q1: How?\nQ2: Why?", "0"),
+        ("9", 'Q1: A "b"?\nQ2: A b?', "1"),
+    ]
     test = _write_bytes(tmp_path / "test.tsv", b"id\tquestion1\tquestion2\n5\tA?\tB?\n")
     assert convert(capsys, "qqp", tmp_path / "d", "--test", test)[0] == 0
     assert load(tmp_path / "d", "t_test")[0]["output"] == ""
@@ -372,10 +466,14 @@ def test_qqp_header_and_crlf(tmp_path, capsys):
 
 
 def test_logic_one_record_per_question():
-    problem = {"problem": "P", "id": "r_000", "questions": [
-        {"question": "Q0", "options": ["x", "y"], "answer": "B"},
-        {"question": "Q1", "options": ["a", "b", "c", "d", "e"], "answer": "E"},
-    ]}  # fmt: skip
+    problem = {
+        "problem": "P",
+        "id": "r_000",
+        "questions": [
+            {"question": "Q0", "options": ["x", "y"], "answer": "B"},
+            {"question": "Q1", "options": ["a", "b", "c", "d", "e"], "answer": "E"},
+        ],
+    }
     records = logic_records(problem, labelled=True)
     assert [r["id"] for r in records] == ["r_000#0", "r_000#1"]
     assert records[0]["input"] == "P\n\nQ0\nA: x\nB: y" and records[0]["output"] == "B"
@@ -439,22 +537,40 @@ def test_paper_builds_only_the_datasets_its_file_has(tmp_path, capsys):
 
 def test_qa_xtuner_conversations_keep_system_and_history(tmp_path, capsys):
     system = "你是公考助手"
-    source = write_jsonl(tmp_path / "c.jsonl", [
-        {"conversation": [{"system": system, "input": "问一", "output": "答一"}]},
-        {"conversation": [{"system": system, "input": "问二", "output": "答二"}, {"input": "追问", "output": "答三"}]},
-        {"conversation": [{"system": system, "input": "", "output": "无问"}]},
-    ])  # fmt: skip
+    source = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"conversation": [{"system": system, "input": "问一", "output": "答一"}]},
+            {
+                "conversation": [
+                    {"system": system, "input": "问二", "output": "答二"},
+                    {"input": "追问", "output": "答三"},
+                ]
+            },
+            {"conversation": [{"system": system, "input": "", "output": "无问"}]},
+        ],
+    )
     code, out, err = convert(capsys, "qa", tmp_path / "d", "--train", source)
     assert code == 0, err
     records = load(tmp_path / "d", "t_train")
     assert records == [
         {"id": "train-1", "instruction": "问一", "input": "", "output": "答一", "system": system, "history": []},
-        {"id": "train-2", "instruction": "追问", "input": "", "output": "答三", "system": system,
-         "history": [["问二", "答二"]]},
-    ]  # fmt: skip
+        {
+            "id": "train-2",
+            "instruction": "追问",
+            "input": "",
+            "output": "答三",
+            "system": system,
+            "history": [["问二", "答二"]],
+        },
+    ]
     assert registry(tmp_path / "d")["t_train"]["columns"] == {
-        "prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"
-    }  # fmt: skip
+        "prompt": "instruction",
+        "query": "input",
+        "response": "output",
+        "system": "system",
+        "history": "history",
+    }
     assert "line 3: the question is empty" in out
 
 
@@ -464,8 +580,9 @@ def test_qa_input_output_jsonl_maps_no_system(tmp_path, capsys):
     )
     assert convert(capsys, "qa", tmp_path / "d", "--train", source)[0] == 0
     assert [(r["id"], r["instruction"], r["output"]) for r in load(tmp_path / "d", "t_train")] == [
-        ("train-1", "q1", "a1"), ("7", "q2", "a2")
-    ]  # fmt: skip
+        ("train-1", "q1", "a1"),
+        ("7", "q2", "a2"),
+    ]
     assert "system" not in registry(tmp_path / "d")["t_train"]["columns"]
 
 
@@ -484,8 +601,9 @@ def test_qa_docx_alternating_paragraphs(tmp_path, capsys):
     code, _, err = convert(capsys, "qa", tmp_path / "d", "--train", source)
     assert code == 0, err
     assert [(r["id"], r["instruction"], r["output"]) for r in load(tmp_path / "d", "t_train")] == [
-        ("train-1", "中国的首都是哪里？", "北京。"), ("train-2", "1+1?", "2")
-    ]  # fmt: skip
+        ("train-1", "中国的首都是哪里？", "北京。"),
+        ("train-2", "1+1?", "2"),
+    ]
 
 
 def test_drop_duplicates_lists_what_it_dropped(tmp_path, capsys):
@@ -493,8 +611,11 @@ def test_drop_duplicates_lists_what_it_dropped(tmp_path, capsys):
     source = write_jsonl(tmp_path / "d.jsonl", rows)
     assert convert(capsys, "qa", tmp_path / "a", "--train", source)[0] == 0
     kept = json.loads((tmp_path / "a" / "t_report.json").read_text(encoding="utf-8"))["datasets"]["t_train"]
-    assert kept["rows_out"] == 3 and kept["duplicate_texts"] == {"count": 2, "conflicting_outputs": 1,
-                                                                "examples": [["train-1", "train-2"], ["train-1", "train-3"]]}  # fmt: skip
+    assert kept["rows_out"] == 3 and kept["duplicate_texts"] == {
+        "count": 2,
+        "conflicting_outputs": 1,
+        "examples": [["train-1", "train-2"], ["train-1", "train-3"]],
+    }
     code, out, _ = convert(capsys, "qa", tmp_path / "b", "--train", source, "--drop-duplicates")
     report = json.loads((tmp_path / "b" / "t_report.json").read_text(encoding="utf-8"))["datasets"]["t_train"]
     assert code == 0 and report["rows_out"] == 2 and report["duplicates_dropped"] == 1
@@ -516,8 +637,21 @@ def test_token_report_default_is_skipped_with_a_note(tmp_path, capsys, monkeypat
 def test_token_report_with_a_tokenizer(tmp_path, capsys, tiny_model):
     rows = JUDGE_ROWS + [["TR9", "", "流畅性", "很长的一段话。" * 200, "2"]]
     source = write_csv(tmp_path / "train.csv", rows, header=JUDGE_HEADER)
-    code = main(["judge", "--train", str(source), "--name", "t", "--data-dir", str(tmp_path), "--tokenizer",
-                 str(tiny_model), "--cutoff-len", "256"])  # fmt: skip
+    code = main(
+        [
+            "judge",
+            "--train",
+            str(source),
+            "--name",
+            "t",
+            "--data-dir",
+            str(tmp_path),
+            "--tokenizer",
+            str(tiny_model),
+            "--cutoff-len",
+            "256",
+        ]
+    )
     assert code == 0
     tokens = json.loads((tmp_path / "t_report.json").read_text(encoding="utf-8"))["datasets"]["t_train"]["tokens"]
     assert tokens["over_cutoff"] == 1 and tokens["cutoff_len"] == 256

@@ -14,18 +14,33 @@ pytestmark = pytest.mark.shared
 
 # (task, name, {split: file under shared/data}, extra options, {dataset: expected records})
 RUNS = [
-    ("cola", "cola", {"train": "cola/in_domain_train.tsv", "dev": "cola/in_domain_dev.tsv"}, [],
-     {"cola_train": 8551, "cola_dev": 527}),
+    (
+        "cola",
+        "cola",
+        {"train": "cola/in_domain_train.tsv", "dev": "cola/in_domain_dev.tsv"},
+        [],
+        {"cola_train": 8551, "cola_dev": 527},
+    ),
     ("qqp", "qqp", {"train": "qqp/train_head9.tsv", "dev": "qqp/dev_head9.tsv"}, [], {"qqp_train": 9, "qqp_dev": 9}),
-    ("judge", "judge", {"train": "df1032/train_fluency_1200.csv", "test": "df1032/test_A.csv"}, [],
-     {"judge_train": 1200, "judge_test": 3049}),
+    (
+        "judge",
+        "judge",
+        {"train": "df1032/train_fluency_1200.csv", "test": "df1032/test_A.csv"},
+        [],
+        {"judge_train": 1200, "judge_test": 3049},
+    ),
     ("judge", "judgeB", {"test": "df1032/test-B.xlsx"}, [], {"judgeB_test": 2750}),
-    ("logic", "logic", {"train": "logic/round1_train_data.jsonl", "test": "logic/round1_test_data.jsonl"}, [],
-     {"logic_train": 1421, "logic_test": 1328}),
+    (
+        "logic",
+        "logic",
+        {"train": "logic/round1_train_data.jsonl", "test": "logic/round1_test_data.jsonl"},
+        [],
+        {"logic_train": 1421, "logic_test": 1328},
+    ),
     ("qa", "gongkao", {"train": "gongkao/output.jsonl"}, [], {"gongkao_train": 10397}),
     ("paper", "iflytekA", {"test": "iflytek/test.csv"}, [], {"iflytekA_cls_test": 2358, "iflytekA_kw_test": 2358}),
     ("paper", "iflytekB", {"test": "iflytek/testB.csv"}, [], {"iflytekB_cls_test": 2000, "iflytekB_kw_test": 2000}),
-]  # fmt: skip
+]
 DATASETS = [dataset for run in RUNS for dataset in run[4]]
 
 
@@ -62,9 +77,18 @@ def test_real_file_counts_match_the_readme(converted: Path, run):
 def test_real_details(converted: Path):
     judge = _report(converted, "judge")["datasets"]
     assert judge["judge_test"]["empty_content"] == {"规范性": 24}  # kept, counted
-    assert judge["judge_train"]["labels"] == {"流畅性 1": 114, "流畅性 2": 152, "流畅性 3": 510, "流畅性 4": 260, "流畅性 5": 164}
+    assert judge["judge_train"]["labels"] == {
+        "流畅性 1": 114,
+        "流畅性 2": 152,
+        "流畅性 3": 510,
+        "流畅性 4": 260,
+        "流畅性 5": 164,
+    }
     assert _report(converted, "judgeB")["datasets"]["judgeB_test"]["labels"] == {
-        "流畅性 (unlabelled)": 1000, "规范性 (unlabelled)": 1000, "选择题 (unlabelled)": 750}  # fmt: skip
+        "流畅性 (unlabelled)": 1000,
+        "规范性 (unlabelled)": 1000,
+        "选择题 (unlabelled)": 750,
+    }
     cola = _report(converted, "cola")["datasets"]["cola_train"]["labels"]
     assert 0.25 < cola["0"] / 8551 < 0.35  # README: balance ≈ 30/70
     logic = json.loads((converted / "logic_train.json").read_text(encoding="utf-8"))
@@ -73,8 +97,10 @@ def test_real_details(converted: Path):
     assert _report(converted, "iflytekA")["datasets"]["iflytekA_cls_test"]["empty_abstract"] == 1
     gongkao = json.loads((converted / "gongkao_train.json").read_text(encoding="utf-8"))
     assert gongkao[0]["system"].startswith("你是一位专业")
-    assert json.loads((converted / "dataset_info.json").read_text(encoding="utf-8"))["gongkao_train"]["columns"][
-        "system"] == "system"  # fmt: skip
+    assert (
+        json.loads((converted / "dataset_info.json").read_text(encoding="utf-8"))["gongkao_train"]["columns"]["system"]
+        == "system"
+    )
 
 
 def test_gongkao_duplicates_are_reported_and_dropped_only_on_request(shared_data: Path, tmp_path: Path):
@@ -92,9 +118,26 @@ def test_gongkao_duplicates_are_reported_and_dropped_only_on_request(shared_data
 
 
 def test_cola_seed_controls_on_real_file(shared_data: Path, tmp_path: Path):
-    code = main(["cola", "--train", str(shared_data / "cola/in_domain_train.tsv"), "--dev",
-                 str(shared_data / "cola/in_domain_dev.tsv"), "--name", "c", "--data-dir", str(tmp_path),
-                 "--tokenizer", "none", "--max-train", "1000", "--stratify", "--first-dev", "150"])  # fmt: skip
+    code = main(
+        [
+            "cola",
+            "--train",
+            str(shared_data / "cola/in_domain_train.tsv"),
+            "--dev",
+            str(shared_data / "cola/in_domain_dev.tsv"),
+            "--name",
+            "c",
+            "--data-dir",
+            str(tmp_path),
+            "--tokenizer",
+            "none",
+            "--max-train",
+            "1000",
+            "--stratify",
+            "--first-dev",
+            "150",
+        ]
+    )
     assert code == 0
     datasets = _report(tmp_path, "c")["datasets"]
     assert datasets["c_train"]["rows_out"] == 1000 and datasets["c_dev"]["rows_out"] == 150
@@ -102,8 +145,21 @@ def test_cola_seed_controls_on_real_file(shared_data: Path, tmp_path: Path):
 
 
 def test_token_report_on_a_real_file(shared_data: Path, tmp_path: Path, tiny_model: Path):
-    code = main(["judge", "--test", str(shared_data / "df1032/test_A.csv"), "--name", "a", "--data-dir",
-                 str(tmp_path), "--tokenizer", str(tiny_model), "--cutoff-len", "1024"])  # fmt: skip
+    code = main(
+        [
+            "judge",
+            "--test",
+            str(shared_data / "df1032/test_A.csv"),
+            "--name",
+            "a",
+            "--data-dir",
+            str(tmp_path),
+            "--tokenizer",
+            str(tiny_model),
+            "--cutoff-len",
+            "1024",
+        ]
+    )
     assert code == 0
     tokens = _report(tmp_path, "a")["datasets"]["a_test"]["tokens"]
     assert 0 < tokens["p50"] <= tokens["p95"] <= tokens["max"]
@@ -120,12 +176,24 @@ def lf_load(converted: Path, tiny_model: Path, tmp_path_factory: pytest.TempPath
     work = tmp_path_factory.mktemp("lf")
 
     def load(dataset: str, data_dir: Path = converted, cutoff_len: int = 512, **extra):
-        model_args, data_args, training_args, _, _ = get_train_args({
-            "model_name_or_path": str(tiny_model), "stage": "sft", "do_train": True, "finetuning_type": "lora",
-            "dataset": dataset, "dataset_dir": str(data_dir), "template": "smollm2", "cutoff_len": cutoff_len,
-            "max_samples": 50, "overwrite_cache": True, "output_dir": str(work / "out"), "report_to": "none",
-            "cache_dir": str(work / "cache"), **extra,
-        })  # fmt: skip
+        model_args, data_args, training_args, _, _ = get_train_args(
+            {
+                "model_name_or_path": str(tiny_model),
+                "stage": "sft",
+                "do_train": True,
+                "finetuning_type": "lora",
+                "dataset": dataset,
+                "dataset_dir": str(data_dir),
+                "template": "smollm2",
+                "cutoff_len": cutoff_len,
+                "max_samples": 50,
+                "overwrite_cache": True,
+                "output_dir": str(work / "out"),
+                "report_to": "none",
+                "cache_dir": str(work / "cache"),
+                **extra,
+            }
+        )
         tokenizer_module = load_tokenizer(model_args)
         template = get_template_and_fix_tokenizer(tokenizer_module["tokenizer"], data_args)
         module = get_dataset(template, model_args, data_args, training_args, stage="sft", **tokenizer_module)
@@ -151,9 +219,22 @@ def test_llamafactory_loads_and_tokenizes(lf_load, converted: Path, dataset: str
 def test_fit_cutoff_keeps_the_assistant_header(lf_load, shared_data: Path, tmp_path: Path, tiny_model: Path, fit):
     """Long fluency essays under cutoff_len 128: LLaMA-Factory cuts an over-long prompt's tail, assistant header
     included; --fit-cutoff trims the essay instead, so every row LLaMA-Factory builds ends its prompt properly."""
-    code = main(["judge", "--train", str(shared_data / "df1032/train_fluency_1200.csv"), "--name", "fit",
-                 "--data-dir", str(tmp_path), "--tokenizer", str(tiny_model), "--cutoff-len", "128",
-                 *(["--fit-cutoff"] if fit else [])])  # fmt: skip
+    code = main(
+        [
+            "judge",
+            "--train",
+            str(shared_data / "df1032/train_fluency_1200.csv"),
+            "--name",
+            "fit",
+            "--data-dir",
+            str(tmp_path),
+            "--tokenizer",
+            str(tiny_model),
+            "--cutoff-len",
+            "128",
+            *(["--fit-cutoff"] if fit else []),
+        ]
+    )
     assert code == 0
     entry = _report(tmp_path, "fit")["datasets"]["fit_train"]
     # default_system "" as the presets train; the tiny tokenizer's chat template has no default system prompt

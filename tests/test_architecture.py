@@ -89,9 +89,14 @@ def test_a_toy_competition_takes_one_adapter_and_one_register_task(tmp_path, cap
         table = read_table(path)
         records, skipped = build_records(
             table.dicts(table.require(["key", "text"], ["colour"])),
-            lambda row: {"id": row["key"], "instruction": "Colour?", "input": row["text"],
-                         "output": row.get("colour", "")},
-            table.where)
+            lambda row: {
+                "id": row["key"],
+                "instruction": "Colour?",
+                "input": row["text"],
+                "output": row.get("colour", ""),
+            },
+            table.where,
+        )
         return [Part(split, path, records, len(table.rows), skipped, label_of=output_label)]
 
     def write(path, records, labels, **_):
@@ -99,14 +104,29 @@ def test_a_toy_competition_takes_one_adapter_and_one_register_task(tmp_path, cap
         return {"rows": len(records)}
 
     adapters.register_adapter("toy", convert, "toy colours")
-    register_task(TaskSpec("toy", ("red", "blue"), {"rouge": "red"}, submission_name="toy.txt",
-                           write_submission=write))
+    register_task(TaskSpec("toy", ("red", "blue"), {"rouge": "red"}, submission_name="toy.txt", write_submission=write))
     try:
         (tmp_path / "train.csv").write_text("key,text,colour\na,sky,blue\nb,rose,red\n", encoding="utf-8")
         (tmp_path / "test.csv").write_text("key,text\nc,sea\nd,fire\n", encoding="utf-8")
         data = tmp_path / "data"
-        assert adapters_main(["toy", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
-                              "--name", "colours", "--data-dir", str(data), "--tokenizer", "none"]) == 0
+        assert (
+            adapters_main(
+                [
+                    "toy",
+                    "--train",
+                    str(tmp_path / "train.csv"),
+                    "--test",
+                    str(tmp_path / "test.csv"),
+                    "--name",
+                    "colours",
+                    "--data-dir",
+                    str(data),
+                    "--tokenizer",
+                    "none",
+                ]
+            )
+            == 0
+        )
         assert json.loads((data / "dataset_info.json").read_text())["colours_test"]["task"] == "toy"
         a = tmp_path / "a.csv"
         b = tmp_path / "b.csv"
@@ -115,12 +135,43 @@ def test_a_toy_competition_takes_one_adapter_and_one_register_task(tmp_path, cap
         voted = tmp_path / "voted.csv"
         capsys.readouterr()
         # the dataset's name finds the task: no --labels, no name rule
-        assert voting_main(["vote", str(a), str(b), "--task", "colours", "--data-dir", str(data), "--tie-breaker",
-                            "a", "--out", str(voted)]) == 0
+        assert (
+            voting_main(
+                [
+                    "vote",
+                    str(a),
+                    str(b),
+                    "--task",
+                    "colours",
+                    "--data-dir",
+                    str(data),
+                    "--tie-breaker",
+                    "a",
+                    "--out",
+                    str(voted),
+                ]
+            )
+            == 0
+        )
         with voted.open(encoding="utf-8") as handle:
             assert [row["prediction"] for row in csv.DictReader(handle)] == ["blue", "red"]
-        assert voting_main(["submit", "colours", "--data-dir", str(data), "--pred", str(voted), "--test",
-                            str(data / "colours_test.json"), "--out", str(tmp_path / "out/")]) == 0
+        assert (
+            voting_main(
+                [
+                    "submit",
+                    "colours",
+                    "--data-dir",
+                    str(data),
+                    "--pred",
+                    str(voted),
+                    "--test",
+                    str(data / "colours_test.json"),
+                    "--out",
+                    str(tmp_path / "out/"),
+                ]
+            )
+            == 0
+        )
         assert (tmp_path / "out" / "toy.txt").read_text() == "c=blue\nd=red\n"
     finally:
         adapters.ADAPTERS.pop("toy", None)
@@ -131,8 +182,13 @@ def test_a_toy_competition_takes_one_adapter_and_one_register_task(tmp_path, cap
 
 
 def run_make(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -142,12 +198,41 @@ def sample_data(tmp_path_factory) -> Path:
 
     data = tmp_path_factory.mktemp("flags") / "mydata"
     samples = ROOT / "data" / "samples"
-    assert adapters_main(["judge", "--train", str(samples / "judge_train.csv"), "--test",
-                          str(samples / "judge_test.csv"), "--name", "jd", "--data-dir", str(data),
-                          "--tokenizer", "none"]) == 0
+    assert (
+        adapters_main(
+            [
+                "judge",
+                "--train",
+                str(samples / "judge_train.csv"),
+                "--test",
+                str(samples / "judge_test.csv"),
+                "--name",
+                "jd",
+                "--data-dir",
+                str(data),
+                "--tokenizer",
+                "none",
+            ]
+        )
+        == 0
+    )
     # a dev split too, so that SPLIT=dev has something different to read
-    assert adapters_main(["judge", "--dev", str(samples / "judge_train.csv"), "--name", "jd", "--data-dir",
-                          str(data), "--tokenizer", "none"]) == 0
+    assert (
+        adapters_main(
+            [
+                "judge",
+                "--dev",
+                str(samples / "judge_train.csv"),
+                "--name",
+                "jd",
+                "--data-dir",
+                str(data),
+                "--tokenizer",
+                "none",
+            ]
+        )
+        == 0
+    )
     return data
 
 
@@ -160,8 +245,25 @@ def test_data_dir_reaches_every_stage(sample_data):
 
     with pytest.raises(RunError, match="disagree"):
         resolve_config("tiny", "train", "jd", {"dataset_dir": "elsewhere"}, data_dir=sample_data)
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "train", "--model", "tiny", "--task", "jd", "--data-dir",
-                           str(sample_data), "--dry-run"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "train",
+            "--model",
+            "tiny",
+            "--task",
+            "jd",
+            "--data-dir",
+            str(sample_data),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"dataset_dir: {sample_data}" in proc.stdout
 
@@ -169,8 +271,15 @@ def test_data_dir_reaches_every_stage(sample_data):
 def test_make_baseline_and_vote_take_split_and_data_dir(sample_data, tmp_path):
     work = tmp_path
     # run from a folder of its own (outputs land there); -o: the set-up stamp counts as done
-    make = ["DATA_DIR=" + str(sample_data), "TASK=jd", f"PY={sys.executable}",
-            f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}", f"STAMP={work / 'stamp'}", "-o", str(work / "stamp")]
+    make = [
+        "DATA_DIR=" + str(sample_data),
+        "TASK=jd",
+        f"PY={sys.executable}",
+        f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
+        f"STAMP={work / 'stamp'}",
+        "-o",
+        str(work / "stamp"),
+    ]
     (work / "stamp").touch()
     proc = run_make("baseline", "SPLIT=dev", *make, cwd=work)
     assert proc.returncode == 0, proc.stderr

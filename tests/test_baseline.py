@@ -12,12 +12,28 @@ from pipeline.baseline import main, tfidf_predictions
 
 
 def records(texts_labels: list[tuple[str, str]], prefix: str, **extra) -> list[dict]:
-    return [{"id": f"{prefix}{i}", "instruction": "Is it about cats? Answer 1 for yes, 0 for no.", "input": text,
-             "output": label, **extra} for i, (text, label) in enumerate(texts_labels)]
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "instruction": "Is it about cats? Answer 1 for yes, 0 for no.",
+            "input": text,
+            "output": label,
+            **extra,
+        }
+        for i, (text, label) in enumerate(texts_labels)
+    ]
 
 
-CATS = [("the cat purrs", "1"), ("a kitten sleeps", "1"), ("cats chase mice", "1"), ("my cat meows", "1"),
-        ("the dog barks", "0"), ("a car drives", "0"), ("rain falls down", "0"), ("dogs fetch sticks", "0")]
+CATS = [
+    ("the cat purrs", "1"),
+    ("a kitten sleeps", "1"),
+    ("cats chase mice", "1"),
+    ("my cat meows", "1"),
+    ("the dog barks", "0"),
+    ("a car drives", "0"),
+    ("rain falls down", "0"),
+    ("dogs fetch sticks", "0"),
+]
 
 
 def test_predictions_follow_the_signal_and_sum_to_one():
@@ -30,8 +46,9 @@ def test_predictions_follow_the_signal_and_sum_to_one():
 
 
 def test_one_model_per_dimension_and_a_lone_label():
-    train = (records([("流畅的文章", "5"), ("不通顺", "1"), ("很流畅", "5"), ("不顺", "1")], "f", dimension="流畅性")
-             + records([("选对了", "1"), ("也对了", "1")], "c", dimension="选择题"))
+    train = records(
+        [("流畅的文章", "5"), ("不通顺", "1"), ("很流畅", "5"), ("不顺", "1")], "f", dimension="流畅性"
+    ) + records([("选对了", "1"), ("也对了", "1")], "c", dimension="选择题")
     test = records([("流畅", ""), ("对", "")], "t", dimension="流畅性")
     test[1]["dimension"] = "选择题"
     rows = tfidf_predictions(train, test, group_col="dimension")
@@ -43,8 +60,10 @@ def test_one_model_per_dimension_and_a_lone_label():
 def test_cli_writes_the_predictions_file(tmp_path: Path, capsys):
     (tmp_path / "cats_train.json").write_text(json.dumps(records(CATS, "tr")), encoding="utf-8")
     (tmp_path / "cats_test.json").write_text(json.dumps(records([("cat", ""), ("dog", "")], "te")), encoding="utf-8")
-    (tmp_path / "dataset_info.json").write_text(json.dumps({f"cats_{split}": {"file_name": f"cats_{split}.json"}
-                                                            for split in ("train", "test")}), encoding="utf-8")
+    (tmp_path / "dataset_info.json").write_text(
+        json.dumps({f"cats_{split}": {"file_name": f"cats_{split}.json"} for split in ("train", "test")}),
+        encoding="utf-8",
+    )
     out = tmp_path / "out" / "tfidf.csv"
     assert main(["--task", "cats", "--data-dir", str(tmp_path), "--out", str(out)]) == 0
     with out.open(encoding="utf-8", newline="") as handle:
@@ -65,8 +84,24 @@ def test_cola_dev_matches_the_measured_floor(shared_data: Path, tmp_path: Path):
     from core.metrics import label_metrics
 
     cola = shared_data / "cola"
-    assert adapters_main(["cola", "--train", str(cola / "in_domain_train.tsv"), "--dev", str(cola / "in_domain_dev.tsv"),
-                          "--name", "cola", "--data-dir", str(tmp_path), "--tokenizer", "none"]) == 0
+    assert (
+        adapters_main(
+            [
+                "cola",
+                "--train",
+                str(cola / "in_domain_train.tsv"),
+                "--dev",
+                str(cola / "in_domain_dev.tsv"),
+                "--name",
+                "cola",
+                "--data-dir",
+                str(tmp_path),
+                "--tokenizer",
+                "none",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "tfidf.csv"
     assert main(["--task", "cola", "--data-dir", str(tmp_path), "--split", "dev", "--out", str(out)]) == 0
     dev = json.loads((tmp_path / "cola_dev.json").read_text(encoding="utf-8"))

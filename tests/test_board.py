@@ -28,13 +28,26 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "board"
 TASK = "board_demo"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 
 
 def run_board(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.board", *args], input=stdin, capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.board", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def free_port() -> int:
@@ -73,8 +86,9 @@ def test_webui_dry_run_loopback_by_default():
     assert "WARNING" not in proc.stderr
 
 
-@pytest.mark.parametrize("host, warned", [("0.0.0.0", True), ("192.168.1.5", True), ("::1", False),
-                                          ("localhost", False)])
+@pytest.mark.parametrize(
+    "host, warned", [("0.0.0.0", True), ("192.168.1.5", True), ("::1", False), ("localhost", False)]
+)
 def test_webui_warns_when_exposed(host, warned):
     proc = run_board("webui", "--host", host, "--dry-run")
     assert proc.returncode == 0
@@ -84,7 +98,9 @@ def test_webui_warns_when_exposed(host, warned):
 def test_board_env_keeps_gradio_offline_and_finds_this_venv():
     env = board.board_env("127.0.0.1", 7860, open_browser=False)
     assert env["GRADIO_ANALYTICS_ENABLED"] == "False" and env["GRADIO_SHARE"] == "0"
-    assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)  # the board's own Popen(llamafactory-cli)
+    assert env["PATH"].split(os.pathsep)[0] == str(
+        Path(sys.executable).parent
+    )  # the board's own Popen(llamafactory-cli)
     assert env["BROWSER"] == "true"
 
 
@@ -117,7 +133,8 @@ def test_chat_command_from_the_predict_preset():
     cli = str(Path(sys.executable).with_name("llamafactory-cli"))
     assert proc.stdout.strip() == (
         f"{cli} chat --model_name_or_path models/smollm2 --adapter_name_or_path saves/judge_demo/smollm2/lora "
-        "--template smollm2 --default_system '' --trust_remote_code false --finetuning_type lora")
+        "--template smollm2 --default_system '' --trust_remote_code false --finetuning_type lora"
+    )
 
 
 def test_chat_overrides_and_dropping_the_adapter():
@@ -147,12 +164,24 @@ def test_chat_runs_with_a_lora_adapter_on_the_tiny_model(tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
     model.save_pretrained(tmp_path / "lora")
-    proc = run_board("chat", "--model", "tiny", "--task", "judge", f"model_name_or_path={tiny_model}",
-                     f"adapter_name_or_path={tmp_path / 'lora'}", "max_new_tokens=4", "do_sample=false",
-                     stdin="hello\nexit\n", timeout=300)
+    proc = run_board(
+        "chat",
+        "--model",
+        "tiny",
+        "--task",
+        "judge",
+        f"model_name_or_path={tiny_model}",
+        f"adapter_name_or_path={tmp_path / 'lora'}",
+        "max_new_tokens=4",
+        "do_sample=false",
+        stdin="hello\nexit\n",
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "Loaded adapter(s)" in proc.stderr + proc.stdout
     assert "Assistant:" in proc.stdout
@@ -166,12 +195,39 @@ def board_workdir(tmp_path_factory, tiny_model):
     """A board working directory: data/ registered by the judge adapter, a preset for the tiny model."""
     workdir = tmp_path_factory.mktemp("board")
     adapters = subprocess.run(
-        [sys.executable, "-m", "adapters", "judge", "--train", "data/samples/judge_train.csv", "--test",
-         "data/samples/judge_test.csv", "--name", TASK, "--data-dir", str(workdir / "data"), "--tokenizer", "none"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "adapters",
+            "judge",
+            "--train",
+            "data/samples/judge_train.csv",
+            "--test",
+            "data/samples/judge_test.csv",
+            "--name",
+            TASK,
+            "--data-dir",
+            str(workdir / "data"),
+            "--tokenizer",
+            "none",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert adapters.returncode == 0, adapters.stderr
-    preset = run_board("preset", "--model", "tiny", "--task", TASK, "--workdir", str(workdir),
-                       f"model_name_or_path={tiny_model}", timeout=120)
+    preset = run_board(
+        "preset",
+        "--model",
+        "tiny",
+        "--task",
+        TASK,
+        "--workdir",
+        str(workdir),
+        f"model_name_or_path={tiny_model}",
+        timeout=120,
+    )
     assert preset.returncode == 0, preset.stderr
     return workdir
 
@@ -183,9 +239,23 @@ def board_url(board_workdir):
     port = free_port()
     log = board_workdir / "board.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.board", "webui", "--port", str(port), "--workdir",
-                                 str(board_workdir), "--no-browser"],
-                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.board",
+                "webui",
+                "--port",
+                str(port),
+                "--workdir",
+                str(board_workdir),
+                "--no-browser",
+            ],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_for_http(url, proc, log)
@@ -215,8 +285,12 @@ def browser_tools():
 def page(browser_tools, tmp_path):
     with browser_tools.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000})
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         try:
             yield context.new_page()
         finally:
@@ -241,8 +315,9 @@ def test_board_listens_on_loopback_only(board_url):
     import psutil
 
     _, proc = board_url
-    listening = {conn.laddr.ip for conn in psutil.Process(proc.pid).net_connections("tcp")
-                 if conn.status == psutil.CONN_LISTEN}
+    listening = {
+        conn.laddr.ip for conn in psutil.Process(proc.pid).net_connections("tcp") if conn.status == psutil.CONN_LISTEN
+    }
     assert listening == {"127.0.0.1"}
 
 
@@ -266,8 +341,7 @@ def test_board_lists_and_previews_an_adapter_dataset(browser_tools, board_url, b
 
 
 @pytest.mark.slow
-def test_board_loads_a_factory_preset_and_trains_under_saves(browser_tools, board_url, board_workdir, tiny_model,
-                                                             page):
+def test_board_loads_a_factory_preset_and_trains_under_saves(browser_tools, board_url, board_workdir, tiny_model, page):
     expect = browser_tools.expect
     open_board(page, board_url[0])
     config_path = page.get_by_label("Config path", exact=True)
@@ -281,8 +355,14 @@ def test_board_loads_a_factory_preset_and_trains_under_saves(browser_tools, boar
     page.get_by_role("button", name="Preview command").click()
     command = page.locator("code").filter(has_text="llamafactory-cli train")
     expect(command).to_contain_text(f"--model_name_or_path {tiny_model}", timeout=30_000)
-    for expected in (f"--dataset {TASK}_train", "--dataset_dir data", "--template smollm2", "--max_steps 4",
-                     f"--output_dir saves/{TASK}/tiny/lora", "--preprocessing_num_workers 1"):
+    for expected in (
+        f"--dataset {TASK}_train",
+        "--dataset_dir data",
+        "--template smollm2",
+        "--max_steps 4",
+        f"--output_dir saves/{TASK}/tiny/lora",
+        "--preprocessing_num_workers 1",
+    ):
         expect(command).to_contain_text(expected)
 
     page.get_by_role("button", name="Start").click()

@@ -26,11 +26,31 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def train(tiny_model: Path, data: Path, out: Path, env: dict[str, str], *overrides: str) -> str:
     """`python -m pipeline train` (what make train runs) with the launcher's environment; returns its log."""
-    command = [sys.executable, "-m", "pipeline", "train", "--model", "tiny", "--task", "cola_toy",
-               f"model_name_or_path={tiny_model}", f"dataset_dir={data}", f"output_dir={out}", "max_steps=2",
-               "save_steps=100", "plot_loss=false", *overrides]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "DISABLE_VERSION_CHECK": "1", **env})
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        "--model",
+        "tiny",
+        "--task",
+        "cola_toy",
+        f"model_name_or_path={tiny_model}",
+        f"dataset_dir={data}",
+        f"output_dir={out}",
+        "max_steps=2",
+        "save_steps=100",
+        "plot_loss=false",
+        *overrides,
+    ]
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "DISABLE_VERSION_CHECK": "1", **env},
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]
     return log
@@ -40,9 +60,17 @@ def assert_adapter_loads(tiny_model: Path, adapter: Path) -> None:
     """The saved adapter loads onto the base model (LLaMA-Factory's loader) and scores a prompt."""
     from pipeline.label_scoring import LabelScorer, score_encoded
 
-    scorer = LabelScorer({"model_name_or_path": str(tiny_model), "adapter_name_or_path": str(adapter),
-                          "template": "smollm2", "default_system": "", "cutoff_len": 128, "finetuning_type": "lora",
-                          "infer_dtype": "float32"})
+    scorer = LabelScorer(
+        {
+            "model_name_or_path": str(tiny_model),
+            "adapter_name_or_path": str(adapter),
+            "template": "smollm2",
+            "default_system": "",
+            "cutoff_len": 128,
+            "finetuning_type": "lora",
+            "infer_dtype": "float32",
+        }
+    )
     record = toy_records(1, "check", 9)[0]
     (scores,) = score_encoded(scorer.model, scorer.encode([record], [("0", "1")]), pad_id=scorer.pad_id)
     assert scores.shape == (2,) and all(s < 0 for s in scores)
@@ -65,8 +93,13 @@ def test_deepspeed_zero2_on_the_cpu_accelerator(tiny_model, toy_data, tmp_path):
     ~/.cache/torch_extensions: minutes on 2 cores); the runner sets FORCE_TORCHRUN itself."""
     pytest.importorskip("deepspeed", reason="DeepSpeed is an extra: make setup EXTRAS=dev,deepspeed")
     out = tmp_path / "lora"
-    log = train(tiny_model, toy_data, out, {"NPROC_PER_NODE": "2"},
-                f"deepspeed={ROOT / 'factory_configs/deepspeed/ds_z2_config.json'}")
+    log = train(
+        tiny_model,
+        toy_data,
+        out,
+        {"NPROC_PER_NODE": "2"},
+        f"deepspeed={ROOT / 'factory_configs/deepspeed/ds_z2_config.json'}",
+    )
     assert "world size: 2" in log
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
     assert_adapter_loads(tiny_model, out)

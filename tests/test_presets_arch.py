@@ -27,8 +27,15 @@ INSTRUCTION = "Is this sentence grammatically acceptable? Answer 1 for yes, 0 fo
 WORDS = ("the", "cat", "sat", "on", "a", "mat", "dog", "ran", "fast", "quick", "brown", "fox", "jumps", "over", "lazy")
 # 2 cores: no worker processes; a handful of optimizer steps. Everything else is the preset's own.
 SMALL = ["preprocessing_num_workers=1", "dataloader_num_workers=0"]
-TRAIN_SMALL = [*SMALL, "max_steps=2", "per_device_train_batch_size=4", "gradient_accumulation_steps=1",
-               "logging_steps=1", "save_steps=100", "plot_loss=false"]
+TRAIN_SMALL = [
+    *SMALL,
+    "max_steps=2",
+    "per_device_train_batch_size=4",
+    "gradient_accumulation_steps=1",
+    "logging_steps=1",
+    "save_steps=100",
+    "plot_loss=false",
+]
 # What each model's own chat format looks like (vendors' model cards), system "S", user "Q", generation prompt.
 RENDERED = {
     "qwen2": "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n",
@@ -37,8 +44,13 @@ RENDERED = {
     "gemma2": "<bos><start_of_turn>user\nS\n\nQ<end_of_turn>\n<start_of_turn>model\n",  # no system role: folded in
     "gemma": "System: S<eos>\nHuman: Q<eos>\nAssistant:",  # template default: a base model, no chat tokens
 }
-EXPECTED_CLASS = {"qwen2": "Qwen2ForCausalLM", "glm4": "GlmForCausalLM", "internlm2_5": "LlamaForCausalLM",
-                  "gemma2": "Gemma2ForCausalLM", "gemma": "GemmaForCausalLM"}
+EXPECTED_CLASS = {
+    "qwen2": "Qwen2ForCausalLM",
+    "glm4": "GlmForCausalLM",
+    "internlm2_5": "LlamaForCausalLM",
+    "gemma2": "Gemma2ForCausalLM",
+    "gemma": "GemmaForCausalLM",
+}
 
 
 # ---------------------------------------------------------------- the InternLM2 converter
@@ -59,7 +71,7 @@ def rotate(x, positions, theta):
     inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
     angles = positions[:, None].float() * inv_freq[None, :]
     cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
-    half = torch.cat([-x[..., dim // 2:], x[..., : dim // 2]], -1)
+    half = torch.cat([-x[..., dim // 2 :], x[..., : dim // 2]], -1)
     return x * cos + half * sin
 
 
@@ -84,7 +96,7 @@ def internlm2_logits(src: Path, ids: list[int]):
         k = qkv[:, :, q_per_kv].transpose(0, 1).repeat_interleave(q_per_kv, 0)
         v = qkv[:, :, q_per_kv + 1].transpose(0, 1).repeat_interleave(q_per_kv, 0)
         q, k = rotate(q, positions, config["rope_theta"]), rotate(k, positions, config["rope_theta"])
-        attn = ((q @ k.transpose(-1, -2)) / head_dim ** 0.5 + causal).softmax(-1) @ v
+        attn = ((q @ k.transpose(-1, -2)) / head_dim**0.5 + causal).softmax(-1) @ v
         x = x + attn.transpose(0, 1).reshape(seq, heads * head_dim) @ w[p + "attention.wo.weight"].T
         h = rms_norm(x, w[p + "ffn_norm.weight"], eps)
         gate = torch.nn.functional.silu(h @ w[p + "feed_forward.w1.weight"].T)
@@ -142,9 +154,15 @@ def test_converter_refuses_what_llama_cannot_hold(tmp_path):
 
 def toy_records(n: int, split: str, seed: int) -> list[dict]:
     rng = random.Random(seed)
-    return [{"id": f"{split}-{i}", "instruction": INSTRUCTION,
-             "input": " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 20))),
-             "output": str(rng.randint(0, 1))} for i in range(n)]
+    return [
+        {
+            "id": f"{split}-{i}",
+            "instruction": INSTRUCTION,
+            "input": " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 20))),
+            "output": str(rng.randint(0, 1)),
+        }
+        for i in range(n)
+    ]
 
 
 def write_data(data_dir: Path) -> None:
@@ -152,15 +170,30 @@ def write_data(data_dir: Path) -> None:
     info = {}
     for split, n in (("train", 16), ("test", 6)):
         (data_dir / f"{TASK}_{split}.json").write_text(json.dumps(toy_records(n, split, len(split))), encoding="utf-8")
-        info[f"{TASK}_{split}"] = {"file_name": f"{TASK}_{split}.json", "formatting": "alpaca",
-                                   "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+        info[f"{TASK}_{split}"] = {
+            "file_name": f"{TASK}_{split}.json",
+            "formatting": "alpaca",
+            "columns": {"prompt": "instruction", "query": "input", "response": "output"},
+        }
     (data_dir / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
 
 
 def run_stage(stage: str, model: str, tiny: Path, data: Path, *overrides: str) -> None:
     """`python -m pipeline STAGE` in this process (its llamafactory-cli is still a subprocess): one import less."""
-    code = pipeline_main([stage, "--model", model, "--task", TASK, "--data-dir", str(data),
-                          f"model_name_or_path={tiny}", f"dataset_dir={data}", *overrides])
+    code = pipeline_main(
+        [
+            stage,
+            "--model",
+            model,
+            "--task",
+            TASK,
+            "--data-dir",
+            str(data),
+            f"model_name_or_path={tiny}",
+            f"dataset_dir={data}",
+            *overrides,
+        ]
+    )
     assert code == 0, f"python -m pipeline {stage} --model {model} failed (its output is above)"
 
 
@@ -179,8 +212,10 @@ def check_rendered_prompt(model: str, scorer: LabelScorer) -> None:
     messages = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": ""}]
     prompt, _ = scorer.template.encode_oneturn(scorer.tokenizer, messages, "S", None)
     tokens = scorer.tokenizer.convert_ids_to_tokens(prompt)
-    rendered = "".join(t if t in scorer.tokenizer.all_special_tokens else scorer.tokenizer.convert_tokens_to_string([t])
-                       for t in tokens)
+    rendered = "".join(
+        t if t in scorer.tokenizer.all_special_tokens else scorer.tokenizer.convert_tokens_to_string([t])
+        for t in tokens
+    )
     assert rendered.replace("\u2581", " ").replace("> ", ">") == RENDERED[model]
     markers = [t for t in scorer.tokenizer.all_special_tokens if t in RENDERED[model]]
     assert all(t in tokens for t in markers), (markers, tokens)
@@ -198,8 +233,9 @@ def check_scores(model: str, scorer: LabelScorer, records: list[dict]) -> None:
         else:
             assert any(len(t) > 1 for t in encoded[0].targets), "one of these words should take several tokens"
         # gemma2's tiny window (16) is shorter than these prompts, where the shared prefix cache is wrong (below)
-        scores = score_encoded(scorer.model, encoded, batch_size=4, pad_id=scorer.pad_id,
-                               share_prefix=model != "gemma2")
+        scores = score_encoded(
+            scorer.model, encoded, batch_size=4, pad_id=scorer.pad_id, share_prefix=model != "gemma2"
+        )
         for enc, s in zip(encoded, scores, strict=True):
             expected = [naive_log_likelihood(scorer.model, enc.prompt, t) for t in enc.targets]
             np.testing.assert_allclose(s, expected, rtol=1e-4, atol=1e-4, err_msg=str(labels))
@@ -235,8 +271,13 @@ def test_preset_runs_on_its_architecture(model, tmp_path, monkeypatch):
     adapter = tmp_path / "saves" / TASK / model / "lora"
     assert (adapter / "adapter_model.safetensors").is_file()
 
-    config = resolve_config(model, "predict", TASK, {"model_name_or_path": str(tiny), "dataset_dir": str(data),
-                                                     "adapter_name_or_path": str(adapter)}, cuda=False)
+    config = resolve_config(
+        model,
+        "predict",
+        TASK,
+        {"model_name_or_path": str(tiny), "dataset_dir": str(data), "adapter_name_or_path": str(adapter)},
+        cuda=False,
+    )
     scorer = LabelScorer(infer_arguments(config))
     if model == "gemma2":
         assert scorer.model.config._attn_implementation == "eager"  # the preset's pin reached the model
@@ -258,8 +299,15 @@ def test_preset_runs_on_its_architecture(model, tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def gemma2_base(tmp_path_factory) -> LabelScorer:
     tiny = build_tiny_arch("gemma2", tmp_path_factory.mktemp("gemma2") / "model")
-    return LabelScorer({"model_name_or_path": str(tiny), "template": "gemma2", "flash_attn": "disabled",
-                        "cutoff_len": 2048, "infer_dtype": "float32"})
+    return LabelScorer(
+        {
+            "model_name_or_path": str(tiny),
+            "template": "gemma2",
+            "flash_attn": "disabled",
+            "cutoff_len": 2048,
+            "infer_dtype": "float32",
+        }
+    )
 
 
 def shared_prefix_error(scorer: LabelScorer, window: int) -> float:

@@ -36,10 +36,26 @@ def judge_csv(path: Path, rows: list[list[str]] | None = None, encoding: str = "
 def test_eight_parallel_conversions_keep_all_eight_entries(tmp_path):
     data = tmp_path / "data"
     source = judge_csv(tmp_path / "train.csv")
-    commands = [[sys.executable, "-m", "adapters", "judge", "--train", str(source), "--name", f"n{i}",
-                 "--data-dir", str(data), "--tokenizer", "none"] for i in range(8)]
-    procs = [subprocess.Popen(c, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for c in commands]
+    commands = [
+        [
+            sys.executable,
+            "-m",
+            "adapters",
+            "judge",
+            "--train",
+            str(source),
+            "--name",
+            f"n{i}",
+            "--data-dir",
+            str(data),
+            "--tokenizer",
+            "none",
+        ]
+        for i in range(8)
+    ]
+    procs = [
+        subprocess.Popen(c, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in commands
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()
@@ -63,9 +79,14 @@ def test_registry_merge_waits_for_the_lock(tmp_path, monkeypatch):
     data = tmp_path / "data"
     args = writing_args()
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda i: writing.run_conversion(
-            __import__("adapters").ADAPTERS["judge"], {"train": source}, f"t{i}", data, args, tokenizer="none"),
-            range(4)))
+        list(
+            pool.map(
+                lambda i: writing.run_conversion(
+                    __import__("adapters").ADAPTERS["judge"], {"train": source}, f"t{i}", data, args, tokenizer="none"
+                ),
+                range(4),
+            )
+        )
     assert sorted(json.loads((data / "dataset_info.json").read_text())) == [f"t{i}_train" for i in range(4)]
 
 
@@ -86,8 +107,12 @@ def test_write_failing_midway_leaves_the_old_set_whole(tmp_path, capsys, monkeyp
     import adapters.writing as writing
 
     data = tmp_path / "data"
-    assert convert(capsys, "judge", data, "--train", judge_csv(tmp_path / "a.csv"),
-                   "--test", judge_csv(tmp_path / "b.csv"))[0] == 0
+    assert (
+        convert(
+            capsys, "judge", data, "--train", judge_csv(tmp_path / "a.csv"), "--test", judge_csv(tmp_path / "b.csv")
+        )[0]
+        == 0
+    )
     before = _snapshot(data)
     calls = []
     original = writing.write_records
@@ -102,8 +127,15 @@ def test_write_failing_midway_leaves_the_old_set_whole(tmp_path, capsys, monkeyp
 
     monkeypatch.setattr(writing, "write_records", failing)
     rows = [[f"X{i}", *row[1:]] for i, row in enumerate(JUDGE_ROWS)]
-    code, _, err = convert(capsys, "judge", data, "--train", judge_csv(tmp_path / "c.csv", rows),
-                           "--test", judge_csv(tmp_path / "d.csv", rows))
+    code, _, err = convert(
+        capsys,
+        "judge",
+        data,
+        "--train",
+        judge_csv(tmp_path / "c.csv", rows),
+        "--test",
+        judge_csv(tmp_path / "d.csv", rows),
+    )
     assert code == 2 and "No space left" in err and "t_test.json" in err and "Traceback" not in err
     assert _snapshot(data) == before  # train, test, report and registry all still the first run's; no temp left
 
@@ -113,8 +145,7 @@ def test_file_size_limit_in_a_real_process_leaves_the_old_set_whole(tmp_path):
     import resource
 
     data = tmp_path / "data"
-    command = [sys.executable, "-m", "adapters", "judge", "--name", "t", "--data-dir", str(data),
-               "--tokenizer", "none"]
+    command = [sys.executable, "-m", "adapters", "judge", "--name", "t", "--data-dir", str(data), "--tokenizer", "none"]
     small = judge_csv(tmp_path / "small.csv")
     subprocess.run([*command, "--train", small, "--test", small], env=ENV, check=True, capture_output=True)
     before = _snapshot(data)
@@ -124,8 +155,9 @@ def test_file_size_limit_in_a_real_process_leaves_the_old_set_whole(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
 
     other = judge_csv(tmp_path / "other.csv", [[f"O{i}", *row[1:]] for i, row in enumerate(JUDGE_ROWS)])
-    result = subprocess.run([*command, "--train", other, "--test", big], env=ENV, capture_output=True, text=True,
-                            preexec_fn=limit)
+    result = subprocess.run(
+        [*command, "--train", other, "--test", big], env=ENV, capture_output=True, text=True, preexec_fn=limit
+    )
     assert result.returncode == 2, result.stderr
     assert "t_test.json" in result.stderr and "Traceback" not in result.stderr
     assert _snapshot(data) == before
@@ -155,23 +187,60 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def judge_data(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("data")
-    subprocess.run([sys.executable, "-m", "adapters", "judge", "--train", str(SAMPLES / "judge_train.csv"),
-                    "--test", str(SAMPLES / "judge_test.csv"), "--name", "judge", "--data-dir", str(data),
-                    "--tokenizer", "none"], env=ENV, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adapters",
+            "judge",
+            "--train",
+            str(SAMPLES / "judge_train.csv"),
+            "--test",
+            str(SAMPLES / "judge_test.csv"),
+            "--name",
+            "judge",
+            "--data-dir",
+            str(data),
+            "--tokenizer",
+            "none",
+        ],
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
     return data
 
 
 def train_command(tiny_model: Path, data: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", "train", "--model", "tiny", "--task", "judge", "--data-dir", str(data),
-            f"model_name_or_path={tiny_model}", "per_device_train_batch_size=4", "cutoff_len=64",
-            "logging_steps=1", *overrides]
+    return [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        "--model",
+        "tiny",
+        "--task",
+        "judge",
+        "--data-dir",
+        str(data),
+        f"model_name_or_path={tiny_model}",
+        "per_device_train_batch_size=4",
+        "cutoff_len=64",
+        "logging_steps=1",
+        *overrides,
+    ]
 
 
 def test_one_trainer_per_folder_kill9_sigterm_and_resume_past_a_broken_checkpoint(tiny_model, judge_data, tmp_path):
     lora, lock = tmp_path / "saves/judge/tiny/lora", tmp_path / "saves/judge/tiny/.lora.lock"
     log = (tmp_path / "a.log").open("w")
-    runner = subprocess.Popen(train_command(tiny_model, judge_data, "max_steps=100000", "save_steps=2"),
-                              cwd=tmp_path, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    runner = subprocess.Popen(
+        train_command(tiny_model, judge_data, "max_steps=100000", "save_steps=2"),
+        cwd=tmp_path,
+        env=ENV,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 240
         while not ((lora / "checkpoint-4" / "trainer_state.json").is_file() and len(_pids(lock)) == 2):
@@ -182,8 +251,14 @@ def test_one_trainer_per_folder_kill9_sigterm_and_resume_past_a_broken_checkpoin
         assert wrapper == runner.pid and _alive(trainer)
         assert json.loads((lora / "manifest.json").read_text())["status"] == "running"
 
-        second = subprocess.run(train_command(tiny_model, judge_data, "max_steps=1"), cwd=tmp_path, env=ENV,
-                                capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            train_command(tiny_model, judge_data, "max_steps=1"),
+            cwd=tmp_path,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert second.returncode == 2
         assert f"saves/judge/tiny/lora is being trained by PID {runner.pid}" in second.stderr
         assert f"llamafactory-cli PID {trainer}" in second.stderr
@@ -203,8 +278,10 @@ def test_one_trainer_per_folder_kill9_sigterm_and_resume_past_a_broken_checkpoin
         log.close()
 
     # the newest checkpoint half-written, as a kill mid-save leaves it
-    newest = max((p for p in lora.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
-                 key=lambda p: int(p.name.split("-")[1]))
+    newest = max(
+        (p for p in lora.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
     (newest / "trainer_state.json").unlink(missing_ok=True)
     weights = newest / "adapter_model.safetensors"
     if weights.is_file():
@@ -212,9 +289,13 @@ def test_one_trainer_per_folder_kill9_sigterm_and_resume_past_a_broken_checkpoin
     step = int(newest.name.split("-")[1])
     secret = "hf_NOT_A_REAL_TOKEN_12345"
     log = (tmp_path / "c.log").open("w")
-    rerun = subprocess.Popen(train_command(tiny_model, judge_data, "max_steps=100000", "save_steps=2",
-                                           f"hf_hub_token={secret}"),
-                             cwd=tmp_path, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    rerun = subprocess.Popen(
+        train_command(tiny_model, judge_data, "max_steps=100000", "save_steps=2", f"hf_hub_token={secret}"),
+        cwd=tmp_path,
+        env=ENV,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:  # it resumes below the broken checkpoint and saves past it; then SIGTERM, forwarded to its trainer
         deadline = time.monotonic() + 240
         while not ((lora / f"checkpoint-{step}" / "trainer_state.json").is_file() and len(_pids(lock)) == 2):
@@ -275,12 +356,28 @@ def test_resume_skips_an_incomplete_checkpoint_and_keeps_it(tmp_path):
 def test_secret_keys_are_redacted_and_others_kept():
     from pipeline.runs import redact
 
-    config = {"hf_hub_token": "a", "ms_hub_token": "b", "om_hub_token": "c", "api_key": "d", "swanlab_api_key": "e",
-              "db_password": "f", "client_secret": "g", "max_new_tokens": 5, "use_fast_tokenizer": True,
-              "hf_hub_token_unset": None}
-    assert redact(config) == {**config, "hf_hub_token": "***", "ms_hub_token": "***", "om_hub_token": "***",
-                              "api_key": "***", "swanlab_api_key": "***", "db_password": "***",
-                              "client_secret": "***"}
+    config = {
+        "hf_hub_token": "a",
+        "ms_hub_token": "b",
+        "om_hub_token": "c",
+        "api_key": "d",
+        "swanlab_api_key": "e",
+        "db_password": "f",
+        "client_secret": "g",
+        "max_new_tokens": 5,
+        "use_fast_tokenizer": True,
+        "hf_hub_token_unset": None,
+    }
+    assert redact(config) == {
+        **config,
+        "hf_hub_token": "***",
+        "ms_hub_token": "***",
+        "om_hub_token": "***",
+        "api_key": "***",
+        "swanlab_api_key": "***",
+        "db_password": "***",
+        "client_secret": "***",
+    }
 
 
 # ---------------------------------------------------------------- pipeline pre-checks, before anything is written
@@ -294,8 +391,7 @@ def pipeline_main(monkeypatch, tmp_path, capsys, *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def test_qlora_has_its_own_folder_and_is_refused_before_writing_without_cuda(judge_data, tmp_path, capsys,
-                                                                             monkeypatch):
+def test_qlora_has_its_own_folder_and_is_refused_before_writing_without_cuda(judge_data, tmp_path, capsys, monkeypatch):
     from pipeline.runs import resolve_config
 
     assert resolve_config("qwen2", "qlora", "judge", cuda=False)["output_dir"] == "saves/judge/qwen2/qlora"
@@ -304,35 +400,72 @@ def test_qlora_has_its_own_folder_and_is_refused_before_writing_without_cuda(jud
     for name in ("run.yaml", "manifest.json", "adapter_model.safetensors"):
         (lora / name).write_text(name)
     monkeypatch.setattr("pipeline.runs.cuda_available", lambda: False)
-    code, err = pipeline_main(monkeypatch, tmp_path, capsys, "qlora", "--model", "tiny", "--task", "judge",
-                              "--data-dir", str(judge_data))
+    code, err = pipeline_main(
+        monkeypatch, tmp_path, capsys, "qlora", "--model", "tiny", "--task", "judge", "--data-dir", str(judge_data)
+    )
     assert code == 2 and "needs a CUDA GPU and bitsandbytes" in err
-    assert {p.name: p.read_text() for p in lora.iterdir()} == {n: n for n in ("run.yaml", "manifest.json",
-                                                                            "adapter_model.safetensors")}
+    assert {p.name: p.read_text() for p in lora.iterdir()} == {
+        n: n for n in ("run.yaml", "manifest.json", "adapter_model.safetensors")
+    }
     assert not (tmp_path / "saves/judge/tiny/qlora").exists()
 
 
 @pytest.mark.parametrize("flag, value", [("--task", "../../x"), ("--model", "../factory_configs/tiny")])
 def test_task_and_model_must_be_plain_names(flag, value, judge_data, tmp_path, capsys, monkeypatch):
     argv = {"--task": "judge", "--model": "tiny", flag: value}
-    code, err = pipeline_main(monkeypatch, tmp_path, capsys, "train", "--model", argv["--model"], "--task",
-                              argv["--task"], "--data-dir", str(judge_data))
+    code, err = pipeline_main(
+        monkeypatch,
+        tmp_path,
+        capsys,
+        "train",
+        "--model",
+        argv["--model"],
+        "--task",
+        argv["--task"],
+        "--data-dir",
+        str(judge_data),
+    )
     assert code == 2 and f"{flag} {value!r}: expected a plain name" in err
     assert list(tmp_path.iterdir()) == []
 
 
 def test_override_types_are_checked_against_llamafactory(judge_data, tmp_path, capsys, monkeypatch):
-    code, err = pipeline_main(monkeypatch, tmp_path, capsys, "train", "--model", "tiny", "--task", "judge",
-                              "--data-dir", str(judge_data), "--dry-run", "max_steps=abc")
+    code, err = pipeline_main(
+        monkeypatch,
+        tmp_path,
+        capsys,
+        "train",
+        "--model",
+        "tiny",
+        "--task",
+        "judge",
+        "--data-dir",
+        str(judge_data),
+        "--dry-run",
+        "max_steps=abc",
+    )
     assert code == 2 and "max_steps is 'abc', expected an integer" in err
-    code, _ = pipeline_main(monkeypatch, tmp_path, capsys, "train", "--model", "tiny", "--task", "judge",
-                            "--data-dir", str(judge_data), "--dry-run", "learning_rate=5e-5")
+    code, _ = pipeline_main(
+        monkeypatch,
+        tmp_path,
+        capsys,
+        "train",
+        "--model",
+        "tiny",
+        "--task",
+        "judge",
+        "--data-dir",
+        str(judge_data),
+        "--dry-run",
+        "learning_rate=5e-5",
+    )
     assert code == 0  # YAML reads 5e-5 as text: converted to the float LLaMA-Factory needs
 
 
 def test_predict_without_adapter_is_refused_first(judge_data, tmp_path, capsys, monkeypatch):
-    code, err = pipeline_main(monkeypatch, tmp_path, capsys, "predict", "--model", "tiny", "--task", "judge",
-                              "--data-dir", str(judge_data))
+    code, err = pipeline_main(
+        monkeypatch, tmp_path, capsys, "predict", "--model", "tiny", "--task", "judge", "--data-dir", str(judge_data)
+    )
     assert code == 2 and "no trained adapter in saves/judge/tiny/lora" in err
     assert not (tmp_path / "saves").exists()
 
@@ -345,8 +478,19 @@ def test_makefile_quotes_user_values(tmp_path):
     spaced = tmp_path / "a folder"
     spaced.mkdir()
     train = judge_csv(spaced / "train.csv")
-    base = ["make", "-s", "-C", str(ROOT), "-o", ".venv/.installed", "data", "TASK=judge", f"TRAIN={train}",
-            f"DATA_DIR={tmp_path / 'data'}", "DATA_ARGS=--tokenizer none"]
+    base = [
+        "make",
+        "-s",
+        "-C",
+        str(ROOT),
+        "-o",
+        ".venv/.installed",
+        "data",
+        "TASK=judge",
+        f"TRAIN={train}",
+        f"DATA_DIR={tmp_path / 'data'}",
+        "DATA_ARGS=--tokenizer none",
+    ]
     bad = subprocess.run([*base, f"NAME=x;touch {marker};"], env=ENV, capture_output=True, text=True)
     assert not marker.exists()
     assert bad.returncode != 0 and "--name 'x;touch" in bad.stderr
@@ -358,8 +502,10 @@ def test_makefile_quotes_user_values(tmp_path):
 # ---------------------------------------------------------------- formula-safe CSVs for humans, raw in JSON
 
 
-@pytest.mark.parametrize("raw", ["=HYPERLINK(\"http://x\")", "+1+2", "-2+3", "@SUM(A1)", "'=x", "''=y", "\tx", "-1",
-                                 "+0.5", "'plain", "plain", ""])
+@pytest.mark.parametrize(
+    "raw",
+    ['=HYPERLINK("http://x")', "+1+2", "-2+3", "@SUM(A1)", "'=x", "''=y", "\tx", "-1", "+0.5", "'plain", "plain", ""],
+)
 def test_formula_cells_round_trip(raw):
     from core.fileio import formula_raw, formula_safe
 
@@ -374,11 +520,25 @@ def test_voted_and_submission_csvs_are_formula_safe(tmp_path, capsys):
 
     payload = '=HYPERLINK("http://evil","x")'
     for name in ("a", "b"):
-        atomic_write_csv(tmp_path / f"{name}.csv", [{"id": "1", "prediction": payload},
-                                                     {"id": "2", "prediction": "@cmd"}])
-    assert (tmp_path / "a.csv").read_text().splitlines()[1] == "1,\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\""
-    assert voting_main(["vote", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--text", "--tie-breaker", "a",
-                        "--out", str(tmp_path / "voted.csv")]) == 0, capsys.readouterr().err
+        atomic_write_csv(
+            tmp_path / f"{name}.csv", [{"id": "1", "prediction": payload}, {"id": "2", "prediction": "@cmd"}]
+        )
+    assert (tmp_path / "a.csv").read_text().splitlines()[1] == '1,"\'=HYPERLINK(""http://evil"",""x"")"'
+    assert (
+        voting_main(
+            [
+                "vote",
+                str(tmp_path / "a.csv"),
+                str(tmp_path / "b.csv"),
+                "--text",
+                "--tie-breaker",
+                "a",
+                "--out",
+                str(tmp_path / "voted.csv"),
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     voted = (tmp_path / "voted.csv").read_text()
     assert "'=HYPERLINK" in voted and "'@cmd" in voted and "\n=" not in voted and ",=" not in voted
     frame = read_csv_frame(tmp_path / "voted.csv", ("id", "prediction"))
@@ -462,12 +622,27 @@ def test_duplicate_test_ids_are_refused(tmp_path, capsys):
 def test_vote_inputs_disagreeing_on_a_rows_group_are_refused(tmp_path, capsys):
     from voting.__main__ import main as voting_main
 
-    atomic_write_csv(tmp_path / "a.csv", [{"id": "1", "prediction": "5", "dimension": "流畅性"},
-                                          {"id": "2", "prediction": "3", "dimension": "规范性"}])
-    atomic_write_csv(tmp_path / "b.csv", [{"id": "2", "prediction": "3", "dimension": "流畅性"},
-                                          {"id": "1", "prediction": "4", "dimension": "流畅性"}])
-    code = voting_main(["vote", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--task", "judge",
-                        "--tie-breaker", "a", "--out", str(tmp_path / "voted.csv")])
+    atomic_write_csv(
+        tmp_path / "a.csv",
+        [{"id": "1", "prediction": "5", "dimension": "流畅性"}, {"id": "2", "prediction": "3", "dimension": "规范性"}],
+    )
+    atomic_write_csv(
+        tmp_path / "b.csv",
+        [{"id": "2", "prediction": "3", "dimension": "流畅性"}, {"id": "1", "prediction": "4", "dimension": "流畅性"}],
+    )
+    code = voting_main(
+        [
+            "vote",
+            str(tmp_path / "a.csv"),
+            str(tmp_path / "b.csv"),
+            "--task",
+            "judge",
+            "--tie-breaker",
+            "a",
+            "--out",
+            str(tmp_path / "voted.csv"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "id 2:" in err and "'规范性'" in err and "'流畅性'" in err
     assert not (tmp_path / "voted.csv").exists()

@@ -41,10 +41,25 @@ def judge_data(tmp_path_factory) -> Path:
     """The embedded sample converted by the judge adapter into a temp data dir."""
     data_dir = tmp_path_factory.mktemp("data")
     subprocess.run(
-        [sys.executable, "-m", "adapters", "judge", "--train", str(ROOT / "data/samples/judge_train.csv"),
-         "--test", str(ROOT / "data/samples/judge_test.csv"), "--name", "judge", "--data-dir", str(data_dir),
-         "--tokenizer", "none"],
-        cwd=ROOT, check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "adapters",
+            "judge",
+            "--train",
+            str(ROOT / "data/samples/judge_train.csv"),
+            "--test",
+            str(ROOT / "data/samples/judge_test.csv"),
+            "--name",
+            "judge",
+            "--data-dir",
+            str(data_dir),
+            "--tokenizer",
+            "none",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
     )
     return data_dir
 
@@ -66,8 +81,12 @@ def test_bf16_only_with_cuda():
 
 def test_no_preset_runs_remote_code():
     # glm4 is the native -hf release, internlm2_5 a converted Llama (issue #15): remote code broke both
-    needs = {m for m in PRESETS for stage in STAGE_FILES
-             if resolve_config(m, stage, "judge", cuda=False).get("trust_remote_code")}
+    needs = {
+        m
+        for m in PRESETS
+        for stage in STAGE_FILES
+        if resolve_config(m, stage, "judge", cuda=False).get("trust_remote_code")
+    }
     assert needs == set()
 
 
@@ -94,9 +113,23 @@ def test_missing_dataset_is_refused_with_preset_named(judge_data):
 
 def test_cli_bad_override_exits_2(judge_data, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "train", "--model", "tiny", "--task", "judge", "--dry-run",
-         f"dataset_dir={judge_data}", "no_such_key=3"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "train",
+            "--model",
+            "tiny",
+            "--task",
+            "judge",
+            "--dry-run",
+            f"dataset_dir={judge_data}",
+            "no_such_key=3",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert "factory_configs/tiny/lora_sft.yaml" in result.stderr and "no_such_key" in result.stderr
@@ -121,19 +154,33 @@ def test_manifest_hash_follows_the_data(judge_data):
     assert str(data_file) in before
     original = data_file.read_bytes()
     try:
-        data_file.write_bytes(original.replace(b"\"5\"", b"\"4\"", 1))
+        data_file.write_bytes(original.replace(b'"5"', b'"4"', 1))
         assert dataset_hashes(config)[str(data_file)] != before[str(data_file)]
     finally:
         data_file.write_bytes(original)
 
 
 def run_pipeline(stage: str, cwd: Path, tiny_model: Path, data_dir: Path, *overrides: str, fresh: bool = False):
-    command = [sys.executable, "-m", "pipeline", stage, "--model", "tiny", "--task", "judge",
-               "--data-dir", str(data_dir), f"model_name_or_path={tiny_model}", f"dataset_dir={data_dir}", *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        stage,
+        "--model",
+        "tiny",
+        "--task",
+        "judge",
+        "--data-dir",
+        str(data_dir),
+        f"model_name_or_path={tiny_model}",
+        f"dataset_dir={data_dir}",
+        *overrides,
+    ]
     if fresh:
         command.insert(3, "--fresh")
-    result = subprocess.run(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 

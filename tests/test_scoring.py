@@ -34,15 +34,41 @@ from pipeline.runs import RunError
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTION = "Is this sentence grammatically acceptable? Answer 1 for yes, 0 for no."
-WORDS = ("the", "cat", "sat", "on", "a", "mat", "dog", "ran", "fast", "slow", "big", "small", "red", "blue", "quick",
-         "brown", "fox", "jumps", "over", "lazy")
+WORDS = (
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "dog",
+    "ran",
+    "fast",
+    "slow",
+    "big",
+    "small",
+    "red",
+    "blue",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+)
 
 
 def toy_records(n: int, split: str, seed: int) -> list[dict]:
     rng = random.Random(seed)
-    return [{"id": f"{split}-{i}", "instruction": INSTRUCTION,
-             "input": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 14))),
-             "output": "1" if rng.random() < 0.7 else "0"} for i in range(n)]
+    return [
+        {
+            "id": f"{split}-{i}",
+            "instruction": INSTRUCTION,
+            "input": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 14))),
+            "output": "1" if rng.random() < 0.7 else "0",
+        }
+        for i in range(n)
+    ]
 
 
 def write_dataset(data_dir: Path, name: str, records: list[dict], task: str = "cola") -> None:
@@ -51,8 +77,12 @@ def write_dataset(data_dir: Path, name: str, records: list[dict], task: str = "c
     (data_dir / f"{name}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     info_path = data_dir / "dataset_info.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-    info[name] = {"file_name": f"{name}.json", "formatting": "alpaca",
-                  "columns": {"prompt": "instruction", "query": "input", "response": "output"}, "task": task}
+    info[name] = {
+        "file_name": f"{name}.json",
+        "formatting": "alpaca",
+        "columns": {"prompt": "instruction", "query": "input", "response": "output"},
+        "task": task,
+    }
     info_path.write_text(json.dumps(info), encoding="utf-8")
 
 
@@ -66,11 +96,25 @@ def tiny_run(tiny_model: Path, base: Path) -> dict[str, Path]:
         return run
     for split, n, seed in (("train", 48, 0), ("dev", 12, 1), ("test", 12, 2)):
         write_dataset(run["data"], f"cola_toy_{split}", toy_records(n, split, seed))
-    command = [sys.executable, "-m", "pipeline", "train", "--model", "tiny", "--task", "cola_toy",
-               f"model_name_or_path={tiny_model}", f"dataset_dir={run['data']}", f"output_dir={run['adapter']}",
-               "max_steps=3", "save_steps=100", "plot_loss=false"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "DISABLE_VERSION_CHECK": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        "--model",
+        "tiny",
+        "--task",
+        "cola_toy",
+        f"model_name_or_path={tiny_model}",
+        f"dataset_dir={run['data']}",
+        f"output_dir={run['adapter']}",
+        "max_steps=3",
+        "save_steps=100",
+        "plot_loss=false",
+    ]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "DISABLE_VERSION_CHECK": "1"}
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return run
 
@@ -82,9 +126,17 @@ def tiny_lora(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 @pytest.fixture(scope="module")
 def scorer(tiny_lora: dict[str, Path]) -> LabelScorer:
-    return LabelScorer({"model_name_or_path": str(tiny_lora["model"]), "adapter_name_or_path": str(tiny_lora["adapter"]),
-                        "template": "smollm2", "default_system": "", "cutoff_len": 256, "finetuning_type": "lora",
-                        "infer_dtype": "float32"})
+    return LabelScorer(
+        {
+            "model_name_or_path": str(tiny_lora["model"]),
+            "adapter_name_or_path": str(tiny_lora["adapter"]),
+            "template": "smollm2",
+            "default_system": "",
+            "cutoff_len": 256,
+            "finetuning_type": "lora",
+            "infer_dtype": "float32",
+        }
+    )
 
 
 def naive_log_likelihood(model, prompt: list[int], target: list[int]) -> float:
@@ -101,8 +153,14 @@ def naive_log_likelihood(model, prompt: list[int], target: list[int]) -> float:
 
 
 def test_scoring_task_from_the_datasets_recorded_task(tmp_path):
-    (tmp_path / "dataset_info.json").write_text(json.dumps({
-        "gk_train": {"file_name": "gk_train.json", "task": "qa"}, "c_train": {"file_name": "c.json", "task": "cola"}}))
+    (tmp_path / "dataset_info.json").write_text(
+        json.dumps(
+            {
+                "gk_train": {"file_name": "gk_train.json", "task": "qa"},
+                "c_train": {"file_name": "c.json", "task": "cola"},
+            }
+        )
+    )
     assert scoring_task("c", data_dir=tmp_path).labels == ("0", "1")  # no name rule: the recorded task
     assert scoring_task("judge").name == "judge"
     assert scoring_task("whatever", "a, b ,c").labels == ("a", "b", "c")
@@ -143,7 +201,7 @@ def test_bias_matches_the_prior_after_collapse():
     bias = fit_label_bias(scores, np.array([0.3, 0.7]))
     predicted = (scores + bias).argmax(1)
     assert abs((predicted == 0).sum() - 120) <= 1
-    assert (signal[predicted == 0].max() <= signal[predicted == 1].min())  # the lowest margins flip
+    assert signal[predicted == 0].max() <= signal[predicted == 1].min()  # the lowest margins flip
 
 
 def test_bias_three_labels():
@@ -156,16 +214,20 @@ def test_bias_three_labels():
 
 def test_calibration_per_dimension_never_sees_scored_rows():
     rng = np.random.default_rng(2)
-    train = [{"id": f"{d}{i}", "dimension": d, "output": "1" if rng.random() < p else "0"}
-             for d, p in (("x", 0.8), ("y", 0.2)) for i in range(200)]
+    train = [
+        {"id": f"{d}{i}", "dimension": d, "output": "1" if rng.random() < p else "0"}
+        for d, p in (("x", 0.8), ("y", 0.2))
+        for i in range(200)
+    ]
     sets = [("0", "1")] * len(train)
     picked = list(range(0, 400, 2))
     fitted = fit_calibration(train, sets, picked, [rng.normal(size=2) for _ in picked], get_task("judge"))
     assert {g[0] for g in fitted} == {"x", "y"} and all(f["rows"] == 100 for f in fitted.values())
     scored = [{"id": f"s{i}", "dimension": d} for d in ("x", "y", "z") for i in range(300)]
-    calibrated = apply_calibration(scored, [rng.normal(size=2) for _ in scored], [("0", "1")] * 900, fitted,
-                                   get_task("judge"))
-    share = [np.mean([c.argmax() == 1 for c in calibrated[k * 300:(k + 1) * 300]]) for k in range(3)]
+    calibrated = apply_calibration(
+        scored, [rng.normal(size=2) for _ in scored], [("0", "1")] * 900, fitted, get_task("judge")
+    )
+    share = [np.mean([c.argmax() == 1 for c in calibrated[k * 300 : (k + 1) * 300]]) for k in range(3)]
     assert share[0] > 0.65 and share[1] < 0.35 and 0.35 < share[2] < 0.65  # z: no group fitted, no bias
     assert all(abs(np.exp(c).sum() - 1) < 1e-9 for c in calibrated[600:])
 
@@ -182,8 +244,9 @@ def test_prompt_is_the_one_training_builds(scorer: LabelScorer, tiny_lora):
     (encoded,) = scorer.encode([record], [("0", "1")])
     processor = SupervisedDatasetProcessor(scorer.template, scorer.tokenizer, None, scorer.data_args)
     example = scorer.messages(record)
-    input_ids, labels = processor._encode_data_example(example["_prompt"], example["_response"],
-                                                       example["_system"], example["_tools"], [], [], [])
+    input_ids, labels = processor._encode_data_example(
+        example["_prompt"], example["_response"], example["_system"], example["_tools"], [], [], []
+    )
     gold = encoded.targets[encoded.labels.index(record["output"])]
     assert input_ids[: len(encoded.prompt) + len(gold)] == encoded.prompt + gold
     assert [t for t in labels if t >= 0][: len(gold)] == gold
@@ -219,8 +282,9 @@ def test_batching_and_paths_do_not_change_scores(scorer: LabelScorer, tiny_lora)
         np.testing.assert_allclose(np.stack(one), np.stack(sorted_batches), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(np.stack(one), np.stack(no_cache), rtol=1e-4, atol=1e-4)
         stats: dict = {}
-        no_prefix = score_encoded(scorer.model, encoded, batch_size=5, pad_id=scorer.pad_id, share_prefix=False,
-                                  stats=stats)
+        no_prefix = score_encoded(
+            scorer.model, encoded, batch_size=5, pad_id=scorer.pad_id, share_prefix=False, stats=stats
+        )
         np.testing.assert_allclose(np.stack(one), np.stack(no_prefix), rtol=1e-4, atol=1e-4)
         shared: dict = {}
         score_encoded(scorer.model, encoded, batch_size=5, pad_id=scorer.pad_id, stats=shared)
@@ -234,10 +298,27 @@ def test_no_rows_no_forward():
 @pytest.mark.slow
 def test_cli_writes_probabilities_raw_and_calibrated(tiny_lora, tmp_path, capsys):
     out = tmp_path / "predictions" / "tiny.csv"
-    code = main(["--model", "tiny", "--task", "cola_toy", "--split", "dev", "--batch-size", "4", "--calibrate",
-                 "--calibration-rows", "40", "--out", str(out), f"model_name_or_path={tiny_lora['model']}",
-                 f"dataset_dir={tiny_lora['data']}", f"adapter_name_or_path={tiny_lora['adapter']}",
-                 f"output_dir={tmp_path / 'saves' / 'predict'}"])
+    code = main(
+        [
+            "--model",
+            "tiny",
+            "--task",
+            "cola_toy",
+            "--split",
+            "dev",
+            "--batch-size",
+            "4",
+            "--calibrate",
+            "--calibration-rows",
+            "40",
+            "--out",
+            str(out),
+            f"model_name_or_path={tiny_lora['model']}",
+            f"dataset_dir={tiny_lora['data']}",
+            f"adapter_name_or_path={tiny_lora['adapter']}",
+            f"output_dir={tmp_path / 'saves' / 'predict'}",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["id"] for r in rows] == [f"dev-{i}" for i in range(12)]
@@ -257,8 +338,17 @@ def test_cli_writes_probabilities_raw_and_calibrated(tiny_lora, tmp_path, capsys
 
 @pytest.mark.slow
 def test_cli_refuses_a_missing_adapter(tiny_lora, tmp_path, capsys):
-    code = main(["--model", "tiny", "--task", "cola_toy", f"dataset_dir={tiny_lora['data']}",
-                 f"adapter_name_or_path={tmp_path / 'nothing'}", f"output_dir={tmp_path / 'predict'}"])
+    code = main(
+        [
+            "--model",
+            "tiny",
+            "--task",
+            "cola_toy",
+            f"dataset_dir={tiny_lora['data']}",
+            f"adapter_name_or_path={tmp_path / 'nothing'}",
+            f"output_dir={tmp_path / 'predict'}",
+        ]
+    )
     assert code == 2 and "no adapter" in capsys.readouterr().err
 
 
@@ -266,10 +356,19 @@ def test_cli_refuses_a_missing_adapter(tiny_lora, tmp_path, capsys):
 @pytest.mark.slow
 def test_smollm2_single_token_fast_path(smollm2_dir):
     """Digits and letters are one SmolLM2 token each; scores match the naive forward on the base model."""
-    scorer = LabelScorer({"model_name_or_path": str(smollm2_dir), "template": "smollm2", "default_system": "",
-                          "cutoff_len": 512, "infer_dtype": "float32"})
-    records = [{"id": str(i), "instruction": INSTRUCTION, "input": text, "output": ""}
-               for i, text in enumerate(["The cat sat on the mat.", "Cat the mat on sat.", "She said that."])]
+    scorer = LabelScorer(
+        {
+            "model_name_or_path": str(smollm2_dir),
+            "template": "smollm2",
+            "default_system": "",
+            "cutoff_len": 512,
+            "infer_dtype": "float32",
+        }
+    )
+    records = [
+        {"id": str(i), "instruction": INSTRUCTION, "input": text, "output": ""}
+        for i, text in enumerate(["The cat sat on the mat.", "Cat the mat on sat.", "She said that."])
+    ]
     import torch
 
     for labels in (("0", "1"), ("A", "B", "C", "D", "E")):

@@ -22,12 +22,23 @@ def tiny_gemma3():
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    config = Gemma3TextConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
-                              sliding_window=WINDOW, layer_types=["sliding_attention", "full_attention",
-                                                                  "sliding_attention"],
-                              max_position_embeddings=256, pad_token_id=0, bos_token_id=2, eos_token_id=1,
-                              attn_implementation="eager")
+    config = Gemma3TextConfig(
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=WINDOW,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=1,
+        attn_implementation="eager",
+    )
     torch.manual_seed(0)
     return Gemma3ForCausalLM(config).eval()
 
@@ -44,8 +55,14 @@ def naive(model, prompt: list[int], target: list[int]) -> float:
 def rows(seed: int, n: int, prefix_len: int, targets: list[list[int]]) -> list[Encoded]:
     rng = random.Random(seed)
     prefix = [2] + [rng.randrange(3, 96) for _ in range(prefix_len - 1)]
-    return [Encoded(prefix + [rng.randrange(3, 96) for _ in range(rng.randint(1, 3 * WINDOW))],
-                    tuple(str(k) for k in range(len(targets))), targets) for _ in range(n)]
+    return [
+        Encoded(
+            prefix + [rng.randrange(3, 96) for _ in range(rng.randint(1, 3 * WINDOW))],
+            tuple(str(k) for k in range(len(targets))),
+            targets,
+        )
+        for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("targets", [[[5], [6], [7]], [[5, 9], [6], [7, 8, 10]]], ids=["single", "multi"])

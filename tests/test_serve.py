@@ -51,12 +51,29 @@ def servers(run: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     try:
         for name in ("a", "b"):
             port, log = free_port(), logs / f"{name}.log"
-            command = [sys.executable, "-m", "pipeline.serve", "--model", "tiny", "--task", "cola_toy",
-                       "--port", str(port), f"model_name_or_path={run['model']}", f"dataset_dir={run['data']}",
-                       "adapter_name_or_path=", f"output_dir={logs / name / 'predict'}"]
+            command = [
+                sys.executable,
+                "-m",
+                "pipeline.serve",
+                "--model",
+                "tiny",
+                "--task",
+                "cola_toy",
+                "--port",
+                str(port),
+                f"model_name_or_path={run['model']}",
+                f"dataset_dir={run['data']}",
+                "adapter_name_or_path=",
+                f"output_dir={logs / name / 'predict'}",
+            ]
             with log.open("w") as handle:
-                proc = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "API_KEY": KEY, "DISABLE_VERSION_CHECK": "1"})
+                proc = subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "API_KEY": KEY, "DISABLE_VERSION_CHECK": "1"},
+                )
             procs[name] = (proc, port, log)
         deadline = time.monotonic() + 240
         for name, (proc, port, log) in procs.items():
@@ -75,15 +92,29 @@ def servers(run: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
 
 def _ready(port: int) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {KEY}"},
-                         timeout=2).status_code == 200
+        return (
+            httpx.get(
+                f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=2
+            ).status_code
+            == 200
+        )
     except httpx.TransportError:
         return False
 
 
 def client_args(run: dict[str, Path], port: int, out: Path, *extra: str) -> list[str]:
-    return ["--model", "tiny", "--task", "cola_toy", "--port", str(port), "--out", str(out),
-            f"dataset_dir={run['data']}", *extra]
+    return [
+        "--model",
+        "tiny",
+        "--task",
+        "cola_toy",
+        "--port",
+        str(port),
+        "--out",
+        str(out),
+        f"dataset_dir={run['data']}",
+        *extra,
+    ]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -104,8 +135,18 @@ def test_key_is_never_written(run, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("API_KEY", KEY)
     adapter = tmp_path / "lora"
     adapter.mkdir()
-    code = serve_main(["--model", "tiny", "--task", "cola_toy", "--dry-run", f"model_name_or_path={run['model']}",
-                       f"adapter_name_or_path={adapter}", f"output_dir={tmp_path / 'predict'}"])
+    code = serve_main(
+        [
+            "--model",
+            "tiny",
+            "--task",
+            "cola_toy",
+            "--dry-run",
+            f"model_name_or_path={run['model']}",
+            f"adapter_name_or_path={adapter}",
+            f"output_dir={tmp_path / 'predict'}",
+        ]
+    )
     assert code == 0
     run_yaml = (tmp_path / "serve" / "run.yaml").read_text()
     assert f"adapter_name_or_path: {adapter}" in run_yaml
@@ -120,9 +161,11 @@ def test_messages_are_built_like_the_training_prompt(run):
     from llamafactory.data.parser import DatasetAttr
     from llamafactory.hparams import DataArguments
 
-    records = [{"instruction": "Say 1 or 0.", "input": "the cat", "output": "1"},
-               {"instruction": "Say 1 or 0.", "input": "", "output": "0"},
-               {"instruction": "", "input": "only input", "sys": "Be brief.", "output": "1"}]
+    records = [
+        {"instruction": "Say 1 or 0.", "input": "the cat", "output": "1"},
+        {"instruction": "Say 1 or 0.", "input": "", "output": "0"},
+        {"instruction": "", "input": "only input", "sys": "Be brief.", "output": "1"},
+    ]
     attr = DatasetAttr("file", dataset_name="x")
     attr.system = "sys"
     converter = get_dataset_converter("alpaca", attr, DataArguments())
@@ -157,12 +200,29 @@ def test_samples_file_feeds_the_vote(run, servers, tmp_path, monkeypatch):
     rows = read_rows(out)
     assert list(rows[0]) == ["id", "prediction", "sample", "text"]
     assert sorted((r["id"], r["sample"]) for r in rows) == sorted(
-        (f"test-{i}", str(s)) for i in range(12) for s in range(3))
+        (f"test-{i}", str(s)) for i in range(12) for s in range(3)
+    )
     assert all(r["prediction"] in ("", "0", "1") for r in rows)
     assert sc.main(client_args(run, servers["a"]["port"], out, "--samples", "3")) == 2  # exists: --resume or --fresh
     voted = tmp_path / "voted.csv"
-    result = subprocess.run([sys.executable, "-m", "voting", "self-consistency", str(out), "--task", "cola",
-                             "--unparsed", "0", "--out", str(voted)], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voting",
+            "self-consistency",
+            str(out),
+            "--task",
+            "cola",
+            "--unparsed",
+            "0",
+            "--out",
+            str(voted),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert len(read_rows(voted)) == 12
 
@@ -188,11 +248,26 @@ def test_timeouts_are_reported_then_resumed(run, servers, tmp_path, monkeypatch,
 def test_server_killed_mid_run_then_resume(run, servers, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("API_KEY", KEY)
     out = tmp_path / "tiny_samples.csv"
-    common = ["--split", "long", "--samples", "3", "--max-tokens", "48", "--concurrency", "1", "--flush-seconds", "0",
-              "--retries", "2", "--backoff", "0.05"]
+    common = [
+        "--split",
+        "long",
+        "--samples",
+        "3",
+        "--max-tokens",
+        "48",
+        "--concurrency",
+        "1",
+        "--flush-seconds",
+        "0",
+        "--retries",
+        "2",
+        "--backoff",
+        "0.05",
+    ]
     codes: list[int] = []
-    client = threading.Thread(target=lambda: codes.append(sc.main(client_args(run, servers["b"]["port"], out,
-                                                                              *common))))
+    client = threading.Thread(
+        target=lambda: codes.append(sc.main(client_args(run, servers["b"]["port"], out, *common)))
+    )
     client.start()
     deadline = time.monotonic() + 120
     while not (out.is_file() and len({r["id"] for r in read_rows(out)}) >= 2):

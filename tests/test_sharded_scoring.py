@@ -29,7 +29,12 @@ def test_shards_cover_every_row_once_and_balance_tokens():
 def test_torchrun_arguments_from_the_train_variables():
     argv = ["--model", "tiny", "--nproc", "2", "--task", "t", "--nproc=2", "x=1"]
     assert without_nproc(argv) == ["--model", "tiny", "--task", "t", "x=1"]
-    assert torchrun_arguments(argv, 2, {})[:4] == ["--standalone", "--nproc-per-node=2", "-m", "pipeline.sharded_scoring"]
+    assert torchrun_arguments(argv, 2, {})[:4] == [
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "pipeline.sharded_scoring",
+    ]
     nodes = torchrun_arguments([], 8, {"NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1"})
     assert nodes[:4] == ["--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=29500"]
     with pytest.raises(RunError, match="MASTER_ADDR"):
@@ -38,8 +43,11 @@ def test_torchrun_arguments_from_the_train_variables():
 
 def test_merge_by_id_and_refuse_gaps(tmp_path):
     def part(rank, ids):
-        atomic_write_json(tmp_path / f"rank{rank}_rows.json", {"rank": rank, "seconds": 1, "prompt_tokens": 9,
-                                                               "ids": ids, "scores": [[float(i), 0.0] for i in ids]})
+        atomic_write_json(
+            tmp_path / f"rank{rank}_rows.json",
+            {"rank": rank, "seconds": 1, "prompt_tokens": 9, "ids": ids, "scores": [[float(i), 0.0] for i in ids]},
+        )
+
     part(0, ["3", "1"])
     part(1, ["2"])
     merged, shards = merge_parts(tmp_path, "rows", 2, ["1", "2", "3"])
@@ -59,9 +67,26 @@ def tiny_lora(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 def score_argv(run: dict[str, Path], out: Path) -> list[str]:
-    return ["--model", "tiny", "--task", "cola_toy", "--labels", "0,1", "--split", "dev", "--batch-size", "4",
-            "--calibrate", "--calibration-rows", "40", "--out", str(out), f"model_name_or_path={run['model']}",
-            f"dataset_dir={run['data']}", f"adapter_name_or_path={run['adapter']}"]
+    return [
+        "--model",
+        "tiny",
+        "--task",
+        "cola_toy",
+        "--labels",
+        "0,1",
+        "--split",
+        "dev",
+        "--batch-size",
+        "4",
+        "--calibrate",
+        "--calibration-rows",
+        "40",
+        "--out",
+        str(out),
+        f"model_name_or_path={run['model']}",
+        f"dataset_dir={run['data']}",
+        f"adapter_name_or_path={run['adapter']}",
+    ]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -100,7 +125,8 @@ def test_a_crashed_rank_fails_the_run_and_merges_nothing(tiny_lora, tmp_path, mo
         "import os\n"
         "if os.environ.get('RANK') == '1':\n"
         "    import pipeline.label_scoring as scoring\n"
-        "    scoring.score_encoded = lambda *args, **kwargs: os._exit(7)\n")
+        "    scoring.score_encoded = lambda *args, **kwargs: os._exit(7)\n"
+    )
     monkeypatch.setenv("PYTHONPATH", f"{hook}:{Path(__file__).resolve().parents[1]}")
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "two.csv"

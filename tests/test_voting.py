@@ -155,13 +155,15 @@ def test_tie_breaker_only_rows_take_the_tie_breakers_label():
 
 
 def test_abstentions():
-    codes = np.array([
-        [-1, 2, 2, 3],    # tie-breaker abstains, not needed: 2 wins
-        [-1, 2, 3, 4],    # tie-breaker abstains on a tie: first tied label in label order
-        [-1, 3, 2, -1],   # same, order of models does not matter
-        [-1, -1, -1, -1],  # nobody parsed
-        [1, -1, -1, -1],  # only the tie-breaker parsed
-    ])
+    codes = np.array(
+        [
+            [-1, 2, 2, 3],  # tie-breaker abstains, not needed: 2 wins
+            [-1, 2, 3, 4],  # tie-breaker abstains on a tie: first tied label in label order
+            [-1, 3, 2, -1],  # same, order of models does not matter
+            [-1, -1, -1, -1],  # nobody parsed
+            [1, -1, -1, -1],  # only the tie-breaker parsed
+        ]
+    )
     result = plurality_vote(codes, 5, tie_breaker=0)
     assert result.winner.tolist() == [2, 2, 2, -1, 1]
     assert result.decided_by.tolist() == [MAJORITY, FALLBACK, FALLBACK, NO_VOTE, MAJORITY]
@@ -176,11 +178,13 @@ def test_tie_breaker_only_row_where_the_tie_breaker_abstains_uses_the_others():
 
 
 def test_soft_vote_averages_probabilities():
-    probs = np.array([
-        [[0.6, 0.4], [0.5, 0.5]],
-        [[0.0, 1.0], [0.5, 0.5]],
-        [[0.55, 0.45], [np.nan, np.nan]],  # third model abstains on row 1
-    ])
+    probs = np.array(
+        [
+            [[0.6, 0.4], [0.5, 0.5]],
+            [[0.0, 1.0], [0.5, 0.5]],
+            [[0.55, 0.45], [np.nan, np.nan]],  # third model abstains on row 1
+        ]
+    )
     tb_codes = np.array([0, 1])
     result = soft_vote(probs, tb_codes)
     assert result.winner.tolist() == [1, 1]  # row 0: 1.15 vs 1.85; row 1: exact tie → tie-breaker's 1
@@ -220,8 +224,12 @@ def test_self_consistency_matches_a_counter(answers):
 
 def test_bench_agrees_with_the_counter_loop():
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(root / "bench" / "vote.py"), "--rows", "20000"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(root / "bench" / "vote.py"), "--rows", "20000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(proc.stdout)
     assert figures["identical"] is True and figures["rows"] == 20000

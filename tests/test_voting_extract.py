@@ -91,7 +91,9 @@ def test_binary_answers_open_with_yes_or_no(text, expected):
 
 def test_judge_label_set_depends_on_dimension():
     judge = TASKS["judge"]
-    extracted = extract_labels(["3", "3", "1", "yes", "0", "0"], judge, ["流畅性", "选择题", "选择题", "选择题", "规范性", ""])
+    extracted = extract_labels(
+        ["3", "3", "1", "yes", "0", "0"], judge, ["流畅性", "选择题", "选择题", "选择题", "规范性", ""]
+    )
     assert extracted.labels.tolist() == ["3", None, "1", "1", None, "0"]
     assert extracted.status.tolist() == ["ok", "out_of_set", "ok", "ok", "out_of_set", "ok"]
     unknown = extract_labels(["3"], judge, ["文采"])
@@ -152,8 +154,11 @@ def test_read_predictions_csv_bad_input(tmp_path, content, message):
 
 def test_read_gold_json_and_csv(tmp_path):
     json_path = tmp_path / "dev.json"
-    json_path.write_text('[{"id": "a#0", "instruction": "q", "input": "", "output": "B"},'
-                         ' {"id": "a#1", "instruction": "q", "input": "", "output": "c"}]', encoding="utf-8")
+    json_path.write_text(
+        '[{"id": "a#0", "instruction": "q", "input": "", "output": "B"},'
+        ' {"id": "a#1", "instruction": "q", "input": "", "output": "c"}]',
+        encoding="utf-8",
+    )
     assert read_gold(json_path, TASKS["logic"]).labels.tolist() == ["B", "C"]
     csv_path = tmp_path / "gold.csv"
     csv_path.write_text("id,label\n1,B\n2,maybe\n", encoding="utf-8")

@@ -31,13 +31,16 @@ def test_arrow_reads_what_pandas_reads(tmp_path, text):
     assert all(isinstance(v, str) for column in arrow.columns for v in arrow[column])
 
 
-@pytest.mark.parametrize("data", [
-    "id,prediction\n1,评分：4\n".encode("gb18030"),  # not UTF-8
-    b"id,prediction\n1,4\n2\n",  # a short row: pandas fills it with ""
-    b"id,id\n1,2\n",  # pandas renames the second "id.1"
-    b"id,\n1,2\n",  # pandas names it "Unnamed: 1"
-    b"",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "id,prediction\n1,评分：4\n".encode("gb18030"),  # not UTF-8
+        b"id,prediction\n1,4\n2\n",  # a short row: pandas fills it with ""
+        b"id,id\n1,2\n",  # pandas renames the second "id.1"
+        b"id,\n1,2\n",  # pandas names it "Unnamed: 1"
+        b"",
+    ],
+)
 def test_what_arrow_does_not_take_goes_to_pandas(data):
     assert _arrow_frame(data) == (None, False)
 
@@ -56,13 +59,16 @@ def test_undecodable_bytes_name_the_line(tmp_path):
         read_csv_frame(path, ("id", "prediction"))
 
 
-@pytest.mark.parametrize("frame", [
-    pd.DataFrame({"id": ["a", "b"], "prediction": ["1", None], "decided_by": ["majority", "tie_breaker"]}),
-    pd.DataFrame({"id": ["a", "b"], "prediction": ["x, y", "评分：4"]}),  # quoted: pandas writes it
-    pd.DataFrame({"id": ["a", "b"], "prediction": ['say "5"', "line\nbreak"]}),
-    pd.DataFrame({"id": ["a", "b"], "prob_1": [0.25, 1e-07]}),  # numbers: pandas formats them
-    pd.DataFrame({"id": ["", "b"]}),  # one column: a lone "" is quoted
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pd.DataFrame({"id": ["a", "b"], "prediction": ["1", None], "decided_by": ["majority", "tie_breaker"]}),
+        pd.DataFrame({"id": ["a", "b"], "prediction": ["x, y", "评分：4"]}),  # quoted: pandas writes it
+        pd.DataFrame({"id": ["a", "b"], "prediction": ['say "5"', "line\nbreak"]}),
+        pd.DataFrame({"id": ["a", "b"], "prob_1": [0.25, 1e-07]}),  # numbers: pandas formats them
+        pd.DataFrame({"id": ["", "b"]}),  # one column: a lone "" is quoted
+    ],
+)
 def test_frame_writer_writes_pandas_bytes(tmp_path, frame):
     from core.fileio import atomic_write_frame
 

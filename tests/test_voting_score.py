@@ -29,7 +29,9 @@ def test_score_matches_sklearn_on_known_files(tmp_path, capsys):
     # raw generated text in the prediction file: extraction applies before scoring
     raw = [f"Score: {p}" if i % 3 == 0 else p for i, p in enumerate(PRED)]
     pred = write(tmp_path / "pred.csv", "id,prediction\n" + "".join(f"r{i},{p}\n" for i, p in enumerate(raw)))
-    gold = write(tmp_path / "gold.csv", "id,label\n" + "".join(f"r{i},{g}\n" for i, g in reversed(list(enumerate(GOLD)))))
+    gold = write(
+        tmp_path / "gold.csv", "id,label\n" + "".join(f"r{i},{g}\n" for i, g in reversed(list(enumerate(GOLD))))
+    )
     result = run_json(["score", "--pred", str(pred), "--gold", str(gold), "--task", "judge"], capsys)
     y_true, y_pred = np.array(GOLD, dtype=int), np.array(PRED, dtype=int)
     assert result["n"] == len(GOLD)
@@ -54,8 +56,9 @@ def test_unparsed_counts_as_wrong_like_sklearn_with_a_sentinel():
     assert metrics["mcc"] == pytest.approx(matthews_corrcoef(GOLD, sentinel))
     parsed = [i for i, p in enumerate(pred) if p is not None]
     assert metrics["mae_n"] == 10
-    assert metrics["mae"] == pytest.approx(mean_absolute_error([int(GOLD[i]) for i in parsed],
-                                                               [int(pred[i]) for i in parsed]))
+    assert metrics["mae"] == pytest.approx(
+        mean_absolute_error([int(GOLD[i]) for i in parsed], [int(pred[i]) for i in parsed])
+    )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -77,10 +80,16 @@ def test_text_metrics():
 
 
 def test_score_text_and_json_gold(tmp_path, capsys):
-    gold = write(tmp_path / "qa_dev.json", json.dumps([
-        {"id": "q1", "instruction": "首都?", "input": "", "output": "北京"},
-        {"id": "q2", "instruction": "作者?", "input": "", "output": "曹雪芹"},
-    ], ensure_ascii=False))
+    gold = write(
+        tmp_path / "qa_dev.json",
+        json.dumps(
+            [
+                {"id": "q1", "instruction": "首都?", "input": "", "output": "北京"},
+                {"id": "q2", "instruction": "作者?", "input": "", "output": "曹雪芹"},
+            ],
+            ensure_ascii=False,
+        ),
+    )
     pred = write(tmp_path / "pred.csv", "id,prediction\nq1,北京。\nq2,曹雪\n")
     result = run_json(["score", "--pred", str(pred), "--gold", str(gold), "--task", "qa"], capsys)
     assert result["exact_match"] == 0.5 and result["char_f1"] == pytest.approx(0.9)
@@ -105,11 +114,17 @@ def test_score_reports_unparsed_and_plots(tmp_path, capsys):
 
 
 def test_score_by_dimension_from_json_gold(tmp_path, capsys):
-    gold = write(tmp_path / "judge_dev.json", json.dumps([
-        {"id": "a", "instruction": "", "input": "", "output": "4", "dimension": "流畅性"},
-        {"id": "b", "instruction": "", "input": "", "output": "1", "dimension": "选择题"},
-        {"id": "c", "instruction": "", "input": "", "output": "0", "dimension": "选择题"},
-    ], ensure_ascii=False))
+    gold = write(
+        tmp_path / "judge_dev.json",
+        json.dumps(
+            [
+                {"id": "a", "instruction": "", "input": "", "output": "4", "dimension": "流畅性"},
+                {"id": "b", "instruction": "", "input": "", "output": "1", "dimension": "选择题"},
+                {"id": "c", "instruction": "", "input": "", "output": "0", "dimension": "选择题"},
+            ],
+            ensure_ascii=False,
+        ),
+    )
     pred = write(tmp_path / "pred.csv", "id,prediction\na,4\nb,正确\nc,1\n")
     result = run_json(["score", "--pred", str(pred), "--gold", str(gold), "--task", "judge"], capsys)
     assert result["by_group"]["流畅性"]["accuracy"] == 1.0

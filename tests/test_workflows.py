@@ -25,15 +25,32 @@ KEY = "EMPTY"  # what the original logic client sends: the README's drop-in
 OPTIONS = ["冬天", "夏天", "春天"]
 
 
-def make(work: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600,
-         check: bool = True) -> subprocess.CompletedProcess:
+def make(
+    work: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600, check: bool = True
+) -> subprocess.CompletedProcess:
     """A real make target run from `work`: set-up counts as done (-o), this checkout's code in the subprocesses."""
     stamp = work / "stamp"
-    command = ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), *args, f"STAMP={stamp}", "-o", str(stamp),
-               f"SMOLLM2={work / 'smollm2.stamp'}", f"PY={sys.executable}",
-               f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}"]
-    proc = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1", **(env or {})})
+    command = [
+        "make",
+        "--no-print-directory",
+        "-f",
+        str(ROOT / "Makefile"),
+        *args,
+        f"STAMP={stamp}",
+        "-o",
+        str(stamp),
+        f"SMOLLM2={work / 'smollm2.stamp'}",
+        f"PY={sys.executable}",
+        f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
+    ]
+    proc = subprocess.run(
+        command,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1", **(env or {})},
+    )
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -53,10 +70,17 @@ def rows_of(path: Path) -> list[dict]:
 def logic_jsonl(path: Path, problems: int, labelled: bool) -> Path:
     lines = []
     for p in range(problems):
-        questions = [{"question": f"问题 {q}：哪个季节最冷？", "options": OPTIONS[: 2 + q % 2],
-                      **({"answer": "A"} if labelled else {})} for q in range(2)]
-        lines.append(json.dumps({"problem": f"第{p}题。", "questions": questions, "id": f"p{p:03d}"},
-                                ensure_ascii=False))
+        questions = [
+            {
+                "question": f"问题 {q}：哪个季节最冷？",
+                "options": OPTIONS[: 2 + q % 2],
+                **({"answer": "A"} if labelled else {}),
+            }
+            for q in range(2)
+        ]
+        lines.append(
+            json.dumps({"problem": f"第{p}题。", "questions": questions, "id": f"p{p:03d}"}, ensure_ascii=False)
+        )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -70,11 +94,17 @@ def work(tmp_path_factory) -> Path:
     setup = make(work, "setup")
     assert "pipeline.tiny" in setup.stdout and (work / "models/tiny/config.json").is_file()
     train, test = logic_jsonl(work / "train.jsonl", 6, True), logic_jsonl(work / "test.jsonl", 6, False)
-    data = make(work, "data", "TASK=logic", f"TRAIN={train}", f"TEST={test}", "LIMIT=8",
-                "DATA_ARGS=--tokenizer models/tiny")
+    data = make(
+        work, "data", "TASK=logic", f"TRAIN={train}", f"TEST={test}", "LIMIT=8", "DATA_ARGS=--tokenizer models/tiny"
+    )
     assert "logic_test limited: first 8 of 12 records (LIMIT=8, a trial run)" in data.stdout
-    make(work, "train", "MODEL=tiny", "TASK=logic",
-         "ARGS=max_steps=1 per_device_train_batch_size=2 cutoff_len=256 save_steps=1000")
+    make(
+        work,
+        "train",
+        "MODEL=tiny",
+        "TASK=logic",
+        "ARGS=max_steps=1 per_device_train_batch_size=2 cutoff_len=256 save_steps=1000",
+    )
     return work
 
 
@@ -112,11 +142,19 @@ def test_long_answers_get_room(tmp_path, tiny_model):
     (tmp_path / "models").mkdir()
     (tmp_path / "models/tiny").symlink_to(tiny_model)
     answer = "关键词 " * 40
-    lines = [json.dumps({"conversation": [{"system": "答题", "input": f"问题{i}", "output": answer + str(i)}]},
-                        ensure_ascii=False) for i in range(20)]
+    lines = [
+        json.dumps(
+            {"conversation": [{"system": "答题", "input": f"问题{i}", "output": answer + str(i)}]}, ensure_ascii=False
+        )
+        for i in range(20)
+    ]
     (tmp_path / "qa.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    make(tmp_path, "data", "TASK=qa", "NAME=gk", f"TRAIN={tmp_path / 'qa.jsonl'}", f"DATA_ARGS=--tokenizer {tiny_model}")
-    answer_tokens = json.loads((tmp_path / "data/gk_report.json").read_text())["datasets"]["gk_train"]["tokens"]["answer"]
+    make(
+        tmp_path, "data", "TASK=qa", "NAME=gk", f"TRAIN={tmp_path / 'qa.jsonl'}", f"DATA_ARGS=--tokenizer {tiny_model}"
+    )
+    answer_tokens = json.loads((tmp_path / "data/gk_report.json").read_text())["datasets"]["gk_train"]["tokens"][
+        "answer"
+    ]
     assert answer_tokens["p99"] > 40
     assert answer_tokens["max_new_tokens"] == answer_tokens["p99"] + answer_tokens["p99"] // 4
     dry = make(tmp_path, "predict", "MODEL=tiny", "TASK=gk", "SPLIT=train", "ARGS=--dry-run").stdout
@@ -132,19 +170,38 @@ def server(work):
     port = free_port()
     log = work / "serve.log"
     stamp = work / "stamp"
-    command = ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), "serve", "MODEL=tiny", "TASK=logic",
-               f"PORT={port}", f"STAMP={stamp}", "-o", str(stamp), f"SMOLLM2={work / 'smollm2.stamp'}",
-               f"PY={sys.executable}", f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}"]
+    command = [
+        "make",
+        "--no-print-directory",
+        "-f",
+        str(ROOT / "Makefile"),
+        "serve",
+        "MODEL=tiny",
+        "TASK=logic",
+        f"PORT={port}",
+        f"STAMP={stamp}",
+        "-o",
+        str(stamp),
+        f"SMOLLM2={work / 'smollm2.stamp'}",
+        f"PY={sys.executable}",
+        f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
+    ]
     with log.open("w") as handle:
-        proc = subprocess.Popen(command, cwd=work, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "PYTHONPATH": str(ROOT), "API_KEY": KEY,
-                                     "DISABLE_VERSION_CHECK": "1"})
+        proc = subprocess.Popen(
+            command,
+            cwd=work,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "API_KEY": KEY, "DISABLE_VERSION_CHECK": "1"},
+        )
     try:
         deadline = time.monotonic() + 240
         while True:
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models",
-                                                 headers={"Authorization": f"Bearer {KEY}"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {KEY}"}
+                )
                 with urllib.request.urlopen(request, timeout=2) as response:
                     if response.status == 200:
                         break
@@ -166,8 +223,9 @@ def test_official_openai_client_is_a_drop_in(server):
     openai = pytest.importorskip("openai", reason="the dev extra's openai client: pip install openai")
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{server}/v1", api_key="EMPTY")
     assert [model.id for model in client.models.list().data] == ["tiny"]
-    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "哪个季节最冷？"}],
-                                           n=2, temperature=0.7, max_tokens=4)
+    reply = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "哪个季节最冷？"}], n=2, temperature=0.7, max_tokens=4
+    )
     assert len(reply.choices) == 2 and all(isinstance(c.message.content, str) for c in reply.choices)
     wrong = openai.OpenAI(base_url=f"http://127.0.0.1:{server}/v1", api_key="not-the-key", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
@@ -176,8 +234,15 @@ def test_official_openai_client_is_a_drop_in(server):
 
 @pytest.mark.slow
 def test_sc_submit_from_served_model_to_upload_and_answer_list(work, server):
-    args = ["sc-submit", "MODEL=tiny", "TASK=logic", "SAMPLES=3", f"PORT={server}", "UNPARSED=A",
-            f"SOURCE={work / 'test.jsonl'}"]
+    args = [
+        "sc-submit",
+        "MODEL=tiny",
+        "TASK=logic",
+        "SAMPLES=3",
+        f"PORT={server}",
+        "UNPARSED=A",
+        f"SOURCE={work / 'test.jsonl'}",
+    ]
     env = {"API_KEY": KEY}
     first = make(work, *args, "LIMIT=3", env=env)
     assert "LIMIT=3: the first 3 of 8 rows of logic_test" in first.stderr
@@ -188,8 +253,9 @@ def test_sc_submit_from_served_model_to_upload_and_answer_list(work, server):
     second = make(work, *args, "LIMIT=5", env=env)
     assert "[sc] 2 ids, 6 samples to ask for (9 kept" in second.stderr
     after = rows_of(samples)
-    assert len(after) == 15 and all(before[(r["id"], r["sample"])] == r["text"] for r in after
-                                    if (r["id"], r["sample"]) in before)
+    assert len(after) == 15 and all(
+        before[(r["id"], r["sample"])] == r["text"] for r in after if (r["id"], r["sample"]) in before
+    )
     assert not any(r["text"].endswith("\ufffd") for r in after)  # whole characters only
     voted = rows_of(work / "submissions/logic/voted_sc_tiny.csv")
     letters = (work / "submissions/logic/answer.txt").read_text().split()
@@ -226,12 +292,29 @@ def test_webchat_serves_the_trained_adapter(work):
     stamp = work / "stamp"
     with log.open("w") as handle:
         proc = subprocess.Popen(
-            ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), "webchat", "MODEL=tiny", "TASK=logic",
-             f"PORT={port}", "ARGS=--no-browser", f"STAMP={stamp}", "-o", str(stamp),
-             f"SMOLLM2={work / 'smollm2.stamp'}", f"PY={sys.executable}",
-             f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}"],
-            cwd=work, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1"})
+            [
+                "make",
+                "--no-print-directory",
+                "-f",
+                str(ROOT / "Makefile"),
+                "webchat",
+                "MODEL=tiny",
+                "TASK=logic",
+                f"PORT={port}",
+                "ARGS=--no-browser",
+                f"STAMP={stamp}",
+                "-o",
+                str(stamp),
+                f"SMOLLM2={work / 'smollm2.stamp'}",
+                f"PY={sys.executable}",
+                f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
+            ],
+            cwd=work,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1"},
+        )
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -268,20 +351,33 @@ def test_exam_layout_for_cola(tmp_path, tiny_model):
     rows = [f"src\t{i % 2}\t{'' if i % 2 else '*'}\tThe cat number {i} sat on the mat." for i in range(160)]
     (tmp_path / "train.tsv").write_text("\n".join(rows[:40]) + "\n", encoding="utf-8")
     (tmp_path / "dev.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    make(tmp_path, "data", "TASK=cola", f"TRAIN={tmp_path / 'train.tsv'}", f"DEV={tmp_path / 'dev.tsv'}",
-         "DATA_ARGS=--tokenizer none")
+    make(
+        tmp_path,
+        "data",
+        "TASK=cola",
+        f"TRAIN={tmp_path / 'train.tsv'}",
+        f"DEV={tmp_path / 'dev.tsv'}",
+        "DATA_ARGS=--tokenizer none",
+    )
     torch.manual_seed(0)  # a trained adapter stands in for make train (tested elsewhere)
-    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                          LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    lora = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
     lora.save_pretrained(tmp_path / "saves/cola/tiny/lora")
     (tmp_path / "saves/cola/tiny/lora/checkpoint-1").mkdir()
     make(tmp_path, "predict", "MODE=score", "MODEL=tiny", "TASK=cola", "SPLIT=dev")
     out = tmp_path / "exam"
     proc = make(tmp_path, "exam-layout", "MODEL=tiny", "TASK=cola", f"OUT={out}")
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == ["pre_data/CoLA_dev.json", "pre_data/CoLA_train.json", "result_CoLA.txt",
-                     "saved_model/README.md", "saved_model/adapter_config.json",
-                     "saved_model/adapter_model.safetensors"]
+    assert files == [
+        "pre_data/CoLA_dev.json",
+        "pre_data/CoLA_train.json",
+        "result_CoLA.txt",
+        "saved_model/README.md",
+        "saved_model/adapter_config.json",
+        "saved_model/adapter_model.safetensors",
+    ]
     assert (out / "pre_data/CoLA_dev.json").read_bytes() == (tmp_path / "data/cola_dev.json").read_bytes()
     result = (out / "result_CoLA.txt").read_text().split()
     scored = rows_of(tmp_path / "predictions/cola/tiny_score.csv")
@@ -302,7 +398,13 @@ def test_a_character_cut_by_the_token_limit_is_dropped(tmp_path):
 
     assert whole_characters("答案是C\ufffd") == "答案是C" and whole_characters("关键词\ufffd\ufffd") == "关键词"
     assert whole_characters("\ufffd在中间") == "\ufffd在中间"  # only the cut end
-    (tmp_path / "test.json").write_text(json.dumps([{"id": "a", "instruction": "", "input": "", "output": ""},
-                                                    {"id": "b", "instruction": "", "input": "", "output": ""}]))
+    (tmp_path / "test.json").write_text(
+        json.dumps(
+            [
+                {"id": "a", "instruction": "", "input": "", "output": ""},
+                {"id": "b", "instruction": "", "input": "", "output": ""},
+            ]
+        )
+    )
     (tmp_path / "generated_predictions.jsonl").write_text('{"predict": "医学\\ufffd"}\n', encoding="utf-8")
     assert predicted_rows(tmp_path, tmp_path / "test.json", limit=1) == [{"id": "a", "prediction": "医学"}]

@@ -43,25 +43,44 @@ def add_task_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_vote_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tie-breaker", metavar="NAME", help="the stem of the file whose label breaks ties (default: "
-                        "glm4 where its file is given, else the file most accurate on the labelled rows of --gold)")
+    parser.add_argument(
+        "--tie-breaker",
+        metavar="NAME",
+        help="the stem of the file whose label breaks ties (default: "
+        "glm4 where its file is given, else the file most accurate on the labelled rows of --gold)",
+    )
     parser.add_argument("--weights", metavar="a=2,b=1", help="vote weights by file stem; unnamed files weigh 1")
     parser.add_argument("--soft", action="store_true", help="average the prob_<label> columns instead of counting")
-    parser.add_argument("--tie-breaker-only", metavar="GROUP", action="append",
-                        help="rows of this group take the tie-breaker's label (repeatable; default: the task's own, "
-                        "judge: 选择题)")
-    parser.add_argument("--groups", metavar="FILE", help="CSV with id and the task's group column, for files "
-                        "without it (default: the tie-breaker's file)")
-    parser.add_argument("--unparsed", metavar="LABEL", help="label for rows on which no model's text parsed "
-                        "(default: such rows are an error)")
-    parser.add_argument("--max-unparsed", metavar="SHARE", default="5%", type=parse_share,
-                        help="stop when a model's predictions abstain (unparsed or outside the labels) on more than "
-                        "this share of rows (default 5%%); below it they abstain and are counted")
+    parser.add_argument(
+        "--tie-breaker-only",
+        metavar="GROUP",
+        action="append",
+        help="rows of this group take the tie-breaker's label (repeatable; default: the task's own, judge: 选择题)",
+    )
+    parser.add_argument(
+        "--groups",
+        metavar="FILE",
+        help="CSV with id and the task's group column, for files without it (default: the tie-breaker's file)",
+    )
+    parser.add_argument(
+        "--unparsed",
+        metavar="LABEL",
+        help="label for rows on which no model's text parsed (default: such rows are an error)",
+    )
+    parser.add_argument(
+        "--max-unparsed",
+        metavar="SHARE",
+        default="5%",
+        type=parse_share,
+        help="stop when a model's predictions abstain (unparsed or outside the labels) on more than "
+        "this share of rows (default 5%%); below it they abstain and are counted",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m voting", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m voting", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     vote = commands.add_parser("vote", help="N-way plurality with a tie-breaker", epilog=POLICY)
@@ -71,9 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_vote_options(vote)
     add_task_options(vote)
 
-    sc = commands.add_parser("self-consistency", help="most frequent of one model's N samples per id",
-                             epilog="tie rule: among tied answers, the one first in sample order "
-                             "(the sample column, numerically when integer, else file order)")
+    sc = commands.add_parser(
+        "self-consistency",
+        help="most frequent of one model's N samples per id",
+        epilog="tie rule: among tied answers, the one first in sample order "
+        "(the sample column, numerically when integer, else file order)",
+    )
     sc.add_argument("samples", help="CSV id,prediction[,sample] with several rows per id")
     sc.add_argument("--out", required=True)
     sc.add_argument("--unparsed", metavar="LABEL", help="label for ids with no parsed sample (default: an error)")
@@ -93,19 +115,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_task_options(report)
 
     submit = commands.add_parser("submit", help="a submission in the competition's own format")
-    submit.add_argument("submit_task", metavar="TASK", help="a task with a submission format (judge, cola, qqp, "
-                        "logic, paper, qa) or a dataset name whose task the adapter recorded")
+    submit.add_argument(
+        "submit_task",
+        metavar="TASK",
+        help="a task with a submission format (judge, cola, qqp, "
+        "logic, paper, qa) or a dataset name whose task the adapter recorded",
+    )
     submit.add_argument("--data-dir", default="data", help="where dataset_info.json names each dataset's task")
     submit.add_argument("--pred", required=True, help="the (voted) predictions CSV")
-    submit.add_argument("--test", required=True, help="the adapter's test dataset JSON (id, instruction, input, "
-                        "output[, dimension])")
+    submit.add_argument(
+        "--test", required=True, help="the adapter's test dataset JSON (id, instruction, input, output[, dimension])"
+    )
     submit.add_argument("--out", required=True, metavar="PATH_OR_DIR")
     submit.add_argument("--source", help="logic: the original test JSONL whose answers to fill")
     submit.add_argument("--keywords", metavar="KW.csv", help="paper: id,prediction with each abstract's keywords")
-    submit.add_argument("--unparsed", metavar="LABEL", help="label written for unparsed predictions "
-                        "(default: an error)")
-    submit.add_argument("--limit", type=positive_int, metavar="N", help="the test file's first N records only "
-                        "(a trial run, LIMIT=N: the file is partial)")
+    submit.add_argument(
+        "--unparsed", metavar="LABEL", help="label written for unparsed predictions (default: an error)"
+    )
+    submit.add_argument(
+        "--limit",
+        type=positive_int,
+        metavar="N",
+        help="the test file's first N records only (a trial run, LIMIT=N: the file is partial)",
+    )
     return parser
 
 
@@ -122,8 +154,16 @@ def task_from_args(args: argparse.Namespace) -> TaskSpec:
 
 
 def vote_options(args: argparse.Namespace) -> VoteOptions:
-    return VoteOptions(args.tie_breaker, args.weights, args.soft, args.groups, args.tie_breaker_only, args.unparsed,
-                       args.max_unparsed, getattr(args, "gold", None))
+    return VoteOptions(
+        args.tie_breaker,
+        args.weights,
+        args.soft,
+        args.groups,
+        args.tie_breaker_only,
+        args.unparsed,
+        args.max_unparsed,
+        getattr(args, "gold", None),
+    )
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
@@ -133,15 +173,26 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
 def command_vote(args: argparse.Namespace, task: TaskSpec) -> dict:
     vote = vote_files(args.files, task, vote_options(args))
     files, tie_breaker = vote.files, vote.files[[f.name for f in vote.files].index(vote.tie_breaker)]
-    out = pd.DataFrame({"id": files[0].ids, "prediction": vote.voted,
-                        "decided_by": np.array(DECIDED_BY, dtype=object)[vote.result.decided_by]})
+    out = pd.DataFrame(
+        {
+            "id": files[0].ids,
+            "prediction": vote.voted,
+            "decided_by": np.array(DECIDED_BY, dtype=object)[vote.result.decided_by],
+        }
+    )
     for column in tie_breaker.extra_columns:
         if column not in out.columns:
             out[column] = tie_breaker.frame[column].to_numpy()
     write_csv(out, args.out)
-    return {"out": args.out, "n": len(out), "models": [f.name for f in files], "tie_breaker": vote.tie_breaker,
-            "tie_breaker_why": vote.tie_breaker_why,
-            "decided_by": vote.result.decided_by_counts(), "unparsed": vote.unparsed}
+    return {
+        "out": args.out,
+        "n": len(out),
+        "models": [f.name for f in files],
+        "tie_breaker": vote.tie_breaker,
+        "tie_breaker_why": vote.tie_breaker_why,
+        "decided_by": vote.result.decided_by_counts(),
+        "unparsed": vote.unparsed,
+    }
 
 
 def command_self_consistency(args: argparse.Namespace, task: TaskSpec) -> dict:
@@ -163,12 +214,18 @@ def command_submit(args: argparse.Namespace, _task: TaskSpec) -> dict:
     keywords = None
     if args.keywords:  # paper: a paper with no keywords predicted is written with empty Keywords, and counted
         keywords = labels_by_id(args.keywords, find_task("keywords"), read_dataset_json(args.test), unparsed="")
-    return write_submission(task, args.pred, args.test, args.out, args.unparsed, args.limit, source=args.source,
-                            keywords=keywords)
+    return write_submission(
+        task, args.pred, args.test, args.out, args.unparsed, args.limit, source=args.source, keywords=keywords
+    )
 
 
-COMMANDS = {"vote": command_vote, "self-consistency": command_self_consistency, "score": command_score,
-            "report": command_report, "submit": command_submit}
+COMMANDS = {
+    "vote": command_vote,
+    "self-consistency": command_self_consistency,
+    "score": command_score,
+    "report": command_report,
+    "submit": command_submit,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

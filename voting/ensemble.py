@@ -94,8 +94,10 @@ def pick_tie_breaker(paths: Sequence[str], task: TaskSpec, gold_path: str | None
             accuracy[name] = sum(hits) / len(hits) if hits else 0.0
         best = max(names, key=lambda name: accuracy[name])  # first of the best in file order
         return best, f"best accuracy on {len(gold)} labelled rows of {gold_path} ({accuracy[best]:.3f})"
-    raise VotingError(f"no {DEFAULT_TIE_BREAKER}.csv among the files and no labelled rows to pick a tie-breaker by: "
-                      f"give --tie-breaker NAME (make: TIE=NAME), one of {', '.join(names)}")
+    raise VotingError(
+        f"no {DEFAULT_TIE_BREAKER}.csv among the files and no labelled rows to pick a tie-breaker by: "
+        f"give --tie-breaker NAME (make: TIE=NAME), one of {', '.join(names)}"
+    )
 
 
 def parse_weights(text: str | None, names: Sequence[str]) -> list[float] | None:
@@ -133,8 +135,10 @@ def soft_probabilities(files: Sequence[Predictions], label_order: Sequence[str])
         raise VotingError(f"{files[0].path}: --soft needs prob_<label> columns, found none")
     for f in files:
         if set(f.prob_labels) != set(reference):
-            raise VotingError(f"{files[0].path} and {f.path} have different prob_ columns: "
-                              f"{', '.join(sorted(reference))} vs {', '.join(sorted(f.prob_labels))}")
+            raise VotingError(
+                f"{files[0].path} and {f.path} have different prob_ columns: "
+                f"{', '.join(sorted(reference))} vs {', '.join(sorted(f.prob_labels))}"
+            )
         outside = [label for label in f.prob_labels if label not in label_order]
         if outside:
             raise VotingError(f"{f.path}: prob_{outside[0]} names no label of the task ({', '.join(label_order)})")
@@ -153,8 +157,9 @@ class Vote:
     tie_breaker_why: str = "given"
 
 
-def read_aligned(paths: Sequence[str], task: TaskSpec, tie_breaker: str, group_map: dict[str, str] | None
-                 ) -> list[Predictions]:
+def read_aligned(
+    paths: Sequence[str], task: TaskSpec, tie_breaker: str, group_map: dict[str, str] | None
+) -> list[Predictions]:
     """Read every file (the tie-breaker's first: its group column serves files without one), rows in one order."""
     names = [Path(path).stem for path in paths]
     tb_index = names.index(tie_breaker)
@@ -162,13 +167,20 @@ def read_aligned(paths: Sequence[str], task: TaskSpec, tie_breaker: str, group_m
     groups = group_map
     if groups is None and tb_file.groups is not None:
         groups = dict(zip(tb_file.ids, tb_file.groups, strict=True))
-    files = [tb_file if i == tb_index else read_predictions_csv(path, task, groups, same_ids=tb_file.ids)
-             for i, path in enumerate(paths)]
+    files = [
+        tb_file if i == tb_index else read_predictions_csv(path, task, groups, same_ids=tb_file.ids)
+        for i, path in enumerate(paths)
+    ]
     return aligned_predictions(files)
 
 
-def row_groups(files: Sequence[Predictions], task: TaskSpec, group_map: dict[str, str] | None,
-               tb_index: int, groups_path: str | None) -> np.ndarray:
+def row_groups(
+    files: Sequence[Predictions],
+    task: TaskSpec,
+    group_map: dict[str, str] | None,
+    tb_index: int,
+    groups_path: str | None,
+) -> np.ndarray:
     """Each row's group for the tie-breaker-only rule: from --groups, else from the tie-breaker's file."""
     if group_map is not None:
         missing = [i for i in files[0].ids if i not in group_map]
@@ -177,8 +189,10 @@ def row_groups(files: Sequence[Predictions], task: TaskSpec, group_map: dict[str
         return np.array([group_map[i] for i in files[0].ids], dtype=object)
     if files[tb_index].groups is not None:
         return np.asarray(files[tb_index].groups, dtype=object)
-    raise VotingError(f"{files[tb_index].path}: no {task.group_col} column for the task's tie-breaker-only groups "
-                      f"({', '.join(task.tie_breaker_only)}); add it, or give --groups FILE with id,{task.group_col}")
+    raise VotingError(
+        f"{files[tb_index].path}: no {task.group_col} column for the task's tie-breaker-only groups "
+        f"({', '.join(task.tie_breaker_only)}); add it, or give --groups FILE with id,{task.group_col}"
+    )
 
 
 def vote_files(paths: Sequence[str], task: TaskSpec, options: VoteOptions) -> Vote:
@@ -200,11 +214,19 @@ def vote_files(paths: Sequence[str], task: TaskSpec, options: VoteOptions) -> Vo
     over = {name: count for name, count in unparsed.items() if count > options.max_unparsed * len(files[0].ids)}
     if over:
         shown = ", ".join(f"{name} {count} of {len(files[0].ids)}" for name, count in over.items())
-        raise VotingError(f"too many predictions abstain (unparsed or outside the labels): {shown}, above "
-                          f"--max-unparsed {options.max_unparsed:.0%}; fix those files (their ids are on stderr), "
-                          "or raise --max-unparsed (make: MAX_UNPARSED=20%)")
-    label_order = list(task.labels) if task.labels else sorted(
-        {x for f in files for x in f.labels if x is not None} | (set(files[0].prob_labels) if options.soft else set()))
+        raise VotingError(
+            f"too many predictions abstain (unparsed or outside the labels): {shown}, above "
+            f"--max-unparsed {options.max_unparsed:.0%}; fix those files (their ids are on stderr), "
+            "or raise --max-unparsed (make: MAX_UNPARSED=20%)"
+        )
+    label_order = (
+        list(task.labels)
+        if task.labels
+        else sorted(
+            {x for f in files for x in f.labels if x is not None}
+            | (set(files[0].prob_labels) if options.soft else set())
+        )
+    )
     if options.unparsed is not None and options.unparsed not in label_order:
         if task.labels:
             raise VotingError(f"--unparsed {options.unparsed}: not a {task.name} label ({', '.join(label_order)})")
@@ -215,12 +237,15 @@ def vote_files(paths: Sequence[str], task: TaskSpec, options: VoteOptions) -> Vo
     tie_breaker_only = np.isin(row_groups(files, task, group_map, tb_index, options.groups), only) if only else None
     probs = soft_probabilities(files, label_order) if options.soft else None
     weights = parse_weights(options.weights, names)
-    voted, result = ensemble_vote([f.labels for f in files], label_order, tb_index, weights, probs,
-                                  tie_breaker_only, options.unparsed)
+    voted, result = ensemble_vote(
+        [f.labels for f in files], label_order, tb_index, weights, probs, tie_breaker_only, options.unparsed
+    )
     no_vote = result.decided_by == NO_VOTE
     if no_vote.any():
-        raise VotingError(f"{', '.join(paths)}: no model's text parsed on {int(no_vote.sum())} rows, ids "
-                          f"{first_items(files[0].ids[no_vote])}; fix them or give --unparsed LABEL")
+        raise VotingError(
+            f"{', '.join(paths)}: no model's text parsed on {int(no_vote.sum())} rows, ids "
+            f"{first_items(files[0].ids[no_vote])}; fix them or give --unparsed LABEL"
+        )
     return Vote(files, voted, result, unparsed, tie_breaker, why)
 
 
@@ -245,8 +270,10 @@ def self_consistency(path: str | Path, task: TaskSpec, unparsed: str | None = No
     empty = voted["prediction"].isna()
     if empty.any():
         if unparsed is None:
-            raise VotingError(f"{path}: no sample parsed for {int(empty.sum())} ids ({first_items(voted.index[empty])})"
-                              "; fix them or give --unparsed LABEL")
+            raise VotingError(
+                f"{path}: no sample parsed for {int(empty.sum())} ids ({first_items(voted.index[empty])})"
+                "; fix them or give --unparsed LABEL"
+            )
         if task.labels and unparsed not in task.labels:
             raise VotingError(f"--unparsed {unparsed}: not a {task.name} label ({', '.join(task.labels)})")
         voted.loc[empty, "prediction"] = unparsed
@@ -260,6 +287,11 @@ def self_consistency(path: str | Path, task: TaskSpec, unparsed: str | None = No
         first = frame.drop_duplicates("id").set_index("id")
         for column in extras:
             out[column] = won[column].reindex(out["id"]).fillna(first[column].reindex(out["id"])).to_numpy()
-    summary = {"ids": len(out), "samples": len(frame), "unparsed_samples": n_unparsed,
-               "ties": int(out["tied"].sum()), "filled_unparsed": int(empty.sum())}
+    summary = {
+        "ids": len(out),
+        "samples": len(frame),
+        "unparsed_samples": n_unparsed,
+        "ties": int(out["tied"].sum()),
+        "filled_unparsed": int(empty.sum()),
+    }
     return out, summary

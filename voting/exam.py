@@ -36,19 +36,26 @@ def exam_name(submission_name: str | None) -> str:
     """`result_CoLA.txt` → `CoLA`; None for tasks the exam does not grade."""
     stem = Path(submission_name or "").stem
     if not stem.startswith("result_"):
-        raise VotingError(f"the exam layout is for CoLA and QQP (result_<dataset>.txt); this task writes "
-                          f"{submission_name or 'no file'}")
+        raise VotingError(
+            f"the exam layout is for CoLA and QQP (result_<dataset>.txt); this task writes "
+            f"{submission_name or 'no file'}"
+        )
     return stem.removeprefix("result_")
 
 
 def default_predictions(task: str, model: str) -> Path:
-    candidates = [submissions_dir(task) / "voted.csv", predictions_csv(task, model),
-                  predictions_csv(task, model, "score")]
+    candidates = [
+        submissions_dir(task) / "voted.csv",
+        predictions_csv(task, model),
+        predictions_csv(task, model, "score"),
+    ]
     for path in candidates:
         if path.is_file():
             return path
-    raise VotingError(f"no predictions of {task}: none of {', '.join(map(str, candidates))} exists; predict the dev "
-                      f"split first (make predict MODEL={model} TASK={task} SPLIT=dev [MODE=score]) or give PRED=")
+    raise VotingError(
+        f"no predictions of {task}: none of {', '.join(map(str, candidates))} exists; predict the dev "
+        f"split first (make predict MODEL={model} TASK={task} SPLIT=dev [MODE=score]) or give PRED="
+    )
 
 
 def copy_model(task: str, model: str, out: Path) -> str:
@@ -59,8 +66,10 @@ def copy_model(task: str, model: str, out: Path) -> str:
     elif (lora / "adapter_config.json").is_file():
         source, kind = lora, "LoRA adapter"
     else:
-        raise VotingError(f"no trained model of {task}: neither {merged} (make export) nor {lora}/adapter_config.json "
-                          f"(make train MODEL={model} TASK={task})")
+        raise VotingError(
+            f"no trained model of {task}: neither {merged} (make export) nor {lora}/adapter_config.json "
+            f"(make train MODEL={model} TASK={task})"
+        )
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".saved_model-", dir=out))
     try:
@@ -76,8 +85,15 @@ def copy_model(task: str, model: str, out: Path) -> str:
     return f"{kind} {source}"
 
 
-def export_layout(task_name: str, model: str, out: str | Path, data_dir: str | Path = "data",
-                  pred: str | Path | None = None, unparsed: str | None = None, rows: int = EXAM_ROWS) -> dict[str, Any]:
+def export_layout(
+    task_name: str,
+    model: str,
+    out: str | Path,
+    data_dir: str | Path = "data",
+    pred: str | Path | None = None,
+    unparsed: str | None = None,
+    rows: int = EXAM_ROWS,
+) -> dict[str, Any]:
     out = Path(out)
     task = find_task(task_name, data_dir)
     name = exam_name(task.submission_name)
@@ -87,13 +103,19 @@ def export_layout(task_name: str, model: str, out: str | Path, data_dir: str | P
     model_from = copy_model(task_name, model, out)
     pred_path = Path(pred) if pred else default_predictions(task_name, model)
     summary = write_submission(task, pred_path, files["dev"], out, unparsed, limit=rows)
-    return {"out": str(out), "pre_data": [f"pre_data/{name}_{split}.json" for split in files],
-            "saved_model": model_from, "predictions": str(pred_path), **summary}
+    return {
+        "out": str(out),
+        "pre_data": [f"pre_data/{name}_{split}.json" for split in files],
+        "saved_model": model_from,
+        "predictions": str(pred_path),
+        **summary,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m voting.exam", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m voting.exam", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--task", required=True, help="cola or qqp, or a dataset name whose task the adapter recorded")
     parser.add_argument("--model", default="smollm2", help="whose saves/TASK/MODEL go to saved_model/")
     parser.add_argument("--out", required=True, help="the exam's folder")
@@ -109,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(json.dumps(summary, ensure_ascii=False))
     if summary.get("seed_score") is not None:
-        print(f"exam score: accuracy {summary['accuracy']:.4f} × 70 = {summary['seed_score']:.2f} "
-              f"({summary['rows']} dev rows)", file=sys.stderr)
+        print(
+            f"exam score: accuracy {summary['accuracy']:.4f} × 70 = {summary['seed_score']:.2f} "
+            f"({summary['rows']} dev rows)",
+            file=sys.stderr,
+        )
     return 0
 
 

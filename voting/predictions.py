@@ -52,7 +52,7 @@ class Predictions:
 
     @property
     def prob_labels(self) -> list[str]:
-        return [c[len("prob_"):] for c in self.frame.columns if c.startswith("prob_")]
+        return [c[len("prob_") :] for c in self.frame.columns if c.startswith("prob_")]
 
     def probabilities(self, label_order: Sequence[str]) -> np.ndarray:
         """(rows, labels) float matrix of the `prob_<label>` columns in `label_order`; absent or empty: NaN."""
@@ -64,8 +64,10 @@ class Predictions:
             values = pd.to_numeric(self.frame[column].replace("", np.nan), errors="coerce")
             bad = values.isna() & (self.frame[column] != "")
             if bad.any():
-                raise VotingError(f"{self.path} row {_row_of(bad)} id {self.frame['id'][bad].iloc[0]}: {column} is "
-                                  f"{self.frame[column][bad].iloc[0]!r}, expected a number")
+                raise VotingError(
+                    f"{self.path} row {_row_of(bad)} id {self.frame['id'][bad].iloc[0]}: {column} is "
+                    f"{self.frame[column][bad].iloc[0]!r}, expected a number"
+                )
             out[:, k] = values.to_numpy(dtype=float)
         return out
 
@@ -75,8 +77,9 @@ def _row_of(mask: pd.Series) -> int:
     return int(np.flatnonzero(mask.to_numpy())[0]) + 2
 
 
-def read_csv_frame(path: str | Path, required: Sequence[str], unique_ids: bool = True,
-                   same_ids: np.ndarray | None = None) -> pd.DataFrame:
+def read_csv_frame(
+    path: str | Path, required: Sequence[str], unique_ids: bool = True, same_ids: np.ndarray | None = None
+) -> pd.DataFrame:
     """A CSV (UTF-8 or GB18030) as strings, checked: the required columns, at least one row, unique non-empty ids.
 
     UTF-8 files take Arrow's columnar reader; anything it does not take as it is (GB18030, ragged rows, repeated or
@@ -110,7 +113,7 @@ def _arrow_frame(data: bytes, same_ids: np.ndarray | None = None) -> tuple[pd.Da
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    body = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+    body = data[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data
     try:
         header = next(csv.reader([body.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8")]))
     except (UnicodeDecodeError, StopIteration, csv.Error):
@@ -118,19 +121,30 @@ def _arrow_frame(data: bytes, same_ids: np.ndarray | None = None) -> tuple[pd.Da
     if not all(header) or len(set(header)) < len(header):  # pandas names these "Unnamed: 1", "a.1"
         return None, False
     # ids and probabilities are mostly distinct; labels and groups repeat, so a dictionary makes them cheap to convert
-    types = {name: pa.string() if name == "id" or name.startswith("prob_") else pa.dictionary(pa.int32(), pa.string())
-             for name in header}
+    types = {
+        name: pa.string() if name == "id" or name.startswith("prob_") else pa.dictionary(pa.int32(), pa.string())
+        for name in header
+    }
     try:
-        table = pacsv.read_csv(pa.BufferReader(body), parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                               convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
+        table = pacsv.read_csv(
+            pa.BufferReader(body),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # not UTF-8, ragged rows, empty: pandas says which
         return None, False
     if table.column_names != header:
         return None, False
-    shared = ("id" in header and same_ids is not None and len(same_ids) == table.num_rows
-              and table.column("id").equals(pa.chunked_array([same_ids], pa.string())))
-    columns = {name: same_ids if shared and name == "id" else _objects(column)
-               for name, column in zip(header, table.columns, strict=True)}
+    shared = (
+        "id" in header
+        and same_ids is not None
+        and len(same_ids) == table.num_rows
+        and table.column("id").equals(pa.chunked_array([same_ids], pa.string()))
+    )
+    columns = {
+        name: same_ids if shared and name == "id" else _objects(column)
+        for name, column in zip(header, table.columns, strict=True)
+    }
     return pd.DataFrame(columns, copy=False), shared
 
 
@@ -166,12 +180,20 @@ def check_ids(path: str | Path, ids: pd.Series, unique: bool = True) -> None:
         return
     duplicated = ids.duplicated(keep=False)
     if duplicated.any():
-        raise VotingError(f"{path}: duplicate ids {first_items(pd.unique(ids[duplicated]))} "
-                          f"(first at row {_row_of(duplicated)})")
+        raise VotingError(
+            f"{path}: duplicate ids {first_items(pd.unique(ids[duplicated]))} (first at row {_row_of(duplicated)})"
+        )
 
 
-def labels_or_error(path: Path, frame: pd.DataFrame, column: str, task: TaskSpec, groups: np.ndarray | None,
-                    strict: bool = False, refuse_outside: bool = False) -> np.ndarray:
+def labels_or_error(
+    path: Path,
+    frame: pd.DataFrame,
+    column: str,
+    task: TaskSpec,
+    groups: np.ndarray | None,
+    strict: bool = False,
+    refuse_outside: bool = False,
+) -> np.ndarray:
     """Extract `frame[column]`. Gold (`strict`): every value must be a label. Predictions: a value outside the task's
     labels ("3333" for a 1–5 score) or unparsed text abstains (None, counted by report_unparsed); a row whose group
     the task does not know is bad input either way; `refuse_outside` (a submission) refuses values outside too."""
@@ -179,8 +201,11 @@ def labels_or_error(path: Path, frame: pd.DataFrame, column: str, task: TaskSpec
     labels = extracted.labels
     for status in (UNKNOWN_GROUP, OUT_OF_SET, UNPARSED):
         bad = extracted.status == status
-        if not bad.any() or (status == UNPARSED and not strict) or (
-                status == OUT_OF_SET and not (strict or refuse_outside)):
+        if (
+            not bad.any()
+            or (status == UNPARSED and not strict)
+            or (status == OUT_OF_SET and not (strict or refuse_outside))
+        ):
             continue
         row = int(np.flatnonzero(bad)[0])
         where = f"{path} {_record_name(path, row)} id {frame['id'].iloc[row]}"
@@ -188,14 +213,22 @@ def labels_or_error(path: Path, frame: pd.DataFrame, column: str, task: TaskSpec
         if status == UNKNOWN_GROUP:
             raise VotingError(f"{where}: {task.group_col} is {group!r}, expected one of {', '.join(task.groups)}")
         allowed, _ = task.rules_for(group)
-        expected = "a non-empty answer" if allowed is None else f"a {task.name} label ({', '.join(allowed)}" + (
-            f" for {group})" if group else ")")
-        raise VotingError(f"{where}: {column} is {frame[column].iloc[row]!r}, expected {expected}; "
-                          f"{int(bad.sum())} such rows, ids {first_items(frame['id'][bad])}")
+        expected = (
+            "a non-empty answer"
+            if allowed is None
+            else f"a {task.name} label ({', '.join(allowed)}" + (f" for {group})" if group else ")")
+        )
+        raise VotingError(
+            f"{where}: {column} is {frame[column].iloc[row]!r}, expected {expected}; "
+            f"{int(bad.sum())} such rows, ids {first_items(frame['id'][bad])}"
+        )
     outside = extracted.status == OUT_OF_SET
     if outside.any():
-        print(f"{path}: {int(outside.sum())} {column}s outside the {task.name} labels abstain, e.g. "
-              f"{frame[column][outside].iloc[0]!r} (ids {first_items(frame['id'][outside])})", file=sys.stderr)
+        print(
+            f"{path}: {int(outside.sum())} {column}s outside the {task.name} labels abstain, e.g. "
+            f"{frame[column][outside].iloc[0]!r} (ids {first_items(frame['id'][outside])})",
+            file=sys.stderr,
+        )
     return labels
 
 
@@ -215,8 +248,13 @@ def group_values(frame: pd.DataFrame, task: TaskSpec, groups: Mapping[str, str] 
     return None
 
 
-def read_predictions_csv(path: str | Path, task: TaskSpec, groups: Mapping[str, str] | None = None,
-                         refuse_outside: bool = False, same_ids: np.ndarray | None = None) -> Predictions:
+def read_predictions_csv(
+    path: str | Path,
+    task: TaskSpec,
+    groups: Mapping[str, str] | None = None,
+    refuse_outside: bool = False,
+    same_ids: np.ndarray | None = None,
+) -> Predictions:
     """A predictions file (`id,prediction[,prob_*][,extras]`) with the task's extraction applied to `prediction`;
     values outside the labels abstain (None), or are refused with `refuse_outside`; `same_ids`: another file's
     checked ids (read_csv_frame)."""
@@ -265,8 +303,11 @@ def report_unparsed(predictions: Predictions) -> int:
     """Print how many answers of a file abstain (unparsed or outside the labels; stderr) and return the count."""
     ids = predictions.unparsed_ids
     if ids:
-        print(f"{predictions.path}: {len(ids)} of {len(predictions.labels)} predictions unparsed or outside the "
-              f"labels, they abstain (ids {first_items(ids)})", file=sys.stderr)
+        print(
+            f"{predictions.path}: {len(ids)} of {len(predictions.labels)} predictions unparsed or outside the "
+            f"labels, they abstain (ids {first_items(ids)})",
+            file=sys.stderr,
+        )
     return len(ids)
 
 
@@ -289,8 +330,14 @@ def aligned_predictions(files: Sequence[Predictions]) -> list[Predictions]:
                 parts.append(f"{len(only_other)} ids only in {other.path} ({first_items(only_other)})")
             raise VotingError(f"{first.path} and {other.path} have different ids: {'; '.join(parts)}")
         order = index.get_indexer(reference)
-        out.append(Predictions(other.path, other.frame.iloc[order].reset_index(drop=True), other.labels[order],
-                               None if other.groups is None else other.groups[order]))
+        out.append(
+            Predictions(
+                other.path,
+                other.frame.iloc[order].reset_index(drop=True),
+                other.labels[order],
+                None if other.groups is None else other.groups[order],
+            )
+        )
     check_same_groups(out)
     return out
 
@@ -303,7 +350,8 @@ def check_same_groups(files: Sequence[Predictions]) -> None:
         differ = np.asarray(first_groups != other_groups, dtype=bool)
         if differ.any():
             row = int(np.flatnonzero(differ)[0])
-            raise VotingError(f"id {first.ids[row]}: {first.path} says {first_groups[row]!r} but {other.path} says "
-                              f"{other_groups[row]!r} for its group; {int(differ.sum())} rows disagree, the files "
-                              "must come from the same test set")
-
+            raise VotingError(
+                f"id {first.ids[row]}: {first.path} says {first_groups[row]!r} but {other.path} says "
+                f"{other_groups[row]!r} for its group; {int(differ.sum())} rows disagree, the files "
+                "must come from the same test set"
+            )

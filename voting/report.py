@@ -33,9 +33,16 @@ def agreement_matrix(columns: Sequence[Sequence[str | None]]) -> np.ndarray:
     return matrix
 
 
-def ensemble_report(files: Sequence[Predictions], gold: Predictions, voted: Sequence[str | None], result: VoteResult,
-                    tie_breaker: str, text: str | None, label_order: Sequence[str] | None = None,
-                    numeric: bool | None = None) -> dict:
+def ensemble_report(
+    files: Sequence[Predictions],
+    gold: Predictions,
+    voted: Sequence[str | None],
+    result: VoteResult,
+    tie_breaker: str,
+    text: str | None,
+    label_order: Sequence[str] | None = None,
+    numeric: bool | None = None,
+) -> dict:
     """Scores of every model and of the ensemble, agreement, the tie-breaker's share; files aligned with gold.
 
     `text` names the free-text measures (core.metrics.free_text_metrics: text, keywords, qa); None: label metrics.
@@ -80,32 +87,71 @@ def ensemble_report(files: Sequence[Predictions], gold: Predictions, voted: Sequ
 def report_markdown(report: dict, chart_name: str = "report.png") -> str:
     """The report as Markdown tables."""
     scores = report["scores"]
-    keys = [k for k in ("n", "accuracy", "macro_f1", "mcc", "mae", "exact_match", "char_f1", "keyword_precision",
-                        "keyword_recall", "keyword_f1", "keyword_macro_f1", "rouge_l", "bleu_4", "unparsed")
-            if any(k in s for s in scores.values())]
-    lines = [f"# Ensemble report ({report['n']} rows, gold {report['gold']})", "",
-             f"Tie-breaker: `{report['tie_breaker']}`.", "", "## Scores", "",
-             "| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    keys = [
+        k
+        for k in (
+            "n",
+            "accuracy",
+            "macro_f1",
+            "mcc",
+            "mae",
+            "exact_match",
+            "char_f1",
+            "keyword_precision",
+            "keyword_recall",
+            "keyword_f1",
+            "keyword_macro_f1",
+            "rouge_l",
+            "bleu_4",
+            "unparsed",
+        )
+        if any(k in s for s in scores.values())
+    ]
+    lines = [
+        f"# Ensemble report ({report['n']} rows, gold {report['gold']})",
+        "",
+        f"Tie-breaker: `{report['tie_breaker']}`.",
+        "",
+        "## Scores",
+        "",
+        "| model | " + " | ".join(keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+    ]
     for name, values in scores.items():
         shown = "**ensemble**" if name == ENSEMBLE else f"`{name}`"
         lines.append(f"| {shown} | " + " | ".join(_cell(values.get(k)) for k in keys) + " |")
     names, matrix = report["agreement"]["models"], report["agreement"]["matrix"]
-    lines += ["", "## Pairwise agreement (fraction of rows with the same label)", "",
-              "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(f"{x:.3f}" for x in row) + " |"
-              for name, row in zip(names, matrix, strict=True)]
+    lines += [
+        "",
+        "## Pairwise agreement (fraction of rows with the same label)",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(f"{x:.3f}" for x in row) + " |" for name, row in zip(names, matrix, strict=True)
+    ]
     tb = report["tie_breaker_decided"]
-    lines += ["", "## How rows were decided", "",
-              f"The tie-breaker decided {tb['rows']} rows ({tb['fraction']:.1%}): {tb['ties']} ties and "
-              f"{tb['tie_breaker_only']} tie-breaker-only rows; ensemble accuracy on them: "
-              f"{_cell(tb['accuracy_on_those_rows'])}.", "", "| decided by | rows |", "|---|---|"]
+    lines += [
+        "",
+        "## How rows were decided",
+        "",
+        f"The tie-breaker decided {tb['rows']} rows ({tb['fraction']:.1%}): {tb['ties']} ties and "
+        f"{tb['tie_breaker_only']} tie-breaker-only rows; ensemble accuracy on them: "
+        f"{_cell(tb['accuracy_on_those_rows'])}.",
+        "",
+        "| decided by | rows |",
+        "|---|---|",
+    ]
     lines += [f"| {name} | {report['decided_by'][name]} |" for name in DECIDED_BY if report["decided_by"][name]]
     if "by_group" in report:
         lines += ["", "## Accuracy by group", ""]
         groups = list(next(iter(report["by_group"].values())))
         lines += ["| model | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
-        lines += [f"| {name} | " + " | ".join(_cell(by[g]["accuracy"]) for g in groups) + " |"
-                  for name, by in report["by_group"].items()]
+        lines += [
+            f"| {name} | " + " | ".join(_cell(by[g]["accuracy"]) for g in groups) + " |"
+            for name, by in report["by_group"].items()
+        ]
     lines += ["", f"![scores and agreement]({chart_name})", ""]
     return "\n".join(lines)
 
@@ -118,8 +164,11 @@ def plot_report(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scores = report["scores"]
-    metrics = [k for k in ("accuracy", "macro_f1", "mcc", "exact_match", "char_f1", "keyword_f1")
-               if all(k in s for s in scores.values())]
+    metrics = [
+        k
+        for k in ("accuracy", "macro_f1", "mcc", "exact_match", "char_f1", "keyword_f1")
+        if all(k in s for s in scores.values())
+    ]
     names = list(scores)
     fig, (bars, heat) = plt.subplots(1, 2, figsize=(12, 4.5))
     width = 0.8 / max(len(metrics), 1)
@@ -185,8 +234,9 @@ def score_file(pred_path: str, gold_path: str, task: TaskSpec, plot: str | None 
     result.update(label_metrics(list(gold.labels), list(pred.labels), task.labels, numeric))
     groups = gold.groups if gold.groups is not None else pred.groups
     if groups is not None:
-        result["by_group"] = metrics_by_group(list(gold.labels), list(pred.labels), groups,
-                                              label_order=task.labels, numeric=numeric)
+        result["by_group"] = metrics_by_group(
+            list(gold.labels), list(pred.labels), groups, label_order=task.labels, numeric=numeric
+        )
     if plot:
         plot_confusion(result["confusion"], result["labels"], plot, title=Path(pred_path).stem)
         result["plot"] = plot
@@ -201,16 +251,33 @@ def report_files(paths: list[str], gold_path: str, task: TaskSpec, options: Vote
     aligned = aligned_predictions([gold, *vote.files])  # same ids as gold, rows in gold's order
     order = pd.Index(vote.files[0].ids).get_indexer(aligned[0].ids)
     reordered = VoteResult(vote.result.winner[order], vote.result.decided_by[order])
-    report = ensemble_report(aligned[1:], aligned[0], vote.voted[order], reordered, vote.tie_breaker,
-                             text_scoring(task, gold), task.labels, task.numeric if task.labels else None)
+    report = ensemble_report(
+        aligned[1:],
+        aligned[0],
+        vote.voted[order],
+        reordered,
+        vote.tie_breaker,
+        text_scoring(task, gold),
+        task.labels,
+        task.numeric if task.labels else None,
+    )
     written = write_report(report, out)
     if text_scoring(task, gold) == "qa":  # each answer's scores, the ensemble's, beside the report
         rows = qa_metrics(list(aligned[0].labels), list(vote.voted[order]), per_row=True)["rows"]
         per_row = Path(out) / "rows.csv"
-        atomic_write_csv(per_row, [{"id": i, "answer": g, "prediction": p, **r} for i, g, p, r in
-                                   zip(aligned[0].ids, aligned[0].labels, vote.voted[order], rows, strict=True)])
+        atomic_write_csv(
+            per_row,
+            [
+                {"id": i, "answer": g, "prediction": p, **r}
+                for i, g, p, r in zip(aligned[0].ids, aligned[0].labels, vote.voted[order], rows, strict=True)
+            ],
+        )
         written.append(per_row)
     ensemble = report["scores"][ENSEMBLE]
-    return {"out": [str(p) for p in written], "tie_breaker": vote.tie_breaker, "tie_breaker_why": vote.tie_breaker_why,
-            "ensemble": {k: v for k, v in ensemble.items() if k not in ("labels", "confusion")},
-            "tie_breaker_decided": report["tie_breaker_decided"]}
+    return {
+        "out": [str(p) for p in written],
+        "tie_breaker": vote.tie_breaker,
+        "tie_breaker_why": vote.tie_breaker_why,
+        "ensemble": {k: v for k, v in ensemble.items() if k not in ("labels", "confusion")},
+        "tie_breaker_decided": report["tie_breaker_decided"],
+    }

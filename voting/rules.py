@@ -42,8 +42,12 @@ def vote_counts(codes: np.ndarray, n_labels: int, weights: Sequence[float] | Non
     return counts
 
 
-def decide(scores: np.ndarray, tie_breaker: np.ndarray, tie_breaker_only: np.ndarray | None = None,
-           unparsed_label: int | None = None) -> VoteResult:
+def decide(
+    scores: np.ndarray,
+    tie_breaker: np.ndarray,
+    tie_breaker_only: np.ndarray | None = None,
+    unparsed_label: int | None = None,
+) -> VoteResult:
     """Winners from (rows, labels) totals: the strict top wins; a tie (or a tie-breaker-only row) → `tie_breaker`.
 
     `tie_breaker` holds the tie-breaker model's code per row (-1 where it abstained: then the others' plurality
@@ -80,8 +84,14 @@ def decide(scores: np.ndarray, tie_breaker: np.ndarray, tie_breaker_only: np.nda
     return VoteResult(winner, decided_by)
 
 
-def plurality_vote(codes: np.ndarray, n_labels: int, tie_breaker: int, weights: Sequence[float] | None = None,
-                   tie_breaker_only: np.ndarray | None = None, unparsed_label: int | None = None) -> VoteResult:
+def plurality_vote(
+    codes: np.ndarray,
+    n_labels: int,
+    tie_breaker: int,
+    weights: Sequence[float] | None = None,
+    tie_breaker_only: np.ndarray | None = None,
+    unparsed_label: int | None = None,
+) -> VoteResult:
     """N-way (weighted) plurality over a (rows, models) code matrix; column `tie_breaker` breaks ties."""
     codes = np.asarray(codes)
     if not 0 <= tie_breaker < codes.shape[1]:
@@ -90,8 +100,13 @@ def plurality_vote(codes: np.ndarray, n_labels: int, tie_breaker: int, weights: 
     return decide(scores, codes[:, tie_breaker], tie_breaker_only, unparsed_label)
 
 
-def soft_vote(probs: np.ndarray, tie_breaker_codes: np.ndarray, weights: Sequence[float] | None = None,
-              tie_breaker_only: np.ndarray | None = None, unparsed_label: int | None = None) -> VoteResult:
+def soft_vote(
+    probs: np.ndarray,
+    tie_breaker_codes: np.ndarray,
+    weights: Sequence[float] | None = None,
+    tie_breaker_only: np.ndarray | None = None,
+    unparsed_label: int | None = None,
+) -> VoteResult:
     """Argmax of the (weighted) average of (models, rows, labels) probabilities; NaN counts as 0.
 
     A model whose probabilities on a row are all missing or zero abstains there; exact ties → tie-breaker's label.
@@ -117,8 +132,9 @@ def four_way_vote(votes: Sequence[Sequence[Hashable]], tie_breaker: int = 0) -> 
     return [labels[code] for code in result.winner]
 
 
-def encode_labels(votes: Sequence[Sequence[Hashable | None] | np.ndarray], label_order: Sequence[Hashable] | None = None
-                  ) -> tuple[np.ndarray, list[Hashable]]:
+def encode_labels(
+    votes: Sequence[Sequence[Hashable | None] | np.ndarray], label_order: Sequence[Hashable] | None = None
+) -> tuple[np.ndarray, list[Hashable]]:
     """(rows, models) code matrix and the label list; None labels become ABSTAIN."""
     columns = [np.asarray(column, dtype=object) for column in votes]
     if label_order is None:
@@ -131,8 +147,9 @@ def encode_labels(votes: Sequence[Sequence[Hashable | None] | np.ndarray], label
     return codes, list(label_order)
 
 
-def self_consistency_vote(ids: Sequence[Hashable] | np.ndarray, answers: Sequence[Hashable | None] | np.ndarray
-                          ) -> pd.DataFrame:
+def self_consistency_vote(
+    ids: Sequence[Hashable] | np.ndarray, answers: Sequence[Hashable | None] | np.ndarray
+) -> pd.DataFrame:
     """Most frequent answer per id, samples given in order; a tie goes to the tied answer that came first.
 
     Unparsed samples (None) abstain. Returns a frame indexed by id (first-appearance order) with `prediction`
@@ -157,10 +174,15 @@ def self_consistency_vote(ids: Sequence[Hashable] | np.ndarray, answers: Sequenc
     return out
 
 
-def ensemble_vote(label_columns: Sequence[Sequence[Hashable | None] | np.ndarray], label_order: Sequence[Hashable],
-                  tie_breaker: int, weights: Sequence[float] | None = None, probs: np.ndarray | None = None,
-                  tie_breaker_only: np.ndarray | None = None, unparsed_label: Hashable | None = None
-                  ) -> tuple[np.ndarray, VoteResult]:
+def ensemble_vote(
+    label_columns: Sequence[Sequence[Hashable | None] | np.ndarray],
+    label_order: Sequence[Hashable],
+    tie_breaker: int,
+    weights: Sequence[float] | None = None,
+    probs: np.ndarray | None = None,
+    tie_breaker_only: np.ndarray | None = None,
+    unparsed_label: Hashable | None = None,
+) -> tuple[np.ndarray, VoteResult]:
     """Voted labels (object array, None where no model voted) from models' label columns (None: unparsed).
 
     Hard plurality by default; with `probs` (models, rows, labels in `label_order`) the soft vote.

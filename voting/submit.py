@@ -18,8 +18,9 @@ from voting import VotingError, first_items
 from voting.predictions import read_dataset_json, read_predictions_csv
 
 
-def labels_by_id(pred_path: str | Path, task: TaskSpec, test_records: list[dict], unparsed: str | None = None
-                 ) -> dict[str, str]:
+def labels_by_id(
+    pred_path: str | Path, task: TaskSpec, test_records: list[dict], unparsed: str | None = None
+) -> dict[str, str]:
     """id → label for every test id, from a predictions file; missing ids and unparsed text are errors."""
     groups = None
     if task.group_col:
@@ -29,29 +30,43 @@ def labels_by_id(pred_path: str | Path, task: TaskSpec, test_records: list[dict]
     test_ids = [str(record["id"]) for record in test_records]
     missing = [i for i in test_ids if i not in labels]
     if missing:
-        raise VotingError(f"{pred_path}: {len(missing)} ids of the test file have no prediction: "
-                          f"{first_items(missing)}")
+        raise VotingError(
+            f"{pred_path}: {len(missing)} ids of the test file have no prediction: {first_items(missing)}"
+        )
     extra = len(labels) - len(test_ids)
     if extra:
         print(f"{pred_path}: {extra} predicted ids are not in the test file; ignored", file=sys.stderr)
     unparsed_ids = [i for i in test_ids if labels[i] is None]
     if unparsed_ids:
         if unparsed is None and task.free_text:
-            raise VotingError(f"{pred_path}: {len(unparsed_ids)} predictions are empty ({first_items(unparsed_ids)}): "
-                              "the model wrote no answer there; predict those rows again (a small max_new_tokens "
-                              "cuts answers off) or give --unparsed TEXT to write a fixed answer")
+            raise VotingError(
+                f"{pred_path}: {len(unparsed_ids)} predictions are empty ({first_items(unparsed_ids)}): "
+                "the model wrote no answer there; predict those rows again (a small max_new_tokens "
+                "cuts answers off) or give --unparsed TEXT to write a fixed answer"
+            )
         if unparsed is None:
-            raise VotingError(f"{pred_path}: {len(unparsed_ids)} predictions unparsed ({first_items(unparsed_ids)});"
-                              f" fix them or give --unparsed LABEL")
-        print(f"{pred_path}: {len(unparsed_ids)} unparsed predictions written as {unparsed!r} "
-              f"({first_items(unparsed_ids)})", file=sys.stderr)
+            raise VotingError(
+                f"{pred_path}: {len(unparsed_ids)} predictions unparsed ({first_items(unparsed_ids)});"
+                f" fix them or give --unparsed LABEL"
+            )
+        print(
+            f"{pred_path}: {len(unparsed_ids)} unparsed predictions written as {unparsed!r} "
+            f"({first_items(unparsed_ids)})",
+            file=sys.stderr,
+        )
         labels.update({i: unparsed for i in unparsed_ids})
     return labels
 
 
-def write_submission(task: TaskSpec, pred: str | Path, test: str | Path, out: str | Path,
-                     unparsed: str | None = None, limit: int | None = None,
-                     **extras: Mapping[str, str] | str | None) -> dict[str, Any]:
+def write_submission(
+    task: TaskSpec,
+    pred: str | Path,
+    test: str | Path,
+    out: str | Path,
+    unparsed: str | None = None,
+    limit: int | None = None,
+    **extras: Mapping[str, str] | str | None,
+) -> dict[str, Any]:
     """Read the test records and the predictions, then write the task's submission file; its summary.
 
     `limit`: the test file's first N records only (a trial run, LIMIT=N; the CoLA/QQP exam's first 150 dev rows).
