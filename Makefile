@@ -136,7 +136,7 @@ qlora: setup ## 4-bit QLoRA SFT (CUDA + bitsandbytes): make qlora MODEL=internlm
 	$(LLMCOMP) qlora --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(ARGS)
 
 train-all: ## the four seed models in sequence, one process each (GPU memory freed between)
-	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory train MODEL=$$m TASK=$(call q,$(TASK)); done
+	@set -e; for m in $(SEED_MODELS); do $(MAKE) -f $(firstword $(MAKEFILE_LIST)) --no-print-directory train MODEL=$$m TASK=$(call q,$(TASK)); done
 
 predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv [NPROC=N]] [SAMPLES=N] [LIMIT=N]
 ifeq ($(MODE),score)
@@ -149,7 +149,7 @@ else
 endif
 
 predict-all: ## predict with the four seed models in sequence
-	@set -e; for m in $(SEED_MODELS); do $(MAKE) --no-print-directory predict MODEL=$$m TASK=$(call q,$(TASK)); done
+	@set -e; for m in $(SEED_MODELS); do $(MAKE) -f $(firstword $(MAKEFILE_LIST)) --no-print-directory predict MODEL=$$m TASK=$(call q,$(TASK)); done
 
 export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ Ollama Modelfile)
 	$(LLMCOMP) export --model $(call q,$(MODEL)) --task $(call q,$(TASK)) $(ARGS)
@@ -170,8 +170,9 @@ vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ [TIE= WEIGHT
 
 # iFLYTEK papers: the label vote of NAME_cls with one model's keywords of NAME_kw → submissions/NAME_cls/submit.csv
 KW_MODEL ?= $(MODEL)
-submit-paper: $(STAMP) ## paper: make submit-paper NAME=paper [KW_MODEL=smollm2] (after predicting NAME_cls and NAME_kw)
-	$(MAKE) --no-print-directory vote TASK=$(call q,$(NAME)_cls) KEYWORDS=$(call q,predictions/$(NAME)_kw/$(KW_MODEL).csv)
+submit-paper: TASK = $(NAME)_cls
+submit-paper: KEYWORDS = predictions/$(NAME)_kw/$(KW_MODEL).csv
+submit-paper: vote ## paper: make submit-paper NAME=paper [KW_MODEL=smollm2] (after predicting NAME_cls and NAME_kw)
 
 report: $(STAMP) ## each model and the ensemble against GOLD (default: the labelled test set) → submissions/TASK/report
 	$(LLMCOMP) report $(VOTE_ARGS) --out $(call q,submissions/$(TASK)/report)

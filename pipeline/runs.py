@@ -182,6 +182,8 @@ def resolve_config(
         use_cuda = cuda_available() if cuda is None else cuda
         config["bf16"] = bool(use_cuda and config.get("bf16", True))  # kept where CUDA is, off on a CPU; never on
     config.update({key: value for key, value in overrides.items() if key != "dataset_dir"})
+    if "adapter_name_or_path" in config and config["adapter_name_or_path"] in ("", None):
+        del config["adapter_name_or_path"]  # `adapter_name_or_path=`: the base model (LLaMA-Factory reads "" as a path)
     return config
 
 

@@ -40,6 +40,7 @@ def make(
         "-o",
         str(stamp),
         f"SMOLLM2={work / 'smollm2.stamp'}",
+        f"GEMMA3={work / 'smollm2.stamp'}",  # the embedded models count as converted: tests use models/tiny
         f"PY={sys.executable}",
         f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
     ]
@@ -183,6 +184,7 @@ def server(work):
         "-o",
         str(stamp),
         f"SMOLLM2={work / 'smollm2.stamp'}",
+        f"GEMMA3={work / 'smollm2.stamp'}",  # the embedded models count as converted: tests use models/tiny
         f"PY={sys.executable}",
         f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
     ]
@@ -306,6 +308,7 @@ def test_webchat_serves_the_trained_adapter(work):
                 "-o",
                 str(stamp),
                 f"SMOLLM2={work / 'smollm2.stamp'}",
+                f"GEMMA3={work / 'smollm2.stamp'}",  # the embedded models count as converted: tests use models/tiny
                 f"PY={sys.executable}",
                 f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
             ],
@@ -408,3 +411,33 @@ def test_a_character_cut_by_the_token_limit_is_dropped(tmp_path):
     )
     (tmp_path / "generated_predictions.jsonl").write_text('{"predict": "医学\\ufffd"}\n', encoding="utf-8")
     assert predicted_rows(tmp_path, tmp_path / "test.json", limit=1) == [{"id": "a", "prediction": "医学"}]
+
+
+# ---------------------------------------------------------------- iFLYTEK papers: labels + keywords → submit.csv
+
+
+@pytest.mark.slow
+def test_paper_from_raw_csv_to_submission_with_make(tmp_path):
+    """make setup → make data (train with label and Keywords) → label scoring of NAME_cls and generated keywords of
+    NAME_kw (the tiny base model: no training needed to prove the plumbing) → make submit-paper."""
+    work = tmp_path
+    (work / "stamp").touch()
+    (work / "smollm2.stamp").touch()
+    make(work, "setup")
+    header = "uuid,title,author,abstract,Keywords,label\n"
+    rows = [
+        f"{i},Title {i},A,Abstract about {'hearts' if i % 2 else 'printers'},k{i}; w{i},{i % 2}\n" for i in range(8)
+    ]
+    (work / "train.csv").write_text(header + "".join(rows), encoding="utf-8")
+    (work / "test.csv").write_text(
+        "uuid,title,author,abstract\n" + "".join(f"t{i},T{i},B,About {i}\n" for i in range(3)), encoding="utf-8"
+    )
+    make(work, "data", "TASK=paper", "NAME=p", "TRAIN=train.csv", "TEST=test.csv", "DATA_ARGS=--tokenizer models/tiny")
+    base = "ARGS=adapter_name_or_path="
+    make(work, "predict", "MODE=score", "MODEL=tiny", "TASK=p_cls", base)
+    make(work, "predict", "MODEL=tiny", "TASK=p_kw", f"{base} max_new_tokens=4")
+    submitted = make(work, "submit-paper", "NAME=p", "KW_MODEL=tiny", "TIE=tiny_score", "MAX_UNPARSED=100%")
+    rows_out = rows_of(work / "submissions" / "p_cls" / "submit.csv")
+    assert [r["uuid"] for r in rows_out] == ["t0", "t1", "t2"] and list(rows_out[0]) == ["uuid", "Keywords", "label"]
+    assert {r["label"] for r in rows_out} <= {"0", "1"}
+    assert "submit.csv" in submitted.stdout
