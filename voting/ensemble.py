@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.extract import OK, extract_label
-from core.records import read_records
 from core.tasks import TaskSpec
 from voting import VotingError, first_items
 from voting.predictions import (
@@ -23,6 +21,7 @@ from voting.predictions import (
     aligned_predictions,
     labels_or_error,
     read_csv_frame,
+    read_gold,
     read_predictions_csv,
     report_unparsed,
 )
@@ -61,22 +60,8 @@ def labelled_gold(path: str | None, task: TaskSpec) -> dict[str, str]:
     """id → label of the rows of `path` that carry one (a test split's empty outputs are left out)."""
     if not path or not Path(path).is_file():
         return {}
-    if Path(path).suffix.lower() == ".csv":
-        frame = read_csv_frame(path, ("id", "label"))
-        pairs = [(row_id, label) for row_id, label in zip(frame["id"], frame["label"], strict=True)]
-        records = [{"id": row_id, "output": label} for row_id, label in pairs]
-    else:
-        records = read_records(path)
-    gold = {}
-    for record in records:
-        output = str(record.get("output", "")).strip()
-        if not output:
-            continue
-        labels, synonyms = task.rules_for(task.group_of(record)) if task.groups else (task.labels, task.synonyms)
-        label, status = extract_label(output, labels, synonyms)
-        if status == OK and label is not None:
-            gold[str(record["id"])] = label
-    return gold
+    gold = read_gold(path, task, strict=False)
+    return {row_id: label for row_id, label in zip(gold.ids, gold.labels, strict=True) if label is not None}
 
 
 def pick_tie_breaker(paths: Sequence[str], task: TaskSpec, gold_path: str | None) -> tuple[str, str]:

@@ -273,8 +273,9 @@ def read_dataset_json(path: str | Path) -> list[dict]:
         raise VotingError(str(err)) from None
 
 
-def read_gold(path: str | Path, task: TaskSpec) -> Predictions:
-    """Gold labels: CSV `id,label`, or an adapter dataset JSON (`id`, `output`); every label must parse."""
+def read_gold(path: str | Path, task: TaskSpec, strict: bool = True) -> Predictions:
+    """Gold labels: CSV `id,label`, or an adapter dataset JSON (`id`, `output`); every label must parse, or with
+    `strict` False an unlabelled row (a test split's empty output) is None."""
     path = Path(path)
     if path.suffix.lower() in (".json", ".jsonl") or _looks_like_json(path):
         records = read_dataset_json(path)
@@ -287,7 +288,7 @@ def read_gold(path: str | Path, task: TaskSpec) -> Predictions:
     else:
         frame = read_csv_frame(path, ("id", "label"))
     row_groups = group_values(frame, task, None)
-    labels = labels_or_error(path, frame, "label", task, row_groups, strict=True)
+    labels = labels_or_error(path, frame, "label", task, row_groups, strict=strict)
     return Predictions(path, frame.rename(columns={"label": "prediction"}), labels, row_groups)
 
 
