@@ -1,6 +1,9 @@
-"""LoRA training speed of the smollm2 preset against the CPU's bound, and what LLaMA-Factory's own settings do to it.
+"""LoRA training speed of an embedded preset against the CPU's bound, and what each lever does to it.
 
-    .venv/bin/python bench/train_speed.py [--steps 4] [--profile] [--only preset,group_by_length]
+    .venv/bin/python bench/train_speed.py [--model models/gemma3] [--steps 4] [--profile] [--only preset,all_logits]
+
+`preset` is what `make train` runs, which includes our answer-only output layer (pipeline/train_entry.py);
+`all_logits` turns that off (LLaMA-Factory as shipped). The other levers are LLaMA-Factory's own settings.
 
 Same data (CoLA train rows from ../shared/data, else generated sentences), same steps, one fresh process per setting,
 each through LLaMA-Factory's own `run_exp` on the resolved preset (what `make train` runs): the preset as shipped,
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # lever → (LLaMA-Factory overrides, extra environment)
 SETTINGS: dict[str, tuple[list[str], dict[str, str]]] = {
     "preset": ([], {}),
+    "all_logits": ([], {"LLMCOMP_ALL_LOGITS": "1"}),
     "group_by_length": (["group_by_length=true"], {}),
     # rows of 128 tokens, 3 per batch: about the preset's tokens per step (8 rows of ~45), so only packing differs
     "neat_packing": (["neat_packing=true", "packing=true", "cutoff_len=128", "per_device_train_batch_size=3"], {}),
@@ -60,6 +64,17 @@ def cola_rows(limit: int) -> list[str]:
     return [f"The {i} quick brown foxes jumped over the lazy dog number {i}.\t{i % 2}" for i in range(limit)]
 
 
+def judge_rows(limit: int) -> list[tuple[str, str]]:
+    """(essay, score) pairs of ../shared/data/df1032/train_fluency_1200.csv, else long generated text."""
+    path = ROOT.parent / "shared/data/df1032/train_fluency_1200.csv"
+    if path.is_file():
+        import csv
+
+        with path.open(encoding="gb18030", newline="") as handle:
+            return [(row["待评判内容"], row["标注分值"]) for row in csv.DictReader(handle)][:limit]
+    return [("这是一段用来测试训练速度的长文本。" * 60, str(1 + i % 5)) for i in range(limit)]
+
+
 def real_tokens(kwargs: dict) -> tuple[int, int]:
     """(real tokens, positions incl. padding) of one forward: 2-D masks count non-zero entries; LLaMA-Factory's
     4-D block-diagonal (neat packing) masks hold 0.0 on the diagonal where a real token attends to itself."""
@@ -78,6 +93,8 @@ def run_one(config: dict, profile: bool) -> dict:
     import torch
     from llamafactory.train.tuner import run_exp
     from transformers import TrainerCallback
+
+    from pipeline.train_entry import AnswerLogits
 
     meter = {"tokens": 0, "positions": 0, "seconds": 0.0, "cpu_seconds": 0.0, "steps": 0}
 
@@ -116,7 +133,7 @@ def run_one(config: dict, profile: bool) -> dict:
                 self.profiler = None
 
     before = matmul_flops(cpu=True)
-    run_exp(dict(config), callbacks=[Meter()])
+    run_exp(dict(config), callbacks=[AnswerLogits(), Meter()])
     meter["matmul_flops_cpu"] = (before + matmul_flops(cpu=True)) / 2
     meter["threads"] = torch.get_num_threads()
     return meter
@@ -127,7 +144,9 @@ def child(spec: str) -> int:
     from pipeline.runs import parse_overrides, resolve_config
 
     job = json.loads(spec)
-    config = resolve_config("smollm2", "train", "bench", parse_overrides(job["overrides"]), data_dir=job["data_dir"])
+    config = resolve_config(
+        job["preset"], "train", "bench", parse_overrides(job["overrides"]), data_dir=job["data_dir"]
+    )
     config.update(overwrite_output_dir=True)
     print("METER " + json.dumps(run_one(config, job["profile"])), flush=True)
     return 0
@@ -137,6 +156,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--model", type=Path, default=ROOT / "models/smollm2")
+    parser.add_argument(
+        "--data",
+        choices=("cola", "judge"),
+        default="cola",
+        help="cola: short sentences (~45 tokens); judge: df1032 fluency essays at the preset's cutoff (long prompts, "
+        "one-token answers)",
+    )
     parser.add_argument("--profile", action="store_true", help="the preset's top ops (torch profiler, steps 2–4)")
     parser.add_argument("--only", help="comma-separated settings (default: all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -154,10 +180,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         rows = 16 * (args.steps + 2) * 4  # enough for batch 16 and for packing several rows into one
-        records = [
-            {"instruction": "Is this sentence grammatical? Answer 1 or 0.", "input": text, "output": label}
-            for text, label in (row.split("\t") for row in cola_rows(rows))
-        ]
+        if args.data == "judge":
+            instruction = "请评判这段文字的流畅性，给出1到5的分数。"
+            pairs = judge_rows(rows)
+        else:
+            instruction, pairs = (
+                "Is this sentence grammatical? Answer 1 or 0.",
+                [r.split("\t") for r in cola_rows(rows)],
+            )
+        records = [{"instruction": instruction, "input": text, "output": label} for text, label in pairs]
         (tmp / "bench_train.json").write_text(json.dumps(records))
         (tmp / "dataset_info.json").write_text(
             json.dumps(
@@ -182,7 +213,12 @@ def main() -> int:
                 *overrides,
             ]
             job = json.dumps(
-                {"overrides": overrides, "data_dir": str(tmp), "profile": args.profile and name == "preset"}
+                {
+                    "overrides": overrides,
+                    "data_dir": str(tmp),
+                    "profile": args.profile and name == "preset",
+                    "preset": args.model.name,
+                }
             )
             run = subprocess.run(
                 [sys.executable, __file__, "--child", job],
@@ -223,7 +259,8 @@ def main() -> int:
         json.dumps(
             {
                 "bench": "train_speed",
-                "model": "smollm2",
+                "model": args.model.name,
+                "data": args.data,
                 "params": params,
                 "steps": args.steps,
                 "matmul_gflops": [round(flops_before / 1e9, 1), round(flops_after / 1e9, 1)],

@@ -686,6 +686,10 @@ def log_friendly(config: dict[str, Any], stage: str, env: dict[str, str]) -> boo
 
 
 def cli_command(stage: str, run_yaml: Path) -> list[str]:
+    """Training runs pipeline/train_entry.py (`llamafactory-cli train` with the output layer only on answer
+    positions); prediction and export run llamafactory-cli itself."""
+    if stage in ("train", "qlora"):
+        return [sys.executable, "-m", "pipeline.train_entry", str(run_yaml)]
     cli = Path(sys.executable).with_name("llamafactory-cli")
     return [str(cli), "export" if stage == "export" else "train", str(run_yaml)]
 
