@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="N",
             help="keep the first N records of each split (a trial run; the report says so)",
         )
+        task.add_argument(
+            "--max-per-label",
+            type=positive_int,
+            metavar="N",
+            help="keep at most N train records per output label (a seeded sample): balanced training data "
+            "against a majority class",
+        )
         if adapter.add_arguments is not None:
             adapter.add_arguments(task)
     return parser
@@ -86,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             drop_duplicate_rows=args.drop_duplicates,
             fit_cutoff=args.fit_cutoff,
             limit=args.limit,
+            max_per_label=args.max_per_label,
         )
     except InputError as err:  # AdapterError and OutputError (a folder that cannot be written) included
         print(f"error: {err}\nnothing was written.", file=sys.stderr)

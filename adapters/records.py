@@ -86,6 +86,17 @@ def sample(records: list[dict[str, Any]], n: int, seed: int, stratify: bool) -> 
     return [records[i] for i in sorted(chosen)]
 
 
+def cap_per_label(records: list[dict[str, Any]], per_label: int, seed: int = 0) -> list[dict[str, Any]]:
+    """At most `per_label` records of each output label (a seeded sample of the larger ones), in file order: balanced
+    training data against a majority class the model would otherwise learn to answer always."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        groups[str(record["output"])].append(index)
+    rng = random.Random(seed)
+    chosen = [i for label in sorted(groups) for i in rng.sample(groups[label], min(per_label, len(groups[label])))]
+    return [records[i] for i in sorted(chosen)]
+
+
 def text_key(records: list[dict[str, Any]]) -> Callable[[dict[str, Any]], tuple[str, ...]]:
     """What makes two records the same text: (system,) instruction and input."""
     if records and "system" in records[0]:

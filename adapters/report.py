@@ -265,7 +265,7 @@ def format_report(report: dict[str, Any]) -> str:
         for key, value in entry.items():
             if value and (
                 key.startswith("empty_")
-                or key in ("sampled", "first_rows", "limited", "duplicates_dropped", "nul_dropped")
+                or key in ("sampled", "first_rows", "limited", "max_per_label", "duplicates_dropped", "nul_dropped")
             ):
                 lines.append(f"{dataset} {key}: {value}")
         dups = entry["duplicate_texts"]

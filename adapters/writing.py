@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from adapters.readers import AdapterError, nul_dropped
-from adapters.records import Part, drop_duplicates
+from adapters.records import Part, cap_per_label, drop_duplicates
 from adapters.report import build_report, fit_inputs, load_tokenizer
 from core import InputError, first_items
 from core.fileio import AtomicFiles, atomic_files, atomic_open, locked
@@ -137,10 +138,12 @@ def run_conversion(
     drop_duplicate_rows: bool = False,
     fit_cutoff: bool = False,
     limit: int | None = None,
+    max_per_label: int | None = None,
 ) -> dict[str, Any]:
     """Read and check every file of the run in memory, then write data files, report and registry entries.
 
     `limit` keeps the first N records of each dataset (a trial run, `make data LIMIT=N`); the report says so.
+    `max_per_label` keeps at most N train records per output label (seeded; after duplicates are dropped).
     """
     check_name(name)
     if not files:
@@ -164,6 +167,15 @@ def run_conversion(
             for part in parts:
                 if part.split == "train":
                     drop_duplicates(part)
+        if max_per_label is not None:
+            for part in parts:
+                if part.split == "train":
+                    before = Counter(str(r["output"]) for r in part.records)
+                    part.records = cap_per_label(part.records, max_per_label)
+                    part.notes["max_per_label"] = (
+                        f"at most {max_per_label} records per label (seeded): kept {len(part.records)} of "
+                        f"{sum(before.values())}; labels before: {dict(sorted(before.items()))}"
+                    )
         read_registry(data_dir)  # a broken dataset_info.json stops the run before any file is written
         tok, note = load_tokenizer(tokenizer)
         if fit_cutoff:

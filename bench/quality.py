@@ -3,8 +3,9 @@
 - `--task cola`: the LoRA trains on a stratified subset of CoLA in-domain train and scores all 527 dev rows by label
   scoring (raw, and calibrated on held-out train rows) and by LLaMA-Factory's batched generation. Accuracy and MCC.
 - `--task judge`: DataFountain 1032 fluency. 200 rows of train_fluency_1200.csv are held out (stratified, seed 0),
-  the LoRA trains on the other 1000 and scores the 200. Accuracy and MAE (scores 1–5); the majority is score 3.
-  There are no spare labelled rows, so calibration fits on a slice of the 1000 training rows (never the 200).
+  the LoRA trains on a stratified `--train-rows` of the other 1000 (`--max-per-label N`: at most N per score, balanced
+  sampling) and scores the 200. Accuracy and MAE (scores 1–5); the majority is score 3. The baselines train on all
+  1000. There are no spare labelled rows, so calibration fits on a slice of the 1000 (never the 200).
 
 Run: `.venv/bin/python bench/quality.py [--task cola|judge] [--model gemma3] [--train-rows N] [--cutoff-len N]
 [--adapter PATH] [--set key=value ...]` (long: training is most of it; the adapter is kept in
@@ -85,10 +86,18 @@ def convert_cola(data_dir: Path, task: str, train_rows: int) -> tuple[list[dict]
 
 
 def convert_judge(
-    data_dir: Path, task: str, test_rows: int, cutoff_len: int, model_dir: Path
-) -> tuple[list[dict], list[dict], str]:
-    """TASK_train (1200 minus `test_rows` held out, stratified, seed 0) and TASK_test (the held-out rows), essays
-    trimmed to fit `cutoff_len` (`--fit-cutoff`: LLaMA-Factory would cut the assistant header off instead)."""
+    data_dir: Path,
+    task: str,
+    test_rows: int,
+    cutoff_len: int,
+    model_dir: Path,
+    train_rows: int,
+    max_per_label: int | None = None,
+) -> tuple[list[dict], list[dict], str, int]:
+    """TASK_all (1200 minus `test_rows` held out, stratified, seed 0: the baselines' train and the calibration rows),
+    TASK_train (the LoRA's: a stratified `train_rows` of it, then at most `max_per_label` per score) and TASK_test
+    (the held-out rows), essays trimmed to fit `cutoff_len` (`--fit-cutoff`: LLaMA-Factory would cut the assistant
+    header off instead). Returns (TASK_all, TASK_test, the calibration dataset, the LoRA's rows)."""
     from adapters.records import sample
 
     adapters(
@@ -108,9 +117,14 @@ def convert_judge(
     full = load(data_dir, "judge_full_train")
     test = sample(full, test_rows, seed=0, stratify=True)
     held = {r["id"] for r in test}
-    train = [r for r in full if r["id"] not in held]
-    register(data_dir, "judge_full_train", {f"{task}_train": train, f"{task}_test": test})
-    return train, test, f"{task}_train"
+    train_all = [r for r in full if r["id"] not in held]
+    train = sample(train_all, train_rows, seed=0, stratify=True)
+    if max_per_label:
+        from adapters.records import cap_per_label
+
+        train = cap_per_label(train, max_per_label)
+    register(data_dir, "judge_full_train", {f"{task}_train": train, f"{task}_test": test, f"{task}_all": train_all})
+    return train_all, test, f"{task}_all", len(train)
 
 
 def command(stage: str, model: str, task: str, data_dir: Path, out_dir: Path, *extra: str) -> list[str]:
@@ -147,8 +161,8 @@ def main() -> None:
         "--train-rows",
         type=int,
         default=1200,
-        help="cola: stratified train rows for the LoRA (1200: 150 steps, about 10 min on a quiet 2-core "
-        "box); judge: ignored, it trains on all 1000 rows not held out",
+        help="stratified train rows for the LoRA (cola: 1200 = 150 steps, about 10 min on a quiet 2-core "
+        "box; judge: at most the 1000 rows not held out; the baselines always see all of them)",
     )
     parser.add_argument("--test-rows", type=int, default=200, help="judge: rows held out and scored (200)")
     parser.add_argument(
@@ -158,6 +172,11 @@ def main() -> None:
         "512); judge essays are ~1700 SmolLM2 tokens, so this is the cost",
     )
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument(
+        "--max-per-label",
+        type=int,
+        help="judge: train on at most N rows per score (balanced sampling, as `adapters --max-per-label`)",
+    )
     parser.add_argument("--adapter", type=Path, help="an adapter trained on this subset (default: train one, kept)")
     parser.add_argument("--base", action="store_true", help="zero-shot: score the base model, no LoRA (no training)")
     parser.add_argument("--calibration-rows", type=int, default=512)
@@ -179,13 +198,17 @@ def main() -> None:
             baseline_train, scored, calibrate_on = convert_cola(data_dir, task, args.train_rows)
             tag = str(args.train_rows)
         else:
-            baseline_train, scored, calibrate_on = convert_judge(
-                data_dir, task, args.test_rows, args.cutoff_len or 512, model_dir
+            baseline_train, scored, calibrate_on, lora_rows = convert_judge(
+                data_dir, task, args.test_rows, args.cutoff_len or 512, model_dir, args.train_rows, args.max_per_label
             )
             result.update(
-                scored=f"train_fluency_1200 held-out {len(scored)} (stratified, seed 0)", train_rows=len(baseline_train)
+                scored=f"train_fluency_1200 held-out {len(scored)} (stratified, seed 0)",
+                train_rows=lora_rows,
+                baseline_train_rows=len(baseline_train),
             )
-            tag = f"{len(baseline_train)}_cut{args.cutoff_len or 'preset'}"
+            tag = f"{lora_rows}_cut{args.cutoff_len or 'preset'}" + (
+                f"_bal{args.max_per_label}" if args.max_per_label else ""
+            )
         result["cutoff_len"] = args.cutoff_len or "preset (512)"
         gold = [r["output"] for r in scored]
         tag = "_".join([tag, *(s.replace("=", "") for s in args.set)])

@@ -149,6 +149,22 @@ def test_judge_skips_unlabelled_train_rows_and_reports_them(tmp_path, capsys):
     assert "skipped" in out and "row 6" in out
 
 
+def test_max_per_label_balances_train_only_and_says_so(tmp_path, capsys):
+    rows = [[f"TR{i}", "", "流畅性", f"第{i}句话。", str(3 if i < 12 else 1 + i % 2)] for i in range(16)]
+    train = _judge_file(tmp_path, rows)
+    test = write_csv(tmp_path / "test.csv", rows, header=JUDGE_HEADER)
+    code, out, _ = convert(capsys, "judge", tmp_path / "data", "--train", train, "--test", test, "--max-per-label", 3)
+    assert code == 0
+    kept = load(tmp_path / "data", "t_train")
+    assert sorted(r["output"] for r in kept) == ["1", "1", "2", "2", "3", "3", "3"]  # 12 threes → 3; 2 and 2 kept
+    assert [r["id"] for r in kept] == sorted((r["id"] for r in kept), key=lambda i: int(i[2:]))  # file order
+    assert len(load(tmp_path / "data", "t_test")) == 16  # never the scored split
+    assert "at most 3 records per label (seeded): kept 7 of 16" in out
+    again = tmp_path / "again"
+    assert convert(capsys, "judge", again, "--train", train, "--max-per-label", 3)[0] == 0
+    assert load(again, "t_train") == kept  # seeded: the same rows every run
+
+
 def test_registry_entries_have_full_columns_and_other_entries_survive(tmp_path, capsys):
     (tmp_path / "dataset_info.json").write_text(json.dumps({"mine": {"file_name": "mine.json"}}), encoding="utf-8")
     source = write_csv(tmp_path / "train.csv", JUDGE_ROWS, header=JUDGE_HEADER)
