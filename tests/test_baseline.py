@@ -123,3 +123,64 @@ def test_a_group_train_lacks_falls_back_and_says_so(capsys):
     assert [r["prediction"] for r in rows] == ["3", "1", "3"]  # 选择题 may only be 0/1: train's only allowed one
     err = capsys.readouterr().err
     assert "no labelled train rows for dimension '规范性'" in err and "'选择题'" in err
+
+
+PAPERS = [
+    ("Flow cytometry of leukemia cells measures reactive oxygen species.", "Flow cytometry; Leukemia; ROS."),
+    ("Deep learning for image segmentation with convolutional networks.", "deep learning; image segmentation"),
+    ("Leukemia treatment with histone deacetylase inhibitors in mice.", "Leukemia; HDAC inhibitors"),
+    ("A survey of image segmentation benchmarks and metrics.", "image segmentation; survey; benchmark"),
+]
+
+
+def kw_records(pairs: list[tuple[str, str]], prefix: str) -> list[dict]:
+    return [
+        {"id": f"{prefix}{i}", "instruction": "List the keywords.", "input": f"Title: {text}", "output": keywords}
+        for i, (text, keywords) in enumerate(pairs)
+    ]
+
+
+def test_tfidf_keywords_ranks_training_keywords_first_and_keeps_k():
+    from pipeline.baseline import tfidf_keywords
+
+    test = kw_records([("Flow cytometry shows leukemia relapse in leukemia patients.", "")], "t")
+    (row,) = tfidf_keywords(kw_records(PAPERS, "p"), test)  # k: median of 3, 2, 2, 3 keywords = 2.5 → 2
+    assert row["id"] == "t0"
+    assert row["prediction"] == "leukemia; flow cytometry"  # training spelling, case folded; count 2 ranks first
+    (row,) = tfidf_keywords(kw_records(PAPERS, "p"), test, k=4)
+    picked = row["prediction"].split("; ")
+    assert picked[:2] == ["leukemia", "flow cytometry"] and len(picked) == 4
+    assert "cytometry" not in picked and "flow" not in picked  # inside a term already taken
+    assert "relapse" in picked or "patients" in picked  # then the text's own nouns / English words
+
+
+def test_tfidf_keywords_reads_chinese_text():
+    from pipeline.baseline import tfidf_keywords
+
+    train = kw_records(
+        [
+            ("深度学习方法在图像识别中的应用", "深度学习; 图像识别"),
+            ("图像识别的新算法", "图像识别"),
+            ("城市交通规划", "交通"),
+        ],
+        "p",
+    )
+    (row,) = tfidf_keywords(train, kw_records([("基于深度学习的图像识别", "")], "t"), k=2)
+    assert set(row["prediction"].split("; ")) == {"深度学习", "图像识别"}
+
+
+def test_cli_gives_a_keywords_task_the_keyword_baseline(tmp_path: Path):
+    (tmp_path / "kw_train.json").write_text(json.dumps(kw_records(PAPERS, "p")), encoding="utf-8")
+    test = kw_records([("Image segmentation of leukemia cells.", "")], "t")
+    (tmp_path / "kw_test.json").write_text(json.dumps(test), encoding="utf-8")
+    (tmp_path / "dataset_info.json").write_text(
+        json.dumps(
+            {f"kw_{split}": {"file_name": f"kw_{split}.json", "task": "keywords"} for split in ("train", "test")}
+        ),
+        encoding="utf-8",
+    )
+    out = tmp_path / "tfidf.csv"
+    assert main(["--task", "kw", "--data-dir", str(tmp_path), "--out", str(out)]) == 0
+    with out.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows == [{"id": "t0", "prediction": "image segmentation; leukemia"}]
