@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, mean_absolute_error
 
-from core.metrics import char_f1, label_metrics, matthews_from_confusion, text_metrics
+from core.metrics import char_f1, keyword_metrics, keyword_set, label_metrics, matthews_from_confusion, text_metrics
 from voting.__main__ import main
 
 GOLD = ["1", "2", "3", "4", "5", "3", "3", "4", "2", "5", "1", "4"]
@@ -140,3 +140,10 @@ def test_score_bad_input(tmp_path, capsys):
     missing = tmp_path / "nope.csv"
     assert main(["score", "--pred", str(pred), "--gold", str(missing)]) == 2
     assert f"{missing}: no such file" in capsys.readouterr().err
+
+
+def test_keywords_match_as_sets_whatever_the_separator_case_and_closing_full_stop():
+    assert keyword_set("ROS; Deep  Learning，cnn.") == {"ros", "deep learning", "cnn"}
+    assert keyword_set("机器学习；神经网络。") == {"机器学习", "神经网络"}
+    m = keyword_metrics(["ros; slam.", "a;b"], ["slam, ROS", "c"])
+    assert m["keyword_precision"] == pytest.approx(2 / 3) and m["keyword_recall"] == pytest.approx(2 / 4)
