@@ -4,7 +4,8 @@
     python -m pipeline.board preset --model MODEL --task TASK [key=value ...]
                                             factory_configs/MODEL/lora_sft.yaml → a config the board can load
     python -m pipeline.board chat --model MODEL --task TASK [--dry-run] [key=value ...]
-                                            llamafactory-cli chat with saves/TASK/MODEL/lora
+                                            llamafactory-cli chat with saves/TASK/MODEL/lora (run through
+                                            pipeline/chat_entry.py: it waits for the answer thread at exit)
     python -m pipeline.board webchat --model MODEL --task TASK [--host 127.0.0.1] [--port 7860] [key=value ...]
                                             llamafactory-cli webchat (LLaMA-Factory's web demo), same model
 
@@ -37,6 +38,7 @@ CHAT_KEYS = (
     "template",
     "default_system",
     "trust_remote_code",
+    "flash_attn",  # the attention the adapter was trained and predicted with (gemma3: eager)
     "finetuning_type",
     "infer_backend",
     "quantization_bit",
@@ -232,6 +234,7 @@ def write_preset(model: str, task: str, stage: str, overrides: list[str], workdi
     name: so the name is one whose default template is the preset's, and the path is stored under that name
     (LLaMA-Factory's own save_config, what typing a path in the board does).
     """
+    from llamafactory.extras.constants import SUPPORTED_MODELS
     from llamafactory.webui.common import save_config
 
     config = resolve_config(model, stage, task, parse_overrides(overrides))
@@ -260,6 +263,13 @@ def write_preset(model: str, task: str, stage: str, overrides: list[str], workdi
         print(
             f"[preset] note: so it trains with template {config.get('template')}'s own system prompt; predict or "
             "chat its adapter with ARGS=default_system=null to match",
+            file=sys.stderr,
+        )
+    if name != "Custom" and str(config["model_name_or_path"]) not in SUPPORTED_MODELS[name].values():
+        print(
+            f"[preset] board model name {name!r} stands in for {model_path}: the board's entry nearest to it among "
+            f"those whose default template is {config.get('template')!r} (the board resets Template from the name); "
+            "Model path is what loads",
             file=sys.stderr,
         )
     if name == "Custom":
@@ -315,7 +325,8 @@ def chat(args: argparse.Namespace) -> int:
     print(f"[chat] {args.model} on {args.task}: {adapter or 'base model, no adapter'}  (type exit to quit)", flush=True)
     os.chdir(ROOT)  # the preset's paths (models/…, saves/…) are relative to the repo root
     env = {**os.environ, "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0")}
-    os.execve(command[0], command, env)
+    entry = [sys.executable, "-m", "pipeline.chat_entry", *command[2:]]  # llamafactory-cli chat, joined at exit
+    os.execve(entry[0], entry, env)
 
 
 def webchat(args: argparse.Namespace) -> int:
