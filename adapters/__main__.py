@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         task.add_argument(
             "--tokenizer",
             metavar="PATH",
-            help="tokenizer for the length report (default models/smollm2 when present; 'none' skips it)",
+            help="tokenizer for the length report and --fit-cutoff (default: the task's embedded model, "
+            "models/gemma3 for Chinese tasks, models/smollm2 otherwise, when present; 'none' skips it)",
         )
         task.add_argument("--cutoff-len", type=int, default=1024, help="cutoff_len to check lengths against (1024)")
         task.add_argument(

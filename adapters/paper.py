@@ -115,7 +115,7 @@ register_task(
         submission_name="submit.csv",
         write_submission=write_submission,
         help="paper classification: medical (1) or not (0); the submission adds the keywords",
-        language="zh",
+        language="en",  # English titles and abstracts (iFLYTEK 2023), English instructions
     )
 )
 register_task(
@@ -123,7 +123,7 @@ register_task(
         "keywords",
         None,
         text_metrics="keywords",
-        language="zh",
+        language="en",  # English titles and abstracts (iFLYTEK 2023), English instructions
         help="keyword extraction: free text, keywords separated by '; ', scored by keyword P/R/F1",
     )
 )

@@ -68,13 +68,18 @@ def prompt_text(record: dict[str, Any]) -> str:
     return record.get("system", "") + history + prompt + record["output"]
 
 
-def load_tokenizer(spec: str | None) -> tuple[Any, str]:
-    """(tokenizer or None, note). spec None: models/smollm2 (from the working directory) when present; 'none': skip."""
+def load_tokenizer(spec: str | None, task: str | None = None) -> tuple[Any, str]:
+    """(tokenizer or None, note). spec None: the task's embedded model (core.tasks.default_model: models/gemma3 for
+    Chinese tasks, models/smollm2 otherwise, from the working directory), else models/smollm2, when present;
+    'none': skip."""
     if spec is None:
-        default = Path("models") / "smollm2"
-        if not (default / "tokenizer_config.json").is_file() and not (default / "tokenizer.json").is_file():
-            return None, f"skipped: no --tokenizer given and {default} not found"
-        spec = str(default)
+        from core.tasks import default_model
+
+        names = dict.fromkeys([default_model(task) if task else "smollm2", "smollm2"])
+        found = [Path("models") / name for name in names if (Path("models") / name / "tokenizer_config.json").is_file()]
+        if not found:
+            return None, f"skipped: no --tokenizer given and {' or '.join(f'models/{n}' for n in names)} not found"
+        spec = str(found[0])
     if spec.lower() == "none":
         return None, "skipped: --tokenizer none"
     from transformers import AutoTokenizer

@@ -177,7 +177,7 @@ def run_conversion(
                         f"{sum(before.values())}; labels before: {dict(sorted(before.items()))}"
                     )
         read_registry(data_dir)  # a broken dataset_info.json stops the run before any file is written
-        tok, note = load_tokenizer(tokenizer)
+        tok, note = load_tokenizer(tokenizer, adapter.name)
         if fit_cutoff:
             fit_inputs(parts, tok, cutoff_len)
         report = build_report(adapter.name, name, parts, tok, note, cutoff_len)

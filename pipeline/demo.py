@@ -46,6 +46,8 @@ STAGES = [
             "data/samples/judge_test.csv",
             "--name",
             TASK,
+            "--tokenizer",
+            f"models/{MODEL}",  # the demo trains SmolLM2 (a judge task's default tokenizer would be Gemma 3's)
         ],
     ),
     ("train", [PY, "-m", "pipeline", "train", "--model", MODEL, "--task", TASK, *TRAIN_OVERRIDES]),

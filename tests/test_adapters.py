@@ -642,12 +642,27 @@ def test_drop_duplicates_lists_what_it_dropped(tmp_path, capsys):
 
 
 def test_token_report_default_is_skipped_with_a_note(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no models/smollm2 here
+    monkeypatch.chdir(tmp_path)  # no models/ here
     source = write_csv(tmp_path / "train.csv", JUDGE_ROWS, header=JUDGE_HEADER)
     assert main(["judge", "--train", str(source), "--name", "t"]) == 0
     report = json.loads((tmp_path / "data" / "t_report.json").read_text(encoding="utf-8"))
-    assert report["tokens"]["note"].startswith("skipped: no --tokenizer given and models/smollm2 not found")
+    # a Chinese task's own model first, then SmolLM2
+    assert report["tokens"]["note"].startswith("skipped: no --tokenizer given and models/gemma3 or models/smollm2")
     assert "token lengths skipped" in capsys.readouterr().out
+
+
+def test_token_report_defaults_to_the_task_model_then_smollm2(tmp_path, capsys, monkeypatch, tiny_model):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "smollm2").symlink_to(tiny_model)
+    source = write_csv(tmp_path / "train.csv", JUDGE_ROWS, header=JUDGE_HEADER)
+    assert main(["judge", "--train", str(source), "--name", "t"]) == 0  # no models/gemma3: SmolLM2's
+    report = json.loads((tmp_path / "data" / "t_report.json").read_text(encoding="utf-8"))
+    assert report["tokens"]["tokenizer"] == "models/smollm2"
+    (tmp_path / "models" / "gemma3").symlink_to(tiny_model)
+    assert main(["judge", "--train", str(source), "--name", "t"]) == 0
+    report = json.loads((tmp_path / "data" / "t_report.json").read_text(encoding="utf-8"))
+    assert report["tokens"]["tokenizer"] == "models/gemma3"
 
 
 def test_token_report_with_a_tokenizer(tmp_path, capsys, tiny_model):
