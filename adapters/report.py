@@ -91,8 +91,14 @@ def load_tokenizer(spec: str | None, task: str | None = None) -> tuple[Any, str]
     return tokenizer, spec
 
 
+# Where the tokenizer carries no chat template (models/gemma3's GGUF has none; LLaMA-Factory applies its own `gemma`
+# template, 11 tokens around a turn), this many tokens are counted for it, so `--fit-cutoff` leaves the header whole.
+NO_TEMPLATE_RESERVE = 16
+
+
 def template_overhead(tokenizer: Any, with_system: bool) -> int:
-    """Tokens the chat template adds around one (system,) user, assistant turn; 0 when there is no template.
+    """Tokens the chat template adds around one (system,) user, assistant turn; NO_TEMPLATE_RESERVE where the
+    tokenizer has no template (or one that refuses an empty turn).
 
     Without a system turn this includes any default system prompt the template inserts, as LLaMA-Factory does.
     """
@@ -102,7 +108,7 @@ def template_overhead(tokenizer: Any, with_system: bool) -> int:
     try:
         ids = tokenizer.apply_chat_template(turns, tokenize=True)
     except Exception:  # no chat template, or one that refuses an empty turn
-        return 0
+        return NO_TEMPLATE_RESERVE
     if isinstance(ids, dict) or hasattr(ids, "keys"):
         ids = ids["input_ids"]
     return len(ids)

@@ -710,3 +710,14 @@ def test_judge_csv_round_trips_any_content(tmp_path_factory, contents):
         main(["judge", "--train", str(source), "--name", "t", "--data-dir", str(tmp_path), "--tokenizer", "none"]) == 0
     )
     assert [r["input"] for r in load(tmp_path, "t_train")] == [text.strip() for text in contents]
+
+
+def test_a_tokenizer_without_chat_template_reserves_room_for_the_template(tiny_model):
+    from transformers import AutoTokenizer
+
+    from adapters.report import NO_TEMPLATE_RESERVE, template_overhead
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    assert 0 < template_overhead(tokenizer, with_system=False) != NO_TEMPLATE_RESERVE  # its own template, counted
+    tokenizer.chat_template = None  # as models/gemma3 (GGUF): LLaMA-Factory's `gemma` template adds 11 tokens
+    assert template_overhead(tokenizer, with_system=False) == NO_TEMPLATE_RESERVE >= 11
