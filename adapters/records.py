@@ -67,6 +67,14 @@ def quoted(value: Any) -> str:
     return f'"{text[:40]}…"' if len(text) > 40 else f'"{text}"'
 
 
+def indices_by_label(records: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Each output label's record indices, in file order."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        groups[record["output"]].append(index)
+    return groups
+
+
 def sample(records: list[dict[str, Any]], n: int, seed: int, stratify: bool) -> list[dict[str, Any]]:
     """A seeded sample of n records, in file order; stratified keeps the output label proportions."""
     if n >= len(records):
@@ -74,9 +82,7 @@ def sample(records: list[dict[str, Any]], n: int, seed: int, stratify: bool) -> 
     rng = random.Random(seed)
     if not stratify:
         return [records[i] for i in sorted(rng.sample(range(len(records)), n))]
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, record in enumerate(records):
-        groups[record["output"]].append(index)
+    groups = indices_by_label(records)
     labels = sorted(groups)
     exact = {label: n * len(groups[label]) / len(records) for label in labels}
     quota = {label: int(exact[label]) for label in labels}
@@ -89,9 +95,7 @@ def sample(records: list[dict[str, Any]], n: int, seed: int, stratify: bool) -> 
 def cap_per_label(records: list[dict[str, Any]], per_label: int, seed: int = 0) -> list[dict[str, Any]]:
     """At most `per_label` records of each output label (a seeded sample of the larger ones), in file order: balanced
     training data against a majority class the model would otherwise learn to answer always."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, record in enumerate(records):
-        groups[str(record["output"])].append(index)
+    groups = indices_by_label(records)
     rng = random.Random(seed)
     chosen = [i for label in sorted(groups) for i in rng.sample(groups[label], min(per_label, len(groups[label])))]
     return [records[i] for i in sorted(chosen)]

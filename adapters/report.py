@@ -76,7 +76,11 @@ def load_tokenizer(spec: str | None, task: str | None = None) -> tuple[Any, str]
         from core.tasks import default_model
 
         names = dict.fromkeys([default_model(task) if task else "smollm2", "smollm2"])
-        found = [Path("models") / name for name in names if (Path("models") / name / "tokenizer_config.json").is_file()]
+        found = [
+            Path("models") / name
+            for name in names
+            if any((Path("models") / name / file).is_file() for file in ("tokenizer_config.json", "tokenizer.json"))
+        ]
         if not found:
             return None, f"skipped: no --tokenizer given and {' or '.join(f'models/{n}' for n in names)} not found"
         spec = str(found[0])
