@@ -19,7 +19,7 @@ q = '$(subst ','\'',$(1))'
 
 # MODEL= picks a preset; left out, the task's embedded CPU model (core/tasks.py: EMBEDDED_MODEL by the task's
 # language), looked up once, on first use
-MODEL ?= $(eval MODEL := $(shell $(PY) -c 'import sys, adapters, core.tasks as t; print(t.default_model(*sys.argv[1:]))' \
+MODEL ?= $(eval MODEL := $(shell $(PY) -c 'import sys, core.tasks as t; print(t.default_model(*sys.argv[1:]))' \
 	$(TASK) $(DATA_DIR) 2>/dev/null || echo smollm2))$(MODEL)
 TASK ?= judge_demo
 ARGS ?=
@@ -91,24 +91,24 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 $(SMOLLM2): | $(STAMP)
-	$(PY) -m pipeline.embedded smollm2
+	$(PY) -m tools.embedded smollm2
 
 # the random 2-layer test model of MODEL=tiny (factory_configs/tiny), built offline in seconds
 $(TINY): | $(STAMP)
-	$(PY) -m pipeline.tiny $(dir $(TINY))
+	$(PY) -m tools.tiny $(dir $(TINY))
 
 $(GEMMA3): | $(STAMP)
-	$(PY) -m pipeline.embedded gemma3
+	$(PY) -m tools.embedded gemma3
 
 models: $(SMOLLM2) $(GEMMA3) $(TINY) ## convert the embedded GGUFs into models/smollm2 and models/gemma3; build models/tiny
 
-# checkpoints converted once to a native architecture (pipeline/convert_internlm2.py says why); SRC= a local folder
+# checkpoints converted once to a native architecture (tools/convert_internlm2.py says why); SRC= a local folder
 CONVERT_FROM_internlm2_5 := Shanghai_AI_Laboratory/internlm2_5-20b-chat
 SRC ?= $(CONVERT_FROM_$(MODEL))
 
 convert: $(STAMP) ## once: make convert MODEL=internlm2_5 [SRC=folder] → models/MODEL as LlamaForCausalLM
 	@test -n "$(CONVERT_FROM_$(MODEL))" || { echo "make convert: only MODEL=internlm2_5 is converted"; exit 2; }
-	$(PY) -m pipeline.convert_internlm2 $(SRC) models/$(MODEL)
+	$(PY) -m tools.convert_internlm2 $(SRC) models/$(MODEL)
 
 demo: $(STAMP) $(SMOLLM2) ## the whole pipeline on the embedded sample: data → train → predict → vote → submission + score
 	$(LLMCOMP) demo

@@ -10,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from adapters.registry import ADAPTERS
 from core import InputError, positive_int
 
-from . import ADAPTERS
 from .report import cutoff_warnings, format_report
 from .writing import run_conversion
 

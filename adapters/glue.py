@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from adapters.registry import register_adapter
 from core.extract import extract_label
 from core.fileio import atomic_open
 from core.tasks import BINARY, BINARY_SYNONYMS, TaskSpec, register_task
 
-from . import register_adapter
 from .readers import AdapterError, RowError, read_tsv
 from .records import Part, build_records, output_label, quoted, sample
 

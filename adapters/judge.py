@@ -17,10 +17,10 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from adapters.registry import register_adapter
 from core.fileio import SafeCsvWriter, atomic_open
 from core.tasks import BINARY, BINARY_SYNONYMS, TaskError, TaskSpec, register_task
 
-from . import register_adapter
 from .readers import RowError, SkipRow, read_table
 from .records import Part, build_records, quoted
 

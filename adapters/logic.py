@@ -15,11 +15,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from adapters.registry import register_adapter
 from core import first_items
 from core.fileio import atomic_open, read_text
 from core.tasks import TaskError, TaskSpec, register_task
 
-from . import register_adapter
 from .readers import RowError, read_jsonl
 from .records import Part, build_records, output_label, quoted
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from adapters.registry import register_adapter
 from core.fileio import SafeCsvWriter, atomic_open
 from core.tasks import BINARY, BINARY_SYNONYMS, TaskError, TaskSpec, register_task
 
-from . import register_adapter
 from .readers import AdapterError, RowError, read_table
 from .records import Part, build_records, output_label, quoted
 

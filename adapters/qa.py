@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from adapters.registry import register_adapter
 from core.fileio import atomic_open
 from core.tasks import TaskSpec, register_task
 
-from . import register_adapter
 from .readers import AdapterError, RowError, SkipRow, read_docx, read_jsonl, read_table
 from .records import Part, build_records, quoted
 

@@ -29,8 +29,11 @@ from pathlib import Path
 
 from adapters import get_task
 from core.extract import extract_label
-from pipeline.label_scoring import LabelScorer, infer_arguments, label_sets, score_encoded, scoring_task
-from pipeline.runs import resolve_config
+from pipeline.inference import infer_arguments
+from pipeline.label_scoring import label_sets, scoring_task
+from pipeline.presets import resolve_config
+from pipeline.run import Run
+from pipeline.scoring_engine import LabelScorer, score_encoded
 
 ROOT = Path(__file__).resolve().parents[1]
 COLA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data")) / "cola"
@@ -157,7 +160,7 @@ def label_scoring(records: list[dict], data_dir: Path, adapter: Path, batch_size
         {"model_name_or_path": str(SMOLLM2), "dataset_dir": str(data_dir), "adapter_name_or_path": str(adapter)},
     )
     scorer = LabelScorer(infer_arguments(config))
-    sets = label_sets(records, scoring_task(TASK, data_dir=data_dir), TASK)
+    sets = label_sets(records, scoring_task(Run.resolve(TASK, data_dir=data_dir)), TASK)
     encoded = scorer.encode(records, sets)
     score_encoded(scorer.model, encoded[:batch_size], batch_size, scorer.pad_id)  # warm-up: first-call overheads
     flops = matmul_flops()

@@ -303,7 +303,7 @@ def main() -> None:
 def preset_cutoff_len(model: str) -> int:
     import yaml
 
-    from pipeline.runs import preset_path
+    from pipeline.presets import preset_path
 
     return int(yaml.safe_load(preset_path(model, "train").read_text(encoding="utf-8"))["cutoff_len"])
 
@@ -319,7 +319,7 @@ def label_scoring(
     cutoff: list[str],
 ) -> dict:
     """pipeline.label_scoring on TASK_test (raw and calibrated on `calibrate_on`): the JSON line's scoring_* keys."""
-    from pipeline.label_scoring import main as scoring_main
+    from pipeline.score import main as scoring_main
 
     keys, result = METRICS[args.task], {}
     start = time.perf_counter()

@@ -18,7 +18,7 @@ import numpy as np
 from predict import COLA
 
 from adapters.glue import COLA_INSTRUCTION
-from pipeline.label_scoring import LabelScorer
+from pipeline.scoring_engine import LabelScorer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -141,7 +141,7 @@ def run_one(config: dict, profile: bool) -> dict:
 
 def child(spec: str) -> int:
     """`--child JSON`: resolve the preset with the overrides and train; print the meter as one JSON line."""
-    from pipeline.runs import parse_overrides, resolve_config
+    from pipeline.presets import parse_overrides, resolve_config
 
     job = json.loads(spec)
     config = resolve_config(

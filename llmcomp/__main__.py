@@ -3,7 +3,7 @@
   data      raw competition files → DATA/NAME_*.json          (python -m adapters)
   train     LoRA SFT → saves/TASK/MODEL/lora                  (python -m pipeline train; also qlora, export)
   predict   batch generation → predictions/TASK/MODEL.csv     (python -m pipeline predict)
-  score     label scoring → predictions/TASK/MODEL_score.csv  (python -m pipeline.label_scoring)
+  score     label scoring → predictions/TASK/MODEL_score.csv  (python -m pipeline.score)
   baseline  TF-IDF + LR → predictions/TASK/tfidf.csv          (python -m pipeline.baseline)
   serve     OpenAI-compatible API on 127.0.0.1                (python -m pipeline.serve)
   sc        sampled answers from the server                   (python -m pipeline.self_consistency)
@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "qlora": ("pipeline.__main__", ("qlora",)),
     "predict": ("pipeline.__main__", ("predict",)),
     "export": ("pipeline.__main__", ("export",)),
-    "score": ("pipeline.label_scoring", ()),
+    "score": ("pipeline.score", ()),
     "baseline": ("pipeline.baseline", ()),
     "serve": ("pipeline.serve", ()),
     "sc": ("pipeline.self_consistency", ()),

@@ -11,7 +11,6 @@ A keywords task (its spec's text_metrics is "keywords": `paper_kw`) has no class
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 import statistics
@@ -20,13 +19,11 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from adapters import find_task
-from core import InputError
 from core.fileio import atomic_write_csv
 from core.metrics import keyword_set
-from core.paths import DATA_DIR, predictions_csv
 from core.records import dataset_file, read_records
-from core.tasks import TaskError, TaskSpec
+from core.tasks import TaskSpec
+from pipeline.run import Run, stage_main, stage_parser
 
 
 def record_text(record: dict) -> str:
@@ -191,32 +188,30 @@ def tfidf_keywords(train: list[dict], test: list[dict], k: int | None = None) ->
     return rows
 
 
+def baseline(run: Run, out: Path | None = None) -> Path:
+    """TF-IDF predictions of the run's split (its first `run.limit` rows in a trial), from its train records."""
+    train, test = (read_records(dataset_file(f"{run.task}_{split}", run.data_dir)[0]) for split in ("train", run.split))
+    test = test[: run.limit]
+    out = out or run.predictions_csv()
+    limited = f" (LIMIT={run.limit}: a trial run)" if run.limit else ""
+    if run.spec is not None and run.spec.text_metrics == "keywords":
+        atomic_write_csv(out, tfidf_keywords(train, test))
+        print(
+            f"[baseline] TF-IDF top-k keywords ({len(train)} train records) → {len(test)} {run.split} rows in {out}{limited}"
+        )
+    else:  # a dataset without a recorded task: one classifier for all rows
+        atomic_write_csv(out, tfidf_predictions(train, test, task=run.spec))
+        print(
+            f"[baseline] TF-IDF + LR on {len(train)} train records → {len(test)} predictions of {run.split} in {out}{limited}"
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", required=True, help="dataset name: reads DATA/TASK_train.json and DATA/TASK_<split>")
-    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    parser.add_argument("--split", default="test", help="predict this split (default test; GLUE tasks use dev)")
+    parser = stage_parser("python -m pipeline.baseline", __doc__, model=False, overrides=False)
     parser.add_argument("--out", type=Path, help="default predictions/TASK/tfidf.csv")
     args = parser.parse_args(argv)
-    try:
-        train, test = (
-            read_records(dataset_file(f"{args.task}_{split}", args.data_dir)[0]) for split in ("train", args.split)
-        )
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        task: TaskSpec | None = find_task(args.task, args.data_dir)
-    except TaskError:
-        task = None  # a dataset without a recorded task: one classifier for all rows
-    out = args.out or predictions_csv(args.task, "tfidf")
-    if task is not None and task.text_metrics == "keywords":
-        atomic_write_csv(out, tfidf_keywords(train, test))
-        print(f"[baseline] TF-IDF top-k keywords ({len(train)} train records) → {len(test)} {args.split} rows in {out}")
-        return 0
-    atomic_write_csv(out, tfidf_predictions(train, test, task=task))
-    print(f"[baseline] TF-IDF + LR on {len(train)} train records → {len(test)} predictions of {args.split} in {out}")
-    return 0
+    return stage_main(lambda: baseline(Run.from_args(args).with_model("tfidf"), args.out))
 
 
 if __name__ == "__main__":

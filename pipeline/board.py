@@ -16,7 +16,6 @@ llamaboard_config/ (Config path: Save/Load arguments) and llamaboard_cache/ (its
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import shlex
@@ -28,7 +27,9 @@ from typing import Any
 import yaml
 
 from core.fileio import atomic_write_text
-from pipeline.runs import ROOT, RunError, parse_overrides, preset_path, resolve_config, stage_dir
+from pipeline.checks import check_adapter, is_loopback
+from pipeline.presets import ROOT, preset_path
+from pipeline.run import Run, run_arguments, stage_main
 
 BOARD_CONFIG_DIR = "llamaboard_config"  # llamafactory.webui.common.DEFAULT_CONFIG_DIR, relative to the board's cwd
 # Model identity only: the predict preset's generation settings (max_new_tokens=8 …) are for batch labels, not chat.
@@ -94,15 +95,6 @@ BOARD_DERIVED = {
     "quantization_bit",
     "double_quantization",
 }
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def board_url(host: str, port: int) -> str:
@@ -227,7 +219,7 @@ def board_config(config: dict[str, Any], name: str, model_path: str) -> dict[str
     return board
 
 
-def write_preset(model: str, task: str, stage: str, overrides: list[str], workdir: Path) -> Path:
+def write_preset(run: Run, stage: str, workdir: Path) -> Path:
     """Write llamaboard_config/MODEL_TASK.yaml and remember MODEL's path for its board name.
 
     Loading sets Model name, and the board then refills Model path from its user config and Template from the
@@ -237,7 +229,8 @@ def write_preset(model: str, task: str, stage: str, overrides: list[str], workdi
     from llamafactory.extras.constants import SUPPORTED_MODELS
     from llamafactory.webui.common import save_config
 
-    config = resolve_config(model, stage, task, parse_overrides(overrides))
+    model, task = run.model, run.task
+    config = run.config(stage)
     model_path = str(config["model_name_or_path"])
     if (ROOT / model_path).is_dir():  # a project folder (models/smollm2): absolute, whatever the board's cwd
         model_path = str(ROOT / model_path)
@@ -281,11 +274,11 @@ def write_preset(model: str, task: str, stage: str, overrides: list[str], workdi
     return out
 
 
-def chat_config(model: str, task: str, overrides: list[str]) -> dict[str, Any]:
+def chat_config(run: Run) -> dict[str, Any]:
     """The predict preset's model identity with the task's adapter; key=value overrides last (empty drops a key)."""
-    config = resolve_config(model, "predict", task, cuda=False)
+    config = run.config("predict", cuda=False)
     chat = {key: config[key] for key in CHAT_KEYS if key in config}
-    for key, value in parse_overrides(overrides).items():
+    for key, value in run.override_dict.items():
         if value is None or value == "":
             chat.pop(key, None)
         else:
@@ -304,25 +297,21 @@ def chat_command(chat: dict[str, Any]) -> list[str]:
     return command
 
 
-def check_adapter(chat_args: dict[str, Any], model: str, task: str) -> str | None:
-    adapter = chat_args.get("adapter_name_or_path")
-    if adapter and not all((ROOT / a.strip()).is_dir() or Path(a.strip()).is_dir() for a in str(adapter).split(",")):
-        default = stage_dir(task, model, "train")
-        raise RunError(
-            f"no trained adapter at {adapter}: run `make train MODEL={model} TASK={task}` "
-            f'(writes {default}), or chat with the base model: ARGS="adapter_name_or_path="'
-        )
-    return adapter
+def adapter_of(chat_args: dict[str, Any], run: Run) -> str | None:
+    """The adapter chat loads (None: the base model); one that was never trained is refused, saying how."""
+    check_adapter(chat_args, "chat", run.model, run.task, base=ROOT)
+    return chat_args.get("adapter_name_or_path")
 
 
 def chat(args: argparse.Namespace) -> int:
-    chat_args = chat_config(args.model, args.task, args.overrides)
+    run = Run.from_args(args)
+    chat_args = chat_config(run)
     command = chat_command(chat_args)
     if args.dry_run:
         print(shlex.join(command))
         return 0
-    adapter = check_adapter(chat_args, args.model, args.task)
-    print(f"[chat] {args.model} on {args.task}: {adapter or 'base model, no adapter'}  (type exit to quit)", flush=True)
+    adapter = adapter_of(chat_args, run)
+    print(f"[chat] {run.model} on {run.task}: {adapter or 'base model, no adapter'}  (type exit to quit)", flush=True)
     os.chdir(ROOT)  # the preset's paths (models/…, saves/…) are relative to the repo root
     env = {**os.environ, "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0")}
     entry = [sys.executable, "-m", "pipeline.chat_entry", *command[2:]]  # llamafactory-cli chat, joined at exit
@@ -331,7 +320,8 @@ def chat(args: argparse.Namespace) -> int:
 
 def webchat(args: argparse.Namespace) -> int:
     """LLaMA-Factory's web demo (`llamafactory-cli webchat`) with the same model as `chat`, on HOST:PORT."""
-    chat_args = chat_config(args.model, args.task, args.overrides)
+    run = Run.from_args(args)
+    chat_args = chat_config(run)
     command = chat_command(chat_args)
     command[1] = "webchat"
     env = board_env(args.host, args.port, open_browser=not args.no_browser)
@@ -339,7 +329,7 @@ def webchat(args: argparse.Namespace) -> int:
         shown = {key: env[key] for key in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "GRADIO_SHARE")}
         print(" ".join(f"{k}={v}" for k, v in shown.items()) + " " + shlex.join(command))
         return 0
-    adapter = check_adapter(chat_args, args.model, args.task)
+    adapter = adapter_of(chat_args, run)
     if not is_loopback(args.host):
         print(
             f"[webchat] WARNING: listening on {args.host}: anyone who can reach this machine on port {args.port} "
@@ -347,14 +337,14 @@ def webchat(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(
-        f"[webchat] {args.model} on {args.task}: {adapter or 'base model, no adapter'} → "
+        f"[webchat] {run.model} on {run.task}: {adapter or 'base model, no adapter'} → "
         f"{board_url(args.host, args.port)}",
         flush=True,
     )
     os.execve(command[0], command, env)  # the server takes this process's id: Ctrl-C and kill reach it directly
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.board", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -373,25 +363,18 @@ def main(argv: list[str] | None = None) -> int:
     web_chat.add_argument("--no-browser", action="store_true", help="do not open a browser on this machine")
     web_chat.add_argument("--dry-run", action="store_true", help="print the command and environment only")
     for sub in (pre, talk, web_chat):
-        sub.add_argument("--model", required=True)
-        sub.add_argument("--task", required=True)
-        sub.add_argument("overrides", nargs="*", metavar="key=value", help="LLaMA-Factory arguments, applied last")
+        run_arguments(sub, split=False, limit=False)
     pre.add_argument("--stage", choices=["train", "qlora"], default="train")
     pre.add_argument("--workdir", default=str(ROOT), help="the board's cwd (default: repo root)")
     talk.add_argument("--dry-run", "--print", action="store_true", help="print the llamafactory-cli command only")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "webui":
-            return webui(args)
-        if args.command == "preset":
-            write_preset(args.model, args.task, args.stage, args.overrides, Path(args.workdir).resolve())
-            return 0
-        if args.command == "webchat":
-            return webchat(args)
-        return chat(args)
-    except RunError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # subcommands: argparse has no intermixed parsing for them
+    if args.command == "preset":
+        return stage_main(lambda: write_preset(Run.from_args(args), args.stage, Path(args.workdir).resolve()))
+    return stage_main(lambda: {"webui": webui, "webchat": webchat, "chat": chat}[args.command](args))
 
 
 if __name__ == "__main__":

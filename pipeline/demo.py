@@ -52,7 +52,7 @@ STAGES = [
     ),
     ("train", [PY, "-m", "pipeline", "train", "--model", MODEL, "--task", TASK, *TRAIN_OVERRIDES]),
     ("predict", [PY, "-m", "pipeline", "predict", "--model", MODEL, "--task", TASK]),
-    ("score", [PY, "-m", "pipeline.label_scoring", "--model", MODEL, "--task", TASK]),
+    ("score", [PY, "-m", "pipeline.score", "--model", MODEL, "--task", TASK]),
     ("baseline", [PY, "-m", "pipeline.baseline", "--task", TASK]),
     ("vote", [PY, "-m", "voting", "vote", *VOTERS, *VOTE_OPTS, "--out", f"submissions/{TASK}/voted.csv"]),
     (

@@ -6,70 +6,82 @@ predictions/TASK/MODEL_samples.csv  id,prediction,sample     (N sampled runs, se
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from adapters import find_task
 from core import InputError
 from core.fileio import atomic_write_csv
-from core.paths import DATA_DIR, predictions_csv
-from core.records import dataset_file
-from core.tasks import TaskError
-from pipeline.runs import RunError, predicted_rows, run_stage
+from core.records import dataset_file, read_records
+from pipeline.errors import RunError
+from pipeline.run import Run
+from pipeline.runs import run_stage
 
 
-def test_file(task: str, split: str, data_dir: str | Path | None) -> tuple[Path, str | None]:
-    """(the split's data file, the task's group column) from the dataset registry; generation needs no label set, so
-    a dataset without a recorded task (registered by hand) just has no group column."""
-    data_dir = data_dir or DATA_DIR
+def test_file(run: Run) -> Path:
+    """The split's data file, from the dataset registry."""
     try:
-        path, _ = dataset_file(f"{task}_{split}", data_dir)
+        path, _ = dataset_file(f"{run.task}_{run.split}", run.data_dir)
     except InputError as err:
         raise RunError(str(err)) from None
-    try:
-        group_col = find_task(task, data_dir).group_col
-    except TaskError:
-        group_col = None
-    return path, group_col
+    return path
 
 
-def predict(
-    model: str,
-    task: str,
-    overrides: list[str],
-    split: str = "test",
-    samples: int = 1,
-    temperature: float = 0.7,
-    data_dir: str | Path | None = None,
-    dry_run: bool = False,
-    limit: int | None = None,
-) -> Path | None:
+def predicted_rows(
+    predict_dir: Path, test_json: Path, group_col: str | None = None, limit: int | None = None
+) -> list[dict]:
+    """generated_predictions.jsonl is in dataset order: zip it with the test records' ids (and their group).
+
+    `limit`: the run predicted the first N records only (max_samples, LIMIT=N).
+    """
+    records = read_records(test_json)[:limit]
+    generated = [json.loads(line) for line in (predict_dir / "generated_predictions.jsonl").open(encoding="utf-8")]
+    if len(generated) != len(records):
+        raise RunError(
+            f"{predict_dir}/generated_predictions.jsonl has {len(generated)} rows but {test_json} has "
+            f"{len(records)}: cannot join by order (max_samples= without --limit? LIMIT=N says both)"
+        )
+    extra = [key for key in (group_col,) if key and key in records[0]]
+    # a multi-byte character cut by max_new_tokens decodes as U+FFFD at the end: keep whole characters
+    return [
+        {
+            "id": record["id"],
+            "prediction": row["predict"].strip().rstrip("\ufffd"),
+            **{key: record[key] for key in extra},
+        }
+        for record, row in zip(records, generated, strict=True)
+    ]
+
+
+def predict(run: Run, samples: int = 1, temperature: float = 0.7, dry_run: bool = False) -> Path | None:
     """Greedy predictions (samples <= 1) or N sampled runs gathered into one samples file; the file written.
 
-    `limit` predicts the first N rows only (LLaMA-Factory's max_samples takes the dataset's first N): a trial run.
+    `run.limit` predicts the first N rows only (LLaMA-Factory's max_samples takes the dataset's first N): a trial.
     """
-    test_json, group_col = test_file(task, split, data_dir)
-    if limit is not None:
-        overrides = [f"max_samples={limit}", *overrides]
+    test_json = test_file(run)
+    # generation needs no label set: a dataset without a recorded task (registered by hand) has no group column
+    group_col = run.spec.group_col if run.spec else None
+    trial = (f"max_samples={run.limit}",) if run.limit is not None else ()
     if samples <= 1:
-        predict_dir = run_stage(model, "predict", task, overrides, dry_run=dry_run, split=split, data_dir=data_dir)
+        predict_dir = run_stage(run, "predict", dry_run=dry_run, extra=trial)
         if dry_run:
             return None
-        out_csv = predictions_csv(task, model)
-        rows = predicted_rows(predict_dir, test_json, group_col, limit)
+        out_csv = run.predictions_csv()
+        rows = predicted_rows(predict_dir, test_json, group_col, run.limit)
         atomic_write_csv(out_csv, rows)
-        print(f"[predict] {len(rows)} predictions → {out_csv}" + (f" (LIMIT={limit}: a trial run)" if limit else ""))
+        limited = f" (LIMIT={run.limit}: a trial run)" if run.limit else ""
+        print(f"[predict] {len(rows)} predictions → {out_csv}{limited}")
         return out_csv
     gathered: list[dict] = []
     for sample in range(samples):
-        sample_overrides = ["do_sample=true", f"temperature={temperature}", f"seed={sample}", *overrides]
-        predict_dir = run_stage(
-            model, "predict", task, sample_overrides, dry_run=dry_run, split=split, data_dir=data_dir
-        )
+        sampling = ("do_sample=true", f"temperature={temperature}", f"seed={sample}", *trial)
+        predict_dir = run_stage(run, "predict", dry_run=dry_run, extra=sampling)
         if not dry_run:
-            gathered += [{**row, "sample": sample} for row in predicted_rows(predict_dir, test_json, group_col, limit)]
+            gathered += [
+                {**row, "sample": sample} for row in predicted_rows(predict_dir, test_json, group_col, run.limit)
+            ]
     if dry_run:
         return None
-    out_csv = predictions_csv(task, model, "samples")
+    out_csv = run.predictions_csv("samples")
     atomic_write_csv(out_csv, gathered)
     print(f"[predict] {samples} samples per id → {out_csv}")
     return out_csv

@@ -29,14 +29,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from adapters import find_task
-from core import InputError, positive_int
+from core import InputError
 from core.extract import OK, extract_label
 from core.fileio import atomic_write_csv, formula_raw
-from core.paths import predictions_csv
-from core.tasks import TaskSpec, labels_task
-from pipeline.label_scoring import load_records
-from pipeline.runs import RunError, parse_overrides, resolve_config, task_model
+from core.tasks import TaskSpec, find_task, labels_task
+from pipeline.errors import RunError
+from pipeline.inference import load_records
+from pipeline.run import Run, stage_parser
 
 FIELDS = ("id", "prediction", "sample", "text")
 
@@ -236,26 +235,26 @@ def wait_for_server(host: str, port: int, seconds: float) -> bool:
         time.sleep(0.5)
 
 
-def run(args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
-    config = resolve_config(
-        args.model, "predict", args.task, parse_overrides(args.overrides), split=args.split, data_dir=args.data_dir
-    )
+def run(run: Run, args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
+    """Ask the server for the missing samples of every row; (the samples file, failed ids → why, samples kept)."""
+    args.task, args.model = run.task, run.model  # the request loop names them
+    config = run.config("predict")
     name = config["eval_dataset"]
     records, attr = load_records(config, name)
-    if args.limit is not None:
+    if run.limit is not None:
         print(
-            f"[sc] LIMIT={args.limit}: the first {min(args.limit, len(records))} of {len(records)} rows of {name} "
+            f"[sc] LIMIT={run.limit}: the first {min(run.limit, len(records))} of {len(records)} rows of {name} "
             "(a trial run)",
             file=sys.stderr,
             flush=True,
         )
-        records = records[: args.limit]
+        records = records[: run.limit]
     columns = {key: getattr(attr, key) for key in ("prompt", "query", "system") if getattr(attr, key, None)}
     try:
-        rules = labels_task(args.labels) if args.labels else find_task(args.task, config["dataset_dir"])
+        rules = labels_task(args.labels) if args.labels else run.spec or find_task(run.task, run.data_dir)
     except InputError as err:
         raise RunError(str(err)) from None
-    out_path = Path(args.out) if args.out else predictions_csv(args.task, args.model, "samples")
+    out_path = Path(args.out) if args.out else run.predictions_csv("samples")
     if out_path.exists() and not (args.resume or args.fresh):
         raise RunError(f"{out_path} exists: --resume keeps its samples and asks for the rest, --fresh starts over")
     rows = read_samples(out_path) if args.resume and out_path.exists() else {}
@@ -284,22 +283,26 @@ def run(args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
     return out_path, failed, kept
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.self_consistency",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--model",
-        help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)",
-    )
-    parser.add_argument("--task", default="judge_demo")
+def finished(out_path: Path, failed: dict[str, str], kept: int) -> int:
+    """Say how the run ended: 0 when every sample is in the file, 1 (and which ids, why) when some are not."""
+    if failed:
+        reasons = Counter(failed.values())
+        ids = ", ".join(list(failed)[:10]) + (", …" if len(failed) > 10 else "")
+        print(
+            f"[sc] {len(failed)} ids incomplete ({'; '.join(f'{n}× {why}' for why, n in reasons.items())}): {ids}"
+            f"\n[sc] rerun with --resume to ask for them again",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"[sc] samples complete → {out_path}" + (f" ({kept} kept from before)" if kept else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = stage_parser("python -m pipeline.self_consistency", __doc__)
     parser.add_argument("--samples", type=int, default=5, help="sampled answers per id (5)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--split", default="test", help="ask about TASK_<split> (default test)")
-    parser.add_argument("--data-dir", help="the datasets' folder, LLaMA-Factory's dataset_dir (default data)")
     parser.add_argument("--labels", help="candidate labels, comma-separated (default: the task's)")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--top-p", type=float)
@@ -313,29 +316,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="keep the samples already in the file")
     parser.add_argument("--fresh", action="store_true", help="overwrite an existing samples file")
     parser.add_argument("--out", help="default predictions/TASK/MODEL_samples.csv")
-    parser.add_argument("--limit", type=positive_int, metavar="N", help="ask about the first N rows only (a trial run)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of the predict preset")
-    args = parser.parse_intermixed_args(argv)
-    args.model = task_model(args.model, args.task, args.data_dir)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)
     if not os.environ.get("API_KEY"):
         print("error: API_KEY is not set (the server's key, sent as a bearer token)", file=sys.stderr)
         return 2
     try:
-        out_path, failed, kept = run(args)
-    except (RunError, AuthError) as err:
+        return finished(*run(Run.from_args(args), args))
+    except (RunError, AuthError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if failed:
-        reasons = Counter(failed.values())
-        ids = ", ".join(list(failed)[:10]) + (", …" if len(failed) > 10 else "")
-        print(
-            f"[sc] {len(failed)} ids incomplete ({'; '.join(f'{n}× {why}' for why, n in reasons.items())}): {ids}"
-            f"\n[sc] rerun with --resume to ask for them again",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"[sc] samples complete → {out_path}" + (f" ({kept} kept from before)" if kept else ""))
-    return 0
 
 
 if __name__ == "__main__":

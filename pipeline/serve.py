@@ -14,9 +14,7 @@ does), so its PID is the server's: stopping that PID stops the server.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -25,26 +23,20 @@ import yaml
 
 from core.fileio import atomic_write_text
 from core.paths import STAGE_DIRS
-from pipeline.runs import (
-    RunError,
-    cuda_available,
-    generation_budget,
-    parse_overrides,
-    redact,
-    resolve_config,
-    task_model,
-)
+from pipeline.checks import is_loopback
+from pipeline.inference import infer_arguments
+from pipeline.manifest import redact
+from pipeline.presets import cuda_available
+from pipeline.run import Run, stage_main, stage_parser
 
 
 def vllm_usable() -> bool:
     return importlib.util.find_spec("vllm") is not None and cuda_available()
 
 
-def server_config(model: str, task: str, overrides: list[str]) -> tuple[dict, Path]:
+def server_config(run: Run) -> tuple[dict, Path]:
     """(the API server's LLaMA-Factory arguments, where they are recorded)."""
-    from pipeline.label_scoring import infer_arguments
-
-    config = resolve_config(model, "predict", task, parse_overrides(overrides))
+    config = run.config("predict")
     args = infer_arguments(config)
     if "infer_backend" not in args:
         args["infer_backend"] = "vllm" if vllm_usable() else "huggingface"
@@ -70,21 +62,41 @@ def run_server(config: dict, host: str, port: int) -> None:
     uvicorn.run(server_app(ChatModel(dict(config))), host=host, port=port)
 
 
+def serve(run: Run, host: str, port: int, dry_run: bool) -> int:
+    """Record the server's arguments (secrets as ***), say what is served where, then serve until stopped."""
+    config, run_yaml = server_config(run)
+    if not is_loopback(host):
+        print(f"warning: serving on {host}, reachable from other machines", file=sys.stderr)
+    atomic_write_text(
+        run_yaml,
+        f"# python -m pipeline.serve --model {run.model} --task {run.task} --data-dir {run.data_dir}\n"
+        + yaml.safe_dump(redact(config), allow_unicode=True, sort_keys=False),
+    )
+    os.environ.update(
+        {
+            "API_MODEL_NAME": run.model,
+            "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0"),
+            "API_VERBOSE": os.environ.get("API_VERBOSE", "0"),
+        }
+    )
+    if "max_new_tokens" in config:
+        print(f"[serve] default max_new_tokens {config['max_new_tokens']}: {run.budget_reason(config)}", flush=True)
+    print(
+        f"[serve] {run.model} on {run.task} ({config['infer_backend']}, adapter "
+        f"{config.get('adapter_name_or_path', 'none')}) → http://{host}:{port}/v1  ({run_yaml})",
+        flush=True,
+    )
+    if not dry_run:
+        run_server(config, host, port)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--model",
-        help="a factory_configs/ preset (default: the task's embedded CPU model, core/tasks.py EMBEDDED_MODEL)",
-    )
-    parser.add_argument("--task", default="judge_demo")
+    parser = stage_parser("python -m pipeline.serve", __doc__, split=False, limit=False)
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="loopback only unless you mean it (default 127.0.0.1)")
     parser.add_argument("--dry-run", action="store_true", help="write run.yaml and print the command; start nothing")
-    parser.add_argument("overrides", nargs="*", help="LLaMA-Factory key=value overrides of the predict preset")
     args = parser.parse_intermixed_args(argv)
-    args.model = task_model(args.model, args.task)
     if not os.environ.get("API_KEY"):
         print(
             "error: API_KEY is not set: the server refuses to start without a key "
@@ -92,48 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        config, run_yaml = server_config(args.model, args.task, args.overrides)
-    except RunError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        loopback = ipaddress.ip_address(args.host).is_loopback
-    except ValueError:
-        loopback = args.host == "localhost"
-    if not loopback:
-        print(f"warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
-    atomic_write_text(
-        run_yaml,
-        f"# python -m pipeline.serve --model {args.model} --task {args.task}\n"
-        + yaml.safe_dump(redact(config), allow_unicode=True, sort_keys=False),
-    )
-    os.environ.update(
-        {
-            "API_MODEL_NAME": args.model,
-            "DISABLE_VERSION_CHECK": os.environ.get("DISABLE_VERSION_CHECK", "0"),
-            "API_VERBOSE": os.environ.get("API_VERBOSE", "0"),
-        }
-    )
-    if "max_new_tokens" in config:
-        budget = (
-            None
-            if any(o.startswith("max_new_tokens=") for o in args.overrides)
-            else generation_budget(args.task, config.get("dataset_dir"))
-        )
-        print(
-            f"[serve] default max_new_tokens {config['max_new_tokens']}" + (f": {budget[1]}" if budget else ""),
-            flush=True,
-        )
-    print(
-        f"[serve] {args.model} on {args.task} ({config['infer_backend']}, adapter "
-        f"{config.get('adapter_name_or_path', 'none')}) → http://{args.host}:{args.port}/v1  ({run_yaml})",
-        flush=True,
-    )
-    if args.dry_run:
-        return 0
-    run_server(config, args.host, args.port)
-    return 0
+    return stage_main(lambda: serve(Run.from_args(args), args.host, args.port, args.dry_run))
 
 
 if __name__ == "__main__":

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from core.fileio import atomic_write_json
-from core.paths import stage_dir
 from pipeline import label_scoring
-from pipeline.runs import RunError
+from pipeline.errors import RunError
+from pipeline.run import Run
+from pipeline.scoring_engine import score_encoded
 
 
 def balanced_shards(lengths: Sequence[int], shards: int) -> list[list[int]]:
@@ -57,7 +58,7 @@ class ShardedScores:
 
         mine = balanced_shards([len(e.prompt) for e in encoded], self.world)[self.rank]
         start = time.perf_counter()
-        scores = label_scoring.score_encoded(scorer.model, [encoded[i] for i in mine], batch_size, scorer.pad_id)
+        scores = score_encoded(scorer.model, [encoded[i] for i in mine], batch_size, scorer.pad_id)
         atomic_write_json(
             self.parts / f"rank{self.rank}_{kind}.json",
             {
@@ -101,7 +102,7 @@ def rank_main(argv: Sequence[str]) -> int:
     args = label_scoring.build_parser().parse_intermixed_args(list(argv))
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    parts = stage_dir(args.task, args.model, "score") / "parts"
+    parts = Run.from_args(args).stage_dir("score") / "parts"
     if rank == 0:
         shutil.rmtree(parts, ignore_errors=True)  # an earlier run's parts must not be merged into this one
         parts.mkdir(parents=True)
@@ -167,7 +168,7 @@ def launch(argv: Sequence[str], nproc: int) -> dict:
         raise RunError(
             f"rank {rank} failed ({how}): {last}; no merged predictions were written (its log is above)"
         ) from None
-    report_path = stage_dir(args.task, args.model, "score") / "report.json"
+    report_path = Run.from_args(args).stage_dir("score") / "report.json"
     return json.loads(report_path.read_text(encoding="utf-8"))
 
 

@@ -40,6 +40,6 @@ def gemma3_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight 2-layer Llama with a freshly trained byte-level BPE tokenizer, saved to a temp folder."""
-    from pipeline.tiny import build_tiny_model
+    from tools.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

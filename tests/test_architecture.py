@@ -237,11 +237,11 @@ def sample_data(tmp_path_factory) -> Path:
 
 
 def test_data_dir_reaches_every_stage(sample_data):
-    from pipeline.runs import resolve_config
+    from pipeline.presets import resolve_config
 
     for stage in ("train", "predict"):
         assert resolve_config("tiny", stage, "jd", data_dir=sample_data)["dataset_dir"] == str(sample_data)
-    from pipeline.runs import RunError
+    from pipeline.errors import RunError
 
     with pytest.raises(RunError, match="disagree"):
         resolve_config("tiny", "train", "jd", {"dataset_dir": "elsewhere"}, data_dir=sample_data)

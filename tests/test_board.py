@@ -23,6 +23,8 @@ import pytest
 import yaml
 
 from pipeline import board
+from pipeline.presets import resolve_config
+from pipeline.run import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -105,7 +107,7 @@ def test_board_env_keeps_gradio_offline_and_finds_this_venv():
 
 
 def test_board_config_from_tiny_preset():
-    config = board.resolve_config("tiny", "train", "judge", cuda=False)
+    config = resolve_config("tiny", "train", "judge", cuda=False)
     converted = board.board_config(config, "SmolLM2-135M-Instruct", "/models/tiny")
     assert converted["top.model_path"] == "/models/tiny" and converted["top.template"] == "smollm2"
     assert converted["train.training_stage"] == "Supervised Fine-Tuning"
@@ -138,7 +140,9 @@ def test_chat_command_from_the_predict_preset():
 
 
 def test_chat_overrides_and_dropping_the_adapter():
-    chat = board.chat_config("tiny", "judge", ["adapter_name_or_path=", "max_new_tokens=16", "do_sample=false"])
+    chat = board.chat_config(
+        Run.resolve("judge", "tiny", overrides=["adapter_name_or_path=", "max_new_tokens=16", "do_sample=false"])
+    )
     assert "adapter_name_or_path" not in chat
     assert chat["max_new_tokens"] == 16 and chat["template"] == "smollm2"
     assert "eval_dataset" not in chat and "output_dir" not in chat  # only the model's identity is kept
@@ -153,7 +157,7 @@ def test_chat_overrides_and_dropping_the_adapter():
 def test_chat_without_a_trained_adapter_says_how_to_get_one():
     proc = run_board("chat", "--model", "tiny", "--task", "no_such_task")
     assert proc.returncode == 2
-    assert "no trained adapter at saves/no_such_task/tiny/lora" in proc.stderr
+    assert "no trained adapter in saves/no_such_task/tiny/lora" in proc.stderr
     assert "make train MODEL=tiny TASK=no_such_task" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -211,7 +215,9 @@ transformers.TextIteratorStreamer.end = end
 )
 def test_chat_exit_waits_for_the_answer_thread(tiny_model, entry, aborts):
     """LLaMA-Factory's chat can finalize beside its unjoined generate thread: SIGABRT (the cause is in chat_entry)."""
-    chat = board.chat_config("tiny", "judge", [f"model_name_or_path={tiny_model}", "adapter_name_or_path="])
+    chat = board.chat_config(
+        Run.resolve("judge", "tiny", overrides=[f"model_name_or_path={tiny_model}", "adapter_name_or_path="])
+    )
     proc = subprocess.run(
         [sys.executable, "-c", SLOW_ANSWER_THREAD + entry, *board.chat_command(chat)[2:], "--max_new_tokens", "2"],
         input="hello\nexit\n",

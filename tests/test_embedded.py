@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import adapters  # noqa: F401  (registers the built-in tasks)
 from core import tasks
-from pipeline.runs import task_model
+from pipeline.run import Run
 
 
 def test_default_model_by_task_language(tmp_path):
@@ -14,8 +13,8 @@ def test_default_model_by_task_language(tmp_path):
     names = ("cola", "qqp", "paper", "keywords", "judge", "logic", "qa")
     assert [tasks.default_model(name, tmp_path) for name in names] == ["smollm2"] * 4 + ["gemma3"] * 3
     assert tasks.default_model("no_such_dataset", tmp_path) == "smollm2"  # nothing converted yet: English's
-    assert task_model(None, "judge", tmp_path) == "gemma3"
-    assert task_model("qwen2", "judge", tmp_path) == "qwen2"  # MODEL= / --model always wins
+    assert Run.resolve("judge", None, tmp_path).model == "gemma3"
+    assert Run.resolve("judge", "qwen2", tmp_path).model == "qwen2"  # MODEL= / --model always wins
 
 
 @pytest.mark.gemma3

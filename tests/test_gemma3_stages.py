@@ -144,9 +144,9 @@ def test_chat_answers_with_the_adapter_and_exits_cleanly(workdir, gemma3_dir):
 def test_board_preset_loads_models_gemma3_with_the_gemma_template(tmp_path):
     from llamafactory.extras.constants import DEFAULT_TEMPLATE
 
-    from pipeline import board
+    from pipeline.presets import resolve_config
 
-    config = board.resolve_config("gemma3", "train", "judge", cuda=False)
+    config = resolve_config("gemma3", "train", "judge", cuda=False)
     assert config["model_name_or_path"] == "models/gemma3" and config["template"] == "gemma"
     proc = run(
         ["-m", "pipeline.board", "preset", "--model", "gemma3", "--task", TASK, "--workdir", str(tmp_path)], ROOT

@@ -58,7 +58,7 @@ def train(tiny_model: Path, data: Path, out: Path, env: dict[str, str], *overrid
 
 def assert_adapter_loads(tiny_model: Path, adapter: Path) -> None:
     """The saved adapter loads onto the base model (LLaMA-Factory's loader) and scores a prompt."""
-    from pipeline.label_scoring import LabelScorer, score_encoded
+    from pipeline.scoring_engine import LabelScorer, score_encoded
 
     scorer = LabelScorer(
         {

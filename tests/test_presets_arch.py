@@ -1,4 +1,4 @@
-"""Every seed preset on its own architecture (issue #15): tiny random twins of the real models (pipeline.tiny_arch),
+"""Every seed preset on its own architecture (issue #15): tiny random twins of the real models (tests/tiny_arch.py),
 driven through the presets' real YAMLs with only model_name_or_path swapped (plus step counts and worker counts
 for 2 cores): train → label scoring (fast and multi-token paths vs a naive forward) → generation predict → export
 → the merged folder reloaded and compared with base + adapter. And the InternLM2 → Llama converter against an
@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_arch import MODELS, build_internlm2_source, build_tiny_arch
 
 from pipeline.__main__ import main as pipeline_main
-from pipeline.convert_internlm2 import ConvertError, convert
-from pipeline.label_scoring import LabelScorer, infer_arguments, score_encoded
-from pipeline.runs import resolve_config
-from pipeline.tiny_arch import MODELS, build_internlm2_source, build_tiny_arch
+from pipeline.inference import infer_arguments
+from pipeline.presets import resolve_config
+from pipeline.scoring_engine import LabelScorer, score_encoded
+from tools.convert_internlm2 import ConvertError, convert
 
 pytestmark = pytest.mark.arch
 TASK = "cola_arch"

@@ -338,7 +338,7 @@ def _fake_checkpoint(path: Path, complete: bool) -> None:
 
 
 def test_resume_skips_an_incomplete_checkpoint_and_keeps_it(tmp_path):
-    from pipeline.runs import prepare_train_dir
+    from pipeline.checkpoints import prepare_train_dir
 
     out = tmp_path / "lora"
     _fake_checkpoint(out / "checkpoint-4", complete=True)
@@ -354,7 +354,7 @@ def test_resume_skips_an_incomplete_checkpoint_and_keeps_it(tmp_path):
 
 
 def test_secret_keys_are_redacted_and_others_kept():
-    from pipeline.runs import redact
+    from pipeline.manifest import redact
 
     config = {
         "hf_hub_token": "a",
@@ -392,14 +392,14 @@ def pipeline_main(monkeypatch, tmp_path, capsys, *argv: str) -> tuple[int, str]:
 
 
 def test_qlora_has_its_own_folder_and_is_refused_before_writing_without_cuda(judge_data, tmp_path, capsys, monkeypatch):
-    from pipeline.runs import resolve_config
+    from pipeline.presets import resolve_config
 
     assert resolve_config("qwen2", "qlora", "judge", cuda=False)["output_dir"] == "saves/judge/qwen2/qlora"
     lora = tmp_path / "saves/judge/tiny/lora"
     lora.mkdir(parents=True)
     for name in ("run.yaml", "manifest.json", "adapter_model.safetensors"):
         (lora / name).write_text(name)
-    monkeypatch.setattr("pipeline.runs.cuda_available", lambda: False)
+    monkeypatch.setattr("pipeline.presets.cuda_available", lambda: False)
     code, err = pipeline_main(
         monkeypatch, tmp_path, capsys, "qlora", "--model", "tiny", "--task", "judge", "--data-dir", str(judge_data)
     )

@@ -12,15 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.runs import (
-    CONFIG_DIR,
-    STAGE_FILES,
-    RunError,
-    check_config,
-    dataset_hashes,
-    prepare_train_dir,
-    resolve_config,
-)
+from pipeline.checkpoints import prepare_train_dir
+from pipeline.checks import check_config
+from pipeline.errors import RunError
+from pipeline.manifest import dataset_hashes
+from pipeline.presets import CONFIG_DIR, STAGE_FILES, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.name for p in CONFIG_DIR.iterdir() if (p / "lora_sft.yaml").is_file())

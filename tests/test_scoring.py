@@ -20,17 +20,12 @@ import pytest
 from adapters import get_task
 from adapters.logic import record_options
 from core.tasks import TaskError
-from pipeline.label_scoring import (
-    LabelScorer,
-    apply_calibration,
-    fit_calibration,
-    fit_label_bias,
-    label_sets,
-    main,
-    score_encoded,
-    scoring_task,
-)
-from pipeline.runs import RunError
+from pipeline.calibration import apply_calibration, fit_calibration, fit_label_bias
+from pipeline.errors import RunError
+from pipeline.label_scoring import label_sets, scoring_task
+from pipeline.run import Run
+from pipeline.score import main
+from pipeline.scoring_engine import LabelScorer, score_encoded
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTION = "Is this sentence grammatically acceptable? Answer 1 for yes, 0 for no."
@@ -161,13 +156,13 @@ def test_scoring_task_from_the_datasets_recorded_task(tmp_path):
             }
         )
     )
-    assert scoring_task("c", data_dir=tmp_path).labels == ("0", "1")  # no name rule: the recorded task
-    assert scoring_task("judge").name == "judge"
-    assert scoring_task("whatever", "a, b ,c").labels == ("a", "b", "c")
+    assert scoring_task(Run.resolve("c", data_dir=tmp_path)).labels == ("0", "1")  # no name rule: the recorded task
+    assert scoring_task(Run.resolve("judge")).name == "judge"
+    assert scoring_task(Run.resolve("whatever"), "a, b ,c").labels == ("a", "b", "c")
     with pytest.raises(RunError, match="free-text"):
-        scoring_task("gk", data_dir=tmp_path)  # qa: free text cannot be scored
+        scoring_task(Run.resolve("gk", data_dir=tmp_path))  # qa: free text cannot be scored
     with pytest.raises(TaskError, match="unknown task 'mystery'"):
-        scoring_task("mystery", data_dir=tmp_path)
+        scoring_task(Run.resolve("mystery", data_dir=tmp_path))
 
 
 def test_candidates_per_row():

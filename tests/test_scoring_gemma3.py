@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from pipeline.label_scoring import Encoded, score_encoded
+from pipeline.scoring_engine import Encoded, score_encoded
 
 WINDOW = 4
 

@@ -11,8 +11,8 @@ import pytest
 from test_scoring import tiny_run
 
 from core.fileio import atomic_write_json
-from pipeline.label_scoring import main
-from pipeline.runs import RunError
+from pipeline.errors import RunError
+from pipeline.score import main
 from pipeline.sharded_scoring import balanced_shards, merge_parts, torchrun_arguments, without_nproc
 
 

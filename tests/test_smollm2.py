@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.smollm2, pytest.mark.shared, pytest.mark.slow]
 
 
 def test_smollm2_answers_a_question(smollm2_dir):
-    from pipeline.embedded import ask
+    from tools.embedded import ask
 
     assert "Paris" in ask(smollm2_dir, "What is the capital of France?")
 

@@ -93,7 +93,7 @@ def work(tmp_path_factory) -> Path:
     (work / "stamp").touch()
     (work / "smollm2.stamp").touch()
     setup = make(work, "setup")
-    assert "pipeline.tiny" in setup.stdout and (work / "models/tiny/config.json").is_file()
+    assert "tools.tiny" in setup.stdout and (work / "models/tiny/config.json").is_file()
     train, test = logic_jsonl(work / "train.jsonl", 6, True), logic_jsonl(work / "test.jsonl", 6, False)
     data = make(
         work, "data", "TASK=logic", f"TRAIN={train}", f"TEST={test}", "LIMIT=8", "DATA_ARGS=--tokenizer models/tiny"
@@ -396,7 +396,7 @@ def test_exam_layout_for_cola(tmp_path, tiny_model):
 
 def test_a_character_cut_by_the_token_limit_is_dropped(tmp_path):
     """The HF engine decodes a multi-byte character cut by max_new_tokens as U+FFFD: answers keep whole ones."""
-    from pipeline.runs import predicted_rows
+    from pipeline.predict import predicted_rows
     from pipeline.self_consistency import whole_characters
 
     assert whole_characters("答案是C\ufffd") == "答案是C" and whole_characters("关键词\ufffd\ufffd") == "关键词"

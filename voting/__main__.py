@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adapters import find_task
 from core import InputError, positive_int
 from core.fileio import atomic_write_frame, formula_safe_frame
-from core.tasks import RAW, TEXT, TaskSpec, labels_task
+from core.tasks import RAW, TEXT, TaskSpec, find_task, labels_task
 from voting import VotingError
 from voting.ensemble import VoteOptions, parse_share, self_consistency, vote_files
 from voting.predictions import read_dataset_json

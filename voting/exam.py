@@ -21,11 +21,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from adapters import find_task
 from core import InputError
 from core.fileio import atomic_write_text
 from core.paths import predictions_csv, stage_dir, submissions_dir
 from core.records import dataset_file
+from core.tasks import find_task
 from voting import VotingError
 from voting.submit import write_submission
 

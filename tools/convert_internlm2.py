@@ -1,6 +1,6 @@
 """Convert an InternLM2 / InternLM2.5 checkpoint to the Llama layout, once, so every stage runs native code.
 
-    python -m pipeline.convert_internlm2 SRC DST      (SRC: a local folder or a ModelScope id)
+    python -m tools.convert_internlm2 SRC DST      (SRC: a local folder or a ModelScope id)
     make convert MODEL=internlm2_5                    (→ models/internlm2_5, what factory_configs/internlm2_5 reads)
 
 Why: the remote modelling code breaks generation on transformers >= 4.49 (`DynamicCache.get_max_length` removed;

