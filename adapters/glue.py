@@ -19,7 +19,7 @@ from core.extract import extract_label
 from core.fileio import atomic_open
 from core.tasks import BINARY, BINARY_SYNONYMS, TaskSpec, register_task
 
-from .readers import AdapterError, RowError, read_tsv
+from .readers import AdapterError, RowError, duplicate_columns, read_tsv
 from .records import Part, build_records, output_label, quoted, sample
 
 COLA_INSTRUCTION = "Is this sentence grammatically acceptable? Answer 1 for yes, 0 for no."
@@ -77,6 +77,7 @@ def _qqp_rows(path: Path, split: str, lines: list[tuple[int, list[str]]]):
             f"{path} line {lines[0][0]} (header): missing column {', '.join(missing)}; expected "
             f"{', '.join(required)}, found {', '.join(header)}"
         )
+    duplicate_columns(path, header, f"line {lines[0][0]} (header)")
     columns = required + ([QQP_LABEL] if split == "test" and QQP_LABEL in header else [])
     positions = [header.index(name) for name in columns]
     for number, fields in lines[1:]:

@@ -6,11 +6,13 @@ Every reader decodes UTF-8 (BOM or not) or GB18030 and raises AdapterError namin
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
@@ -71,6 +73,32 @@ def nul_dropped(path: str | Path) -> int:
     return NUL_DROPPED.get(str(path), 0)
 
 
+# What the last read of each input file noticed and kept (hidden rows, the other sheets, CR line ends): the
+# conversion's report lists them, one line each
+READ_NOTES: dict[str, dict[str, str]] = {}
+READ_NOTE_KEYS = ("hidden_rows", "other_sheets", "line_ends")
+
+
+def read_notes(path: str | Path) -> dict[str, str]:
+    """The notes of the last read of `path` ({} when there was nothing to say)."""
+    return READ_NOTES.get(str(path), {})
+
+
+def duplicate_columns(path: Path, header: list[str], where: str = "row 1 (header)") -> None:
+    """Refuse a header that names a column twice (after trimming spaces): only one of them would be read."""
+    seen: dict[str, list[int]] = {}
+    for index, name in enumerate(header):
+        if name:  # unnamed trailing columns are common and never read
+            seen.setdefault(name, []).append(index + 1)
+    repeated = {name: places for name, places in seen.items() if len(places) > 1}
+    if repeated:
+        shown = "; ".join(f"{name} (columns {', '.join(map(str, places))})" for name, places in repeated.items())
+        raise AdapterError(
+            f"{path} {where}: column names repeated: {shown}; expected each column once (rename or delete the "
+            "extra one, only one would be read)"
+        )
+
+
 def _nul_bytes(path: Path) -> int:
     """NUL bytes in a file (in UTF-8 and GB18030 a 0x00 byte is always the NUL character), counted in blocks."""
     count = 0
@@ -90,6 +118,7 @@ class Table:
     numbers: list[int] | None = None  # XLSX: each row's sheet row; CSV: the line each row starts on (found lazily)
     encoding: str = "xlsx"
     blank_rows: int = 0
+    sheet_hint: str = ""  # XLSX with several sheets: which one was read, the others by name
 
     def row_number(self, index: int) -> int:
         """The row as a spreadsheet shows it (header = row 1)."""
@@ -111,7 +140,9 @@ class Table:
             raise AdapterError(
                 f"{self.path} row 1 (header): missing column {', '.join(missing)}; expected columns "
                 f"{', '.join(required + [f'[{name}]' for name in optional])}, found {', '.join(self.header) or 'none'}"
+                + self.sheet_hint
             )
+        duplicate_columns(self.path, self.header)
         return required + [name for name in optional if name in self.header]
 
     def dicts(self, columns: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -124,7 +155,8 @@ class Table:
 
 
 def read_table(path: str | Path) -> Table:
-    """Read a CSV (UTF-8, UTF-8 with BOM or GB18030) or an XLSX workbook (first sheet) into a Table."""
+    """Read a CSV (UTF-8, UTF-8 with BOM or GB18030) or an XLSX workbook (first sheet) into a Table; what the read
+    noticed and kept (hidden rows, other sheets) is in `read_notes(path)`."""
     path = Path(path)
     if not path.is_file():
         raise AdapterError(f"{path}: no such file")
@@ -145,6 +177,7 @@ def _is_blank(values: list[str]) -> bool:
 
 def _read_csv(path: Path) -> Table:
     """Parse the file as a stream (no whole-file string in memory), trying UTF-8 (BOM or not), then GB18030."""
+    READ_NOTES.pop(str(path), None)
     nul = _nul_bytes(path)
     _count_nul(path, nul)
     for encoding in ENCODINGS:  # a GB18030 file fails UTF-8 at its first Chinese byte, usually in the header
@@ -199,11 +232,42 @@ def _check_width(where: str, values: list[str], header: list[str]) -> None:
     raise AdapterError(f"{where}: {len(values)} fields, expected {len(header)} ({', '.join(header)})")
 
 
+EXACT_DIGITS = 15  # Excel keeps 15 significant digits; a float beyond them holds digits nobody typed
+
+
+class LongNumber(ValueError):
+    """A whole number stored as a float with more than 15 significant digits (an 18-digit id typed as a number)."""
+
+
+def _long_number(value: Any) -> bool:
+    try:
+        _cell(value)
+    except LongNumber:
+        return True
+    return False
+
+
+def _significant_digits(value: float) -> int:
+    """Significant digits of the shortest text that reads back as `value` (1.234567890123457e+17: 16)."""
+    mantissa = repr(abs(value)).split("e")[0].replace(".", "")
+    return len(mantissa.strip("0"))
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):
+        return value
     if isinstance(value, float) and value.is_integer():
+        if abs(value) >= 10**EXACT_DIGITS:
+            if _significant_digits(value) > EXACT_DIGITS:
+                raise LongNumber(repr(value))
+            return str(int(Decimal(repr(value))))  # 1.23456789012345e+17 as typed: 123456789012345000, not …4992
         return str(int(value))  # a score typed as 5 comes back from openpyxl as 5 or 5.0
+    if isinstance(value, datetime.datetime):  # a date-typed id or date: the date as the sheet shows it
+        return value.date().isoformat() if value.time() == datetime.time() else value.isoformat(" ")
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
     return str(value)
 
 
@@ -212,13 +276,21 @@ def _read_xlsx(path: Path) -> Table:
     cells are refused with file, row and column (they would read as empty cells and drop or mislabel rows)."""
     import openpyxl
 
+    READ_NOTES.pop(str(path), None)
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
         try:
             sheet = workbook.worksheets[0]
-            formulas, merged = _sheet_hints(path, getattr(sheet, "_worksheet_path", None))
+            names = workbook.sheetnames
+            hint = (
+                f"; read the first sheet {names[0]!r}, the workbook also has {', '.join(map(repr, names[1:]))}: put "
+                "the data sheet first (or save it alone)"
+                if len(names) > 1
+                else ""
+            )
+            formulas, merged, hidden = _sheet_hints(path, getattr(sheet, "_worksheet_path", None))
             uncached = _formula_cells(path) if formulas else {}
-            table = _xlsx_table(path, sheet, uncached, merged)
+            table = _xlsx_table(path, sheet, uncached, merged, hint)
         finally:
             workbook.close()
     except AdapterError:
@@ -230,28 +302,49 @@ def _read_xlsx(path: Path) -> Table:
             f"{path}: not a readable XLSX workbook ({type(err).__name__}: {err}), expected an .xlsx file saved by "
             "Excel/WPS"
         ) from None
+    notes = {}
+    if len(names) > 1:
+        notes["other_sheets"] = f"read the first sheet {names[0]!r}; not read: {', '.join(map(repr, names[1:]))}"
+    hidden_data = [number for number in table.numbers or () if number in hidden]
+    if hidden_data:
+        shown = ", ".join(map(str, hidden_data[:10])) + (", …" if len(hidden_data) > 10 else "")
+        notes["hidden_rows"] = (
+            f"{len(hidden_data)} rows hidden in the sheet were read like the others (rows {shown}); "
+            "delete them from the sheet to leave them out"
+        )
+    if notes:
+        READ_NOTES[str(path)] = notes
     return table
 
 
 _FORMULA_TAG = re.compile(rb"<(?:\w+:)?f[\s>/]")
 _MERGE_TAG = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]+)(\d+)(?::([A-Z]+)(\d+))?"')
+_ROW_TAG = re.compile(rb"<(?:\w+:)?row\s([^>]*)>")
+_ROW_NUMBER = re.compile(rb'\br="(\d+)"')
+_HIDDEN = re.compile(rb'\bhidden="(?:1|true)"')
 
 
-def _sheet_hints(path: Path, member: str | None) -> tuple[bool, list[tuple[str, int, str, int]]]:
-    """(whether the sheet's XML holds any formula, its merged ranges), scanned as bytes in blocks: cheap, so the
-    common sheet with neither is read once."""
+def _sheet_hints(path: Path, member: str | None) -> tuple[bool, list[tuple[str, int, str, int]], set[int]]:
+    """(whether the sheet's XML holds any formula, its merged ranges, its hidden rows), scanned as bytes in blocks:
+    cheap, so the common sheet with none of them is read once."""
     if member is None:
-        return True, []
+        return True, [], set()
     formulas, tail = False, b""
     merged: set[tuple[bytes, ...]] = set()
+    hidden: set[int] = set()
     with zipfile.ZipFile(path) as archive, archive.open(member.lstrip("/")) as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
             chunk = tail + block  # the last 256 bytes again: a tag split across two blocks is found whole
             formulas = formulas or _FORMULA_TAG.search(chunk) is not None
             merged.update(m.groups() for m in _MERGE_TAG.finditer(chunk))
+            if b"hidden" in chunk:
+                for attributes in _ROW_TAG.findall(chunk):
+                    number = _ROW_NUMBER.search(attributes)
+                    if number and _HIDDEN.search(attributes):
+                        hidden.add(int(number.group(1)))
             tail = chunk[-256:]
     ranges = {(a.decode(), int(b), (c or a).decode(), int(d or b)) for a, b, c, d in merged}
-    return formulas, sorted(ranges, key=lambda r: (r[1], r[0]))
+    return formulas, sorted(ranges, key=lambda r: (r[1], r[0])), hidden
 
 
 def _formula_cells(path: Path) -> dict[int, list[int]]:
@@ -278,7 +371,7 @@ def _column_name(header: list[str] | None, index: int) -> str:
 
 
 def _xlsx_table(
-    path: Path, sheet: Any, formulas: dict[int, list[int]], merged: list[tuple[str, int, str, int]]
+    path: Path, sheet: Any, formulas: dict[int, list[int]], merged: list[tuple[str, int, str, int]], hint: str = ""
 ) -> Table:
     if merged:
         from openpyxl.utils import column_index_from_string
@@ -305,7 +398,16 @@ def _xlsx_table(
                     "file was written by a program that does not compute formulas); open and save it in "
                     "Excel/WPS, or paste the values, expected a value"
                 )
-        cells = [_cell(value) for value in values]
+        try:
+            cells = [_cell(value) for value in values]
+        except LongNumber:  # the first such cell of the row, named
+            index = next(i for i, value in enumerate(values) if _long_number(value))
+            raise AdapterError(
+                f"{path} row {number} {_column_name(header, index)}: the number {values[index]!r} has more than "
+                f"{EXACT_DIGITS} significant digits, stored as a floating-point number its last digits are not the "
+                f"ones typed (Excel keeps {EXACT_DIGITS}); expected text: format the column as Text and enter the "
+                "ids again, or export CSV from the program that made them"
+            ) from None
         if not any(cell.strip() for cell in cells):
             blank += header is not None
         elif header is None:
@@ -320,18 +422,27 @@ def _xlsx_table(
             rows.append(cells)
             numbers.append(number)
     if header is None:
-        raise AdapterError(f"{path}: the workbook's first sheet is empty, expected a header row")
+        raise AdapterError(f"{path}: the workbook's first sheet is empty, expected a header row{hint}")
     if not rows:
-        raise AdapterError(f"{path}: only a header row, expected data rows after it")
-    return Table(path, header, rows, numbers, "xlsx", blank)
+        raise AdapterError(f"{path}: only a header row, expected data rows after it{hint}")
+    return Table(path, header, rows, numbers, "xlsx", blank, hint)
+
+
+def _lines(path: Path, text: str) -> list[str]:
+    """The text's lines: LF or CRLF ends, or CR alone (old Mac / some exports), which is noted in the report."""
+    if "\n" not in text and "\r" in text.rstrip("\r"):
+        READ_NOTES[str(path)] = {"line_ends": "CR only (classic Mac); each CR read as a line end"}
+        return text.split("\r")
+    return text.split("\n")
 
 
 def read_tsv(path: str | Path) -> tuple[list[tuple[int, list[str]]], str]:
-    """Tab-separated lines, quoting off (quotes are text), CRLF or LF: [(line number, fields)], encoding."""
+    """Tab-separated lines, quoting off (quotes are text), CRLF, LF or CR: [(line number, fields)], encoding."""
     path = Path(path)
+    READ_NOTES.pop(str(path), None)
     text, encoding = _read_text(path)
     rows = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(_lines(path, text), start=1):
         line = line.rstrip("\r")
         if line.strip():
             rows.append((number, line.split("\t")))
@@ -341,6 +452,7 @@ def read_tsv(path: str | Path) -> tuple[list[tuple[int, list[str]]], str]:
 def read_jsonl(path: str | Path) -> tuple[list[tuple[int, Any]], str, str]:
     """JSON Lines → ([(line number, object)], encoding, "line"); a file holding one JSON list → "record" numbers."""
     path = Path(path)
+    READ_NOTES.pop(str(path), None)
     text, encoding = _read_text(path)
     if text.lstrip().startswith("["):
         try:
@@ -349,7 +461,7 @@ def read_jsonl(path: str | Path) -> tuple[list[tuple[int, Any]], str, str]:
             raise AdapterError(f"{path} line {err.lineno}: not valid JSON ({err.msg}), expected a JSON list") from None
         return list(enumerate(items, start=1)), encoding, "record"
     rows = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(_lines(path, text), start=1):
         if not line.strip():
             continue
         try:

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from adapters.readers import AdapterError
+from adapters.readers import READ_NOTE_KEYS, AdapterError
 from adapters.records import Part, text_key
 
 
@@ -281,6 +281,7 @@ def format_report(report: dict[str, Any]) -> str:
             if value and (
                 key.startswith("empty_")
                 or key in ("sampled", "first_rows", "limited", "max_per_label", "duplicates_dropped", "nul_dropped")
+                or key in READ_NOTE_KEYS
             ):
                 lines.append(f"{dataset} {key}: {value}")
         dups = entry["duplicate_texts"]

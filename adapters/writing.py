@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from adapters.readers import AdapterError, nul_dropped
+from adapters.readers import AdapterError, nul_dropped, read_notes
 from adapters.records import Part, cap_per_label, drop_duplicates
 from adapters.report import build_report, fit_inputs, load_tokenizer
 from core import InputError, first_items
@@ -157,6 +157,7 @@ def run_conversion(
             part.task = part.task or adapter.name
             if nul_dropped(part.source):
                 part.notes["nul_dropped"] = nul_dropped(part.source)
+            part.notes.update(read_notes(part.source))
             if limit is not None:
                 part.notes["limited"] = (
                     f"first {min(limit, len(part.records))} of {len(part.records)} records (LIMIT={limit}, a trial run)"

@@ -31,15 +31,54 @@ Unparsed text
 Bad input
     Different id sets, duplicate ids, empty files, labels outside the task's set, unknown tie-breaker or weight
     names: exit status 2 and one message naming the files and the first offending ids. No output file is written
-    (all writes are atomic).
+    (all writes are atomic). Also refused: an empty `--out`, an output that is one of the inputs under any spelling
+    of its path (relative, `./`, `..`, a symlink or a hard link), a weight that is not a finite number above 0, and
+    with `--soft` prob_ values outside [0, 1], rows not summing to 1 (± 0.01), or a `prediction` that is not its
+    row's most probable label.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
 from core import InputError, first_items
 
-__all__ = ["VotingError", "first_items"]
+__all__ = ["VotingError", "check_outputs", "first_items", "require_path"]
 
 
 class VotingError(InputError):
     """Bad input: the CLI prints the message (it names the file and the first offending ids) and exits 2."""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two spellings name one file: relative/absolute, `./`, `..`, symlinks, hard links."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def require_path(option: str, value: str) -> str:
+    """Refuse an empty path option (`--out ''` would name the current folder)."""
+    if not str(value).strip():
+        raise VotingError(f"{option} is empty, expected a path")
+    return value
+
+
+def check_outputs(option: str, out: str, writes: Iterable[str | Path], inputs: Iterable[str | Path | None]) -> None:
+    """Refuse an empty `option` value, and any file it would write (`writes`) that is one of the `inputs` under any
+    spelling: the voted file must never replace a model's predictions."""
+    require_path(option, out)
+    given = [Path(path) for path in inputs if path]
+    for written in map(Path, writes):
+        for path in given:
+            if _same_file(written, path):
+                shown = f"{out} ({written})" if str(written) != str(out) else str(out)
+                raise VotingError(
+                    f"{option} {shown} is the input file {path}: it would be overwritten; "
+                    f"write the output to another path"
+                )

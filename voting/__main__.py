@@ -19,10 +19,10 @@ import pandas as pd
 from core import InputError, positive_int
 from core.fileio import atomic_write_frame, formula_safe_frame
 from core.tasks import RAW, TEXT, TaskSpec, find_task, labels_task
-from voting import VotingError
+from voting import VotingError, check_outputs, require_path
 from voting.ensemble import VoteOptions, parse_share, self_consistency, vote_files
 from voting.predictions import read_dataset_json
-from voting.report import report_files, score_file
+from voting.report import REPORT_FILES, report_files, score_file
 from voting.rules import DECIDED_BY
 from voting.submit import labels_by_id, write_submission
 
@@ -170,6 +170,7 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def command_vote(args: argparse.Namespace, task: TaskSpec) -> dict:
+    check_outputs("--out", args.out, [args.out], [*args.files, args.gold, args.groups])
     vote = vote_files(args.files, task, vote_options(args))
     files, tie_breaker = vote.files, vote.files[[f.name for f in vote.files].index(vote.tie_breaker)]
     out = pd.DataFrame(
@@ -195,21 +196,28 @@ def command_vote(args: argparse.Namespace, task: TaskSpec) -> dict:
 
 
 def command_self_consistency(args: argparse.Namespace, task: TaskSpec) -> dict:
+    check_outputs("--out", args.out, [args.out], [args.samples])
     out, summary = self_consistency(args.samples, task, args.unparsed)
     write_csv(out, args.out)
     return {"out": args.out, **summary}
 
 
 def command_score(args: argparse.Namespace, task: TaskSpec) -> dict:
+    if args.plot is not None:
+        check_outputs("--plot", args.plot, [args.plot], [args.pred, args.gold])
     return score_file(args.pred, args.gold, task, args.plot)
 
 
 def command_report(args: argparse.Namespace, task: TaskSpec) -> dict:
+    written = [Path(require_path("--out", args.out)) / name for name in REPORT_FILES]
+    check_outputs("--out", args.out, written, [*args.files, args.gold, args.groups])
     return report_files(args.files, args.gold, task, vote_options(args), args.out)
 
 
 def command_submit(args: argparse.Namespace, _task: TaskSpec) -> dict:
     task = find_task(args.submit_task, args.data_dir)
+    written = task.submission_path(require_path("--out", args.out))
+    check_outputs("--out", args.out, [written], [args.pred, args.test, args.source, args.keywords])
     keywords = None
     if args.keywords:  # paper: a paper with no keywords predicted is written with empty Keywords, and counted
         keywords = labels_by_id(args.keywords, find_task("keywords"), read_dataset_json(args.test), unparsed="")

@@ -6,6 +6,7 @@ dimension) from the files or a groups file, the task's tie-breaker-only groups, 
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,9 +99,12 @@ def parse_weights(text: str | None, names: Sequence[str]) -> list[float] | None:
             weights[name] = float(value)
         except ValueError:
             raise VotingError(f"--weights {text}: {value!r} for {name} is not a number") from None
-        if not weights[name] > 0:
-            raise VotingError(f"--weights {text}: the weight of {name} must be positive")
-    return [weights[name] for name in names]
+        if not (math.isfinite(weights[name]) and weights[name] > 0):  # inf would vote every row 0 (inf - inf is nan)
+            raise VotingError(
+                f"--weights {text}: the weight of {name} is {value.strip()!r}, expected a finite number above 0"
+            )
+    top = max(weights.values())
+    return [weights[name] / top for name in names]  # the largest weighs 1: ties are judged on one scale
 
 
 def read_group_map(path: str | None, task: TaskSpec) -> dict[str, str] | None:

@@ -24,6 +24,8 @@ from core.records import read_records
 from core.tasks import TaskSpec
 from voting import VotingError, first_items
 
+PROB_SUM_TOLERANCE = 0.01  # a row's prob_ columns sum to 1 within this (rounded values, e.g. 3 × 0.33)
+
 
 @dataclass
 class Predictions:
@@ -33,6 +35,11 @@ class Predictions:
     frame: pd.DataFrame
     labels: np.ndarray  # object, None where unparsed
     groups: np.ndarray | None = None
+    rows: np.ndarray | None = None  # each frame row's line in the file (header = 1); None: in file order
+
+    def row_number(self, index: int) -> int:
+        """The file line of the index-th frame row (files aligned to another's order keep their own lines)."""
+        return int(self.rows[index]) if self.rows is not None else index + 2
 
     @property
     def name(self) -> str:
@@ -55,7 +62,9 @@ class Predictions:
         return [c[len("prob_") :] for c in self.frame.columns if c.startswith("prob_")]
 
     def probabilities(self, label_order: Sequence[str]) -> np.ndarray:
-        """(rows, labels) float matrix of the `prob_<label>` columns in `label_order`; absent or empty: NaN."""
+        """(rows, labels) float matrix of the `prob_<label>` columns in `label_order`; absent or empty: NaN.
+
+        Checked (`check_probabilities`): numbers in [0, 1], each row summing to 1, `prediction` at the row's top."""
         out = np.full((len(self.frame), len(label_order)), np.nan)
         for k, label in enumerate(label_order):
             column = f"prob_{label}"
@@ -64,12 +73,60 @@ class Predictions:
             values = pd.to_numeric(self.frame[column].replace("", np.nan), errors="coerce")
             bad = values.isna() & (self.frame[column] != "")
             if bad.any():
-                raise VotingError(
-                    f"{self.path} row {_row_of(bad)} id {self.frame['id'][bad].iloc[0]}: {column} is "
-                    f"{self.frame[column][bad].iloc[0]!r}, expected a number"
-                )
+                self._refuse(bad.to_numpy(), f"{column} is {self.frame[column][bad].iloc[0]!r}, expected a number")
             out[:, k] = values.to_numpy(dtype=float)
+        self.check_probabilities(out, label_order)
         return out
+
+    def check_probabilities(self, probs: np.ndarray, label_order: Sequence[str]) -> None:
+        """Refuse a probability that is not finite or outside [0, 1] (percentages), a row whose probabilities do
+        not sum to 1 (± PROB_SUM_TOLERANCE; a row all empty or all 0 abstains), and a parsed `prediction` that is
+        not its own row's most probable label."""
+        for k, label in enumerate(label_order):
+            column = probs[:, k]
+            bad = ~np.isnan(column) & ~((column >= 0) & (column <= 1))  # inf, -inf, 90, -0.1
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                self._refuse(
+                    bad,
+                    f"prob_{label} is {self.frame[f'prob_{label}'].iloc[row]!r}, expected a probability between "
+                    "0 and 1 (not a percentage)",
+                )
+        filled = np.nan_to_num(probs, nan=0.0)
+        total = filled.sum(axis=1)
+        voting = total > 0
+        bad = voting & (np.abs(total - 1) > PROB_SUM_TOLERANCE)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            columns = [f"prob_{label}" for label in label_order if f"prob_{label}" in self.frame.columns]
+            raise VotingError(
+                f"{self.where(row)}: {'+'.join(columns)} sum to {total[row]:.6g}, expected 1 "
+                f"(± {PROB_SUM_TOLERANCE}); {int(bad.sum())} such rows"
+            )
+        index = {label: k for k, label in enumerate(label_order)}
+        labels = pd.Series(self.labels, dtype=object)
+        codes = labels.map(index).fillna(-1).to_numpy(dtype=np.int64)  # -1: unparsed, or a label with no column
+        parsed = voting & labels.notna().to_numpy()
+        own = np.where(codes >= 0, filled[np.arange(len(codes)), np.maximum(codes, 0)], 0.0)
+        bad = parsed & (own < filled.max(axis=1) - 1e-6)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            top = label_order[int(np.argmax(filled[row]))]
+            raise VotingError(
+                f"{self.where(row)}: prediction is {self.frame['prediction'].iloc[row]!r} (label "
+                f"{self.labels[row]}, prob {own[row]:.6g}) but its most probable label is {top} "
+                f"(prob_{top} {filled[row].max():.6g}); prediction and prob_ columns must come from the same "
+                f"scoring; {int(bad.sum())} such rows"
+            )
+
+    def where(self, index: int) -> str:
+        """'preds.csv row 7 id TE5': where the index-th frame row is in its file."""
+        return f"{self.path} row {self.row_number(index)} id {self.frame['id'].iloc[index]}"
+
+    def _refuse(self, bad: np.ndarray, problem: str) -> None:
+        row = int(np.flatnonzero(bad)[0])
+        more = f"; {int(bad.sum())} such rows" if bad.sum() > 1 else ""
+        raise VotingError(f"{self.where(row)}: {problem}{more}")
 
 
 def _row_of(mask: pd.Series) -> int:
@@ -331,12 +388,14 @@ def aligned_predictions(files: Sequence[Predictions]) -> list[Predictions]:
                 parts.append(f"{len(only_other)} ids only in {other.path} ({first_items(only_other)})")
             raise VotingError(f"{first.path} and {other.path} have different ids: {'; '.join(parts)}")
         order = index.get_indexer(reference)
+        lines = other.rows if other.rows is not None else np.arange(len(other.ids)) + 2
         out.append(
             Predictions(
                 other.path,
                 other.frame.iloc[order].reset_index(drop=True),
                 other.labels[order],
                 None if other.groups is None else other.groups[order],
+                lines[order],
             )
         )
     check_same_groups(out)

@@ -192,10 +192,13 @@ def plot_report(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+REPORT_FILES = ("report.json", "report.png", "report.md", "rows.csv")  # what `report --out DIR` writes in DIR
+
+
 def write_report(report: dict, out_dir: str | Path) -> list[Path]:
     """report.md, report.png and report.json in `out_dir`; returns their paths."""
     out_dir = Path(out_dir)
-    paths = [out_dir / "report.json", out_dir / "report.png", out_dir / "report.md"]
+    paths = [out_dir / name for name in REPORT_FILES[:3]]
     atomic_write_json(paths[0], report)
     plot_report(report, paths[1])
     atomic_write_text(paths[2], report_markdown(report, paths[1].name))
@@ -264,7 +267,7 @@ def report_files(paths: list[str], gold_path: str, task: TaskSpec, options: Vote
     written = write_report(report, out)
     if text_scoring(task, gold) == "qa":  # each answer's scores, the ensemble's, beside the report
         rows = qa_metrics(list(aligned[0].labels), list(vote.voted[order]), per_row=True)["rows"]
-        per_row = Path(out) / "rows.csv"
+        per_row = Path(out) / REPORT_FILES[3]
         atomic_write_csv(
             per_row,
             [
