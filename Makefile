@@ -163,7 +163,7 @@ VOTE_ARGS = $(foreach f,$(filter-out %_samples.csv,$(wildcard predictions/$(TASK
 
 vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ [TIE= WEIGHTS= SOFT=1 UNPARSED= MAX_UNPARSED=5%]
 	$(LLMCOMP) vote $(VOTE_ARGS) --out $(call q,submissions/$(TASK)/voted.csv)
-	$(LLMCOMP) submit $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --pred $(call q,submissions/$(TASK)/voted.csv) \
+	$(LLMCOMP) submit --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --pred $(call q,submissions/$(TASK)/voted.csv) \
 		--test $(call q,$(DATA_DIR)/$(TASK)_$(SPLIT).json) --out $(call q,submissions/$(TASK)/) \
 		$(if $(UNPARSED),--unparsed $(call q,$(UNPARSED))) $(if $(KEYWORDS),--keywords $(call q,$(KEYWORDS))) \
 		$(if $(SOURCE),--source $(call q,$(SOURCE)))
@@ -200,7 +200,7 @@ sc-submit: $(STAMP) ## served model → submission: make sc-submit TASK=logic SA
 		$(if $(FRESH),--fresh,--resume) $(LIMIT_ARG) $(ARGS)
 	$(LLMCOMP) self-consistency $(call q,predictions/$(TASK)/$(MODEL)_samples.csv) --task $(call q,$(TASK)) \
 		--data-dir $(call q,$(DATA_DIR)) $(if $(UNPARSED),--unparsed $(call q,$(UNPARSED))) --out $(call q,$(SC_VOTED))
-	$(LLMCOMP) submit $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --pred $(call q,$(SC_VOTED)) \
+	$(LLMCOMP) submit --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --pred $(call q,$(SC_VOTED)) \
 		--test $(call q,$(DATA_DIR)/$(TASK)_$(SPLIT).json) $(if $(SOURCE),--source $(call q,$(SOURCE))) $(LIMIT_ARG) \
 		--out $(call q,submissions/$(TASK)/)
 

@@ -114,6 +114,7 @@ register_task(
         BINARY_SYNONYMS,
         submission_name="submit.csv",
         write_submission=write_submission,
+        extra_tasks={"keywords": "keywords"},
         help="paper classification: medical (1) or not (0); the submission adds the keywords",
         language="en",  # English titles and abstracts (iFLYTEK 2023), English instructions
     )

@@ -58,7 +58,7 @@ def matmul_flops(n: int = 1024, reps: int = 8, tries: int = 3) -> float:
 
 def convert(data_dir: Path, rows: int) -> list[dict]:
     """cola_bench_{train,dev} via the adapters; cola_bench_test = the first `rows` dev rows (what predict reads)."""
-    from adapters.__main__ import main as adapters_main
+    from adapters.cli import main as adapters_main
 
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the JSON line
         code = adapters_main(

@@ -42,7 +42,7 @@ class Split:
 
 
 def adapters(*argv: str) -> None:
-    from adapters.__main__ import main as adapters_main
+    from adapters.cli import main as adapters_main
 
     tokenizer = [] if "--tokenizer" in argv else ["--tokenizer", "none"]
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the JSON line

@@ -62,6 +62,7 @@ STAGES = [
             "-m",
             "voting",
             "submit",
+            "--task",
             TASK,
             "--pred",
             f"submissions/{TASK}/voted.csv",

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters import ADAPTERS
-from adapters.__main__ import main
+from adapters.cli import main
 from adapters.judge import judge_record
 from adapters.logic import logic_records
 from adapters.readers import RowError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.__main__ import main
+from adapters.cli import main
 
 pytestmark = pytest.mark.shared
 

@@ -56,7 +56,7 @@ def test_no_package_imports_a_siblings_cli():
 def test_the_front_door_names_real_stage_mains():
     import importlib
 
-    from llmcomp.__main__ import COMMANDS
+    from llmcomp.cli import COMMANDS
 
     for command, (module, _) in COMMANDS.items():
         assert callable(importlib.import_module(module).main), command
@@ -78,12 +78,12 @@ def test_llmcomp_console_script_runs_a_stage(tmp_path):
 def test_a_toy_competition_takes_one_adapter_and_one_register_task(tmp_path, capsys):
     """Register a converter and a TaskSpec (with its submission writer); every stage then knows the task."""
     import adapters
-    from adapters.__main__ import main as adapters_main
+    from adapters.cli import main as adapters_main
     from adapters.readers import read_table
     from adapters.records import Part, build_records, output_label
     from core.fileio import atomic_write_text
     from core.tasks import TASKS, TaskSpec, register_task
-    from voting.__main__ import main as voting_main
+    from voting.cli import main as voting_main
 
     def convert(path, split, args):
         table = read_table(path)
@@ -194,7 +194,7 @@ def run_make(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def sample_data(tmp_path_factory) -> Path:
     """The demo's judge sample converted into a folder of its own (not data/)."""
-    from adapters.__main__ import main as adapters_main
+    from adapters.cli import main as adapters_main
 
     data = tmp_path_factory.mktemp("flags") / "mydata"
     samples = ROOT / "data" / "samples"

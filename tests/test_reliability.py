@@ -91,7 +91,7 @@ def test_registry_merge_waits_for_the_lock(tmp_path, monkeypatch):
 
 
 def writing_args():
-    from adapters.__main__ import build_parser
+    from adapters.cli import build_parser
 
     return build_parser().parse_args(["judge", "--name", "x"])
 
@@ -515,7 +515,7 @@ def test_formula_cells_round_trip(raw):
 
 
 def test_voted_and_submission_csvs_are_formula_safe(tmp_path, capsys):
-    from voting.__main__ import main as voting_main
+    from voting.cli import main as voting_main
     from voting.predictions import read_csv_frame
 
     payload = '=HYPERLINK("http://evil","x")'
@@ -620,7 +620,7 @@ def test_duplicate_test_ids_are_refused(tmp_path, capsys):
 
 
 def test_vote_inputs_disagreeing_on_a_rows_group_are_refused(tmp_path, capsys):
-    from voting.__main__ import main as voting_main
+    from voting.cli import main as voting_main
 
     atomic_write_csv(
         tmp_path / "a.csv",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.__main__ import main
+from adapters.cli import main
 
 JUDGE_HEADER = ["数据编号", "创作要求", "评判维度", "待评判内容", "标注分值"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from voting.__main__ import main
+from voting.cli import main
 
 
 def write(path: Path, text: str) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from voting.__main__ import main
+from voting.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 JUDGE_HEADER = "数据编号,评判维度,预测分数"

@@ -8,7 +8,7 @@ from adapters import TASKS
 from core.extract import extract_label, extract_labels, normalize_text
 from core.tasks import BINARY, BINARY_SYNONYMS, TaskError
 from voting import VotingError
-from voting.__main__ import build_parser, task_from_args
+from voting.cli import build_parser, task_from_args
 from voting.predictions import read_gold, read_predictions_csv
 
 SCORES_1_5 = ("1", "2", "3", "4", "5")

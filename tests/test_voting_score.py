@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, mean_absolute_error
 
 from core.metrics import char_f1, keyword_metrics, keyword_set, label_metrics, matthews_from_confusion, text_metrics
-from voting.__main__ import main
+from voting.cli import main
 
 GOLD = ["1", "2", "3", "4", "5", "3", "3", "4", "2", "5", "1", "4"]
 PRED = ["1", "3", "3", "4", "4", "3", "2", "4", "2", "5", "2", "5"]

@@ -26,7 +26,7 @@ from voting.predictions import (
     read_predictions_csv,
     report_unparsed,
 )
-from voting.rules import NO_VOTE, VoteResult, ensemble_vote, self_consistency_vote
+from voting.rules import DECIDED_BY, NO_VOTE, VoteResult, ensemble_vote, self_consistency_vote
 
 DEFAULT_TIE_BREAKER = "glm4"  # the winning text-judging entry's designated model
 MAX_UNPARSED = 0.05  # a model whose share of abstaining rows is above this stops the vote
@@ -284,3 +284,20 @@ def self_consistency(path: str | Path, task: TaskSpec, unparsed: str | None = No
         "filled_unparsed": int(empty.sum()),
     }
     return out, summary
+
+
+def voted_frame(vote: Vote) -> pd.DataFrame:
+    """The voted file: id, prediction, which rule decided each row, and the tie-breaker's extra columns (group)."""
+    files = vote.files
+    tie_breaker = files[[f.name for f in files].index(vote.tie_breaker)]
+    out = pd.DataFrame(
+        {
+            "id": files[0].ids,
+            "prediction": vote.voted,
+            "decided_by": np.array(DECIDED_BY, dtype=object)[vote.result.decided_by],
+        }
+    )
+    for column in tie_breaker.extra_columns:
+        if column not in out.columns:
+            out[column] = tie_breaker.frame[column].to_numpy()
+    return out
