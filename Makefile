@@ -119,7 +119,7 @@ test: setup ## run the test suite (its set-up included)
 test-fast: setup ## the tests that need neither SmolLM2 nor the real data nor a browser, without the tiny-arch preset proofs
 	$(PY) -m pytest -q -m "not smollm2 and not gemma3 and not shared and not slow and not arch"
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy (core, adapters, voting): what pre-commit runs
+lint: $(STAMP) ## ruff check, ruff format --check, mypy (every package): what pre-commit runs
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

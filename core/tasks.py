@@ -144,16 +144,16 @@ class TaskRegistry(dict[str, TaskSpec]):
     def __len__(self) -> int:
         return dict.__len__(self.load())
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return dict.get(self.load(), name, default)
 
-    def keys(self):  # type: ignore[override]
+    def keys(self):
         return dict.keys(self.load())
 
-    def values(self):  # type: ignore[override]
+    def values(self):
         return dict.values(self.load())
 
-    def items(self):  # type: ignore[override]
+    def items(self):
         return dict.items(self.load())
 
 

@@ -24,10 +24,10 @@ from collections.abc import Callable, Sequence
 # subcommand → (module whose main() runs it, arguments put in front of the user's)
 COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "data": ("adapters.cli", ()),
-    "train": ("pipeline.__main__", ("train",)),
-    "qlora": ("pipeline.__main__", ("qlora",)),
-    "predict": ("pipeline.__main__", ("predict",)),
-    "export": ("pipeline.__main__", ("export",)),
+    "train": ("pipeline.cli", ("train",)),
+    "qlora": ("pipeline.cli", ("qlora",)),
+    "predict": ("pipeline.cli", ("predict",)),
+    "export": ("pipeline.cli", ("export",)),
     "score": ("pipeline.score", ()),
     "baseline": ("pipeline.baseline", ()),
     "serve": ("pipeline.serve", ()),

@@ -1,29 +1,10 @@
-"""python -m pipeline {train,qlora,predict,export} --model MODEL --task TASK [--data-dir DATA] [key=value ...]
-
-The task's datasets are TASK_train / TASK_<split> in DATA/dataset_info.json (written by `python -m adapters`).
-Extra key=value pairs are LLaMA-Factory overrides, applied last.
-"""
+"""`python -m pipeline train|qlora|predict|export ...`: the parser is pipeline/cli.py."""
 
 from __future__ import annotations
 
 import sys
 
-from pipeline.predict import predict
-from pipeline.run import Run, stage_main, stage_parser
-from pipeline.runs import run_stage
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser("python -m pipeline", __doc__, stages=("train", "qlora", "predict", "export"))
-    parser.add_argument("--fresh", action="store_true", help="train: move the old run aside and start over")
-    parser.add_argument("--samples", type=int, default=1, help="predict: N sampled answers per row")
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved YAML, run nothing")
-    args = parser.parse_intermixed_args(argv)
-    if args.stage == "predict":
-        return stage_main(lambda: predict(Run.from_args(args), args.samples, args.temperature, args.dry_run))
-    return stage_main(lambda: run_stage(Run.from_args(args), args.stage, args.fresh, args.dry_run))
-
+from pipeline.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

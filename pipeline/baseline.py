@@ -94,7 +94,7 @@ def tfidf_predictions(
         for r, p in zip(todo, probs, strict=True):
             by_label = dict(zip(model.classes_, p, strict=True))
             rows[r["id"]] = {
-                "prediction": max(by_label, key=by_label.get),
+                "prediction": max(by_label, key=lambda label: by_label[label]),
                 **{f"prob_{c}": round(float(by_label.get(c, 0.0)), 6) for c in labels_all},
             }
     return [

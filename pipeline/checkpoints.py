@@ -78,7 +78,7 @@ def set_aside(path: Path) -> Path:
 def last_complete_checkpoint(out_dir: Path) -> tuple[Path | None, list[str]]:
     """(the newest complete checkpoint-N, notes on each newer broken one, moved aside as checkpoint-N.broken)."""
     numbered = [(int(m.group(1)), p) for p in out_dir.iterdir() if p.is_dir() and (m := CHECKPOINT.match(p.name))]
-    notes = []
+    notes: list[str] = []
     for _, path in sorted(numbered, reverse=True):
         problem = checkpoint_problem(path)
         if problem is None:

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = T
     """Score, calibrate, write. `scores_of` (local_scores' signature) and `write=False` are the hooks
     pipeline.sharded_scoring runs every rank through; its extra report keys arrive in `report["shards"]`."""
     run = Run.from_args(args)
-    config = run.config("predict")
+    config = run.config("predict", generate=False)
     try:
         rules = scoring_task(run, args.labels)
     except InputError as err:

@@ -100,12 +100,19 @@ class Run:
         )
 
     def config(
-        self, stage: str, extra: Sequence[str] = (), cuda: bool | None = None, split: str | None = None
+        self,
+        stage: str,
+        extra: Sequence[str] = (),
+        cuda: bool | None = None,
+        split: str | None = None,
+        generate: bool = True,
     ) -> dict[str, Any]:
         """The stage's preset resolved for this run (pipeline.presets.resolve_config); `extra` overrides come
-        before the run's own, which win."""
+        before the run's own, which win. `generate=False` (label scoring, self-consistency): the preset's
+        max_new_tokens stays, and the generation budget is never read."""
         overrides = {**parse_overrides(list(extra)), **self.override_dict}
-        budget = self.budget if stage == "predict" and "max_new_tokens" not in overrides else None
+        wants = generate and stage == "predict" and "max_new_tokens" not in overrides
+        budget = self.budget if wants else None
         return resolve_config(
             self.model, stage, self.task, overrides, cuda, split or self.split, self.data_dir, budget=budget
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -164,7 +164,7 @@ def score_encoded(
                 batch_scores = _score_full_sequences(model, rows, pad_id, device, keep)
             for i, s in zip(order[start : start + batch_size], batch_scores, strict=True):
                 scores[i] = s
-    return scores
+    return cast(list[np.ndarray], scores)  # every index was in one batch: none is left None
 
 
 def _logits(model: Any, keep_arg: bool, n_keep: int, **inputs) -> tuple[Any, Any]:

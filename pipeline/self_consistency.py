@@ -70,7 +70,7 @@ def extract(text: str, record: dict, task: TaskSpec) -> str:
     except KeyError:
         synonyms = task.synonyms
     label, status = extract_label(text, task.candidates(record), synonyms)
-    return label if status == OK else ""
+    return label if status == OK and label is not None else ""
 
 
 def read_samples(path: Path) -> dict[tuple[str, int], dict]:
@@ -238,7 +238,7 @@ def wait_for_server(host: str, port: int, seconds: float) -> bool:
 def run(run: Run, args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
     """Ask the server for the missing samples of every row; (the samples file, failed ids → why, samples kept)."""
     args.task, args.model = run.task, run.model  # the request loop names them
-    config = run.config("predict")
+    config = run.config("predict", generate=False)
     name = config["eval_dataset"]
     records, attr = load_records(config, name)
     if run.limit is not None:

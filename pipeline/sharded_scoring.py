@@ -36,7 +36,8 @@ from pipeline.scoring_engine import score_encoded
 
 def balanced_shards(lengths: Sequence[int], shards: int) -> list[list[int]]:
     """Row indices per shard (each in row order): longest first, each row to the shard with the least tokens."""
-    totals, out = [0] * shards, [[] for _ in range(shards)]
+    totals = [0] * shards
+    out: list[list[int]] = [[] for _ in range(shards)]
     for index in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
         target = min(range(shards), key=lambda s: (totals[s], len(out[s]), s))
         out[target].append(index)

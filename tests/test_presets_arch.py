@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from tiny_arch import MODELS, build_internlm2_source, build_tiny_arch
 
-from pipeline.__main__ import main as pipeline_main
+from pipeline.cli import main as pipeline_main
 from pipeline.inference import infer_arguments
 from pipeline.presets import resolve_config
 from pipeline.scoring_engine import LabelScorer, score_encoded

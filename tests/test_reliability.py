@@ -384,7 +384,7 @@ def test_secret_keys_are_redacted_and_others_kept():
 
 
 def pipeline_main(monkeypatch, tmp_path, capsys, *argv: str) -> tuple[int, str]:
-    from pipeline.__main__ import main
+    from pipeline.cli import main
 
     monkeypatch.chdir(tmp_path)
     code = main(list(argv))
