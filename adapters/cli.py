@@ -16,7 +16,10 @@ from adapters.registry import ADAPTERS
 from adapters.report import cutoff_warnings, format_report
 from adapters.writing import run_conversion
 from core import InputError, positive_int
+from core.paths import preset_cutoff_len
+from core.tasks import TASKS, embedded_model
 
+DEFAULT_CUTOFF = 1024  # where the model has no preset to read its cutoff_len from
 EXAMPLES = """examples:
   python -m adapters judge --train train.csv --test test_A.csv --name df1032
   python -m adapters cola --train in_domain_train.tsv --dev in_domain_dev.tsv --name cola \\
@@ -52,7 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="tokenizer for the length report and --fit-cutoff (default: the task's embedded model, "
             "models/gemma3 for Chinese tasks, models/smollm2 otherwise, when present; 'none' skips it)",
         )
-        task.add_argument("--cutoff-len", type=int, default=1024, help="cutoff_len to check lengths against (1024)")
+        task.add_argument(
+            "--model",
+            help="the model that will train on this data (default: the task's embedded model, as make's MODEL=): "
+            "its preset's cutoff_len is --cutoff-len's default, and models/MODEL its tokenizer where present",
+        )
+        task.add_argument(
+            "--cutoff-len",
+            type=int,
+            help="cutoff_len to check lengths against and --fit-cutoff to (default: the --model preset's)",
+        )
         task.add_argument(
             "--fit-cutoff",
             action="store_true",
@@ -82,9 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def training_model(args: argparse.Namespace) -> tuple[str, int, str]:
+    """(the model that will train, the cutoff_len to fit to, where that length comes from)."""
+    model = args.model or embedded_model(TASKS.get(args.adapter))
+    if args.cutoff_len is not None:
+        return model, args.cutoff_len, "--cutoff-len"
+    preset = preset_cutoff_len(model)
+    if preset is None:
+        return model, DEFAULT_CUTOFF, f"no preset factory_configs/{model}: {DEFAULT_CUTOFF}"
+    return model, preset, f"factory_configs/{model}/lora_sft.yaml, the length {model} trains on"
+
+
 def convert(args: argparse.Namespace) -> dict:
     """Convert the files the arguments name; the conversion report (nothing is written on an error)."""
     files = {split: getattr(args, split) for split in ("train", "dev", "test") if getattr(args, split) is not None}
+    args.model, args.cutoff_len, args.cutoff_from = training_model(args)
     return run_conversion(
         ADAPTERS[args.adapter],
         files,
@@ -97,6 +121,8 @@ def convert(args: argparse.Namespace) -> dict:
         fit_cutoff=args.fit_cutoff,
         limit=args.limit,
         max_per_label=args.max_per_label,
+        model=args.model,
+        cutoff_from=args.cutoff_from,
     )
 
 

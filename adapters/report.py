@@ -68,14 +68,14 @@ def prompt_text(record: dict[str, Any]) -> str:
     return record.get("system", "") + history + prompt + record["output"]
 
 
-def load_tokenizer(spec: str | None, task: str | None = None) -> tuple[Any, str]:
-    """(tokenizer or None, note). spec None: the task's embedded model (core.tasks.default_model: models/gemma3 for
-    Chinese tasks, models/smollm2 otherwise, from the working directory), else models/smollm2, when present;
-    'none': skip."""
+def load_tokenizer(spec: str | None, task: str | None = None, model: str | None = None) -> tuple[Any, str]:
+    """(tokenizer or None, note). spec None: models/MODEL (the model that will train), else the task's embedded model
+    (core.tasks.default_model: models/gemma3 for Chinese tasks, models/smollm2 otherwise, from the working
+    directory), else models/smollm2, when present; 'none': skip."""
     if spec is None:
         from core.tasks import default_model
 
-        names = dict.fromkeys([default_model(task) if task else "smollm2", "smollm2"])
+        names = dict.fromkeys([*([model] if model else []), default_model(task) if task else "smollm2", "smollm2"])
         found = [
             Path("models") / name
             for name in names
@@ -142,6 +142,8 @@ def token_stats(records: list[dict[str, Any]], tokenizer: Any, overhead: int, cu
         "mean": round(sum(lengths) / len(lengths), 1),
         "cutoff_len": cutoff_len,
         "over_cutoff": sum(length > cutoff_len for length in lengths),
+        # every 1%: a run with another cutoff_len reads its share of rows over it from these (pipeline.checks)
+        "percentiles": [pct(i / 100) for i in range(101)],
     }
 
 
@@ -300,6 +302,8 @@ def format_report(report: dict[str, Any]) -> str:
     else:
         tokens = report["tokens"]
         lines.append(f"token lengths: {tokens['tokenizer']} (+{tokens['template_tokens']} template tokens)")
+        source = f" ({tokens['cutoff_from']})" if tokens.get("cutoff_from") else ""
+        lines.append(f"cutoff_len {tokens['cutoff_len']}{source}")
     return "\n".join(lines)
 
 
@@ -316,8 +320,8 @@ def cutoff_warnings(report: dict[str, Any]) -> list[str]:
             warnings.append(
                 f"warning: {over} of {rows} rows of {dataset} ({over / rows:.0%}) are longer than cutoff_len "
                 f"{tokens['cutoff_len']} tokens. LLaMA-Factory cuts such a prompt's tail, the chat template's "
-                "assistant header included, so the model learns to answer mid-text. Convert with --fit-cutoff "
-                f'(make data DATA_ARGS="--tokenizer MODEL_DIR --cutoff-len {tokens["cutoff_len"]} --fit-cutoff") '
-                "or raise cutoff_len (ARGS=cutoff_len=N) for training."
+                "assistant header included, so the model learns to answer mid-text, and train/predict refuse it. "
+                "Convert with --fit-cutoff for the model that will train (make data ... MODEL=M "
+                "DATA_ARGS=--fit-cutoff fits to M's preset cutoff_len) or raise cutoff_len (ARGS=cutoff_len=N)."
             )
     return warnings

@@ -139,6 +139,8 @@ def run_conversion(
     fit_cutoff: bool = False,
     limit: int | None = None,
     max_per_label: int | None = None,
+    model: str | None = None,
+    cutoff_from: str = "",
 ) -> dict[str, Any]:
     """Read and check every file of the run in memory, then write data files, report and registry entries.
 
@@ -178,10 +180,12 @@ def run_conversion(
                         f"{sum(before.values())}; labels before: {dict(sorted(before.items()))}"
                     )
         read_registry(data_dir)  # a broken dataset_info.json stops the run before any file is written
-        tok, note = load_tokenizer(tokenizer, adapter.name)
+        tok, note = load_tokenizer(tokenizer, adapter.name, model)
         if fit_cutoff:
             fit_inputs(parts, tok, cutoff_len)
         report = build_report(adapter.name, name, parts, tok, note, cutoff_len)
+        if cutoff_from and "cutoff_len" in report["tokens"]:
+            report["tokens"]["cutoff_from"] = cutoff_from
         write_outputs(parts, name, data_dir, report)
     return report
 

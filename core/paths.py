@@ -18,6 +18,7 @@ from pathlib import Path
 from core import InputError
 
 DATA_DIR = Path("data")
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "factory_configs"  # the model presets (one folder per model)
 STAGE_DIRS = {
     "train": "lora",
     "qlora": "qlora",
@@ -60,3 +61,14 @@ def predictions_csv(task: str, model: str, kind: str = "generate") -> Path:
 
 def submissions_dir(task: str) -> Path:
     return Path("submissions") / check_plain_name(task, "--task")
+
+
+def preset_cutoff_len(model: str) -> int | None:
+    """cutoff_len of factory_configs/MODEL/lora_sft.yaml, the length MODEL trains on; None without such a preset."""
+    import yaml
+
+    path = CONFIG_DIR / model / "lora_sft.yaml"
+    if not PLAIN_NAME.match(model or "") or not path.is_file():
+        return None
+    value = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("cutoff_len")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

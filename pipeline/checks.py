@@ -11,6 +11,7 @@ import importlib.util
 import ipaddress
 import os
 import re
+import sys
 import types
 import typing
 from enum import Enum
@@ -216,3 +217,50 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+OVER_CUTOFF_REFUSE = 0.05  # the share of rows over cutoff_len above which a run is refused (adapters warn at the same)
+
+
+def over_cutoff(entry: dict[str, Any], cutoff_len: int) -> float | None:
+    """The share of a dataset's rows longer than `cutoff_len`, from its entry in the adapter's report (percentiles
+    every 1%, or the exact count where the report was made for this very cutoff_len); None if unknown."""
+    tokens = entry.get("tokens") or {}
+    if tokens.get("cutoff_len") == cutoff_len and isinstance(tokens.get("over_cutoff"), int) and entry.get("rows_out"):
+        return tokens["over_cutoff"] / entry["rows_out"]
+    percentiles = tokens.get("percentiles")
+    if isinstance(percentiles, list) and len(percentiles) == 101:
+        return sum(length > cutoff_len for length in percentiles[1:]) / 100
+    return None
+
+
+def check_cutoff(config: dict[str, Any], stage: str, model: str, task: str, explicit: bool) -> None:
+    """Refuse a run whose dataset has more than a few per cent of rows longer than the run's cutoff_len.
+
+    LLaMA-Factory cuts such a prompt's tail, the chat template's answer header included: training learns to
+    continue the text, prediction continues it instead of answering. The lengths are the adapter's report's
+    (`make data` with a tokenizer); without one nothing is known and nothing is said. A cutoff_len the user set
+    (`ARGS=cutoff_len=N`) is their choice: said loudly, not refused.
+    """
+    from pipeline.presets import report_entry
+
+    key = "dataset" if stage in ("train", "qlora") else "eval_dataset"
+    cutoff_len = config.get("cutoff_len")
+    if not isinstance(cutoff_len, int):
+        return
+    for dataset in filter(None, (name.strip() for name in str(config.get(key) or "").split(","))):
+        found = report_entry(dataset, config.get("dataset_dir"))
+        share = over_cutoff(found[2], cutoff_len) if found else None
+        if not share or found is None:
+            continue
+        tokenizer = found[1].get("tokens", {}).get("tokenizer", "?")
+        message = (
+            f"{share:.0%} of {dataset}'s rows are longer than this run's cutoff_len {cutoff_len} ({tokenizer} "
+            f"tokens, {found[0]}): LLaMA-Factory cuts their prompts' tail, the answer header included, so the model "
+            f"{'learns to continue the text' if key == 'dataset' else 'continues the text instead of answering'}. "
+            f"Fix: convert again fitted to this model (make data TASK={task} MODEL={model} ... "
+            f"DATA_ARGS=--fit-cutoff), or raise cutoff_len (ARGS=cutoff_len=N)"
+        )
+        if share > OVER_CUTOFF_REFUSE and not explicit:
+            raise RunError(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -15,11 +15,10 @@ from typing import Any
 import yaml
 
 from core import InputError
-from core.paths import DATA_DIR, check_plain_name, stage_dir
+from core.paths import CONFIG_DIR, DATA_DIR, check_plain_name, stage_dir
 from pipeline.errors import RunError
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "factory_configs"
 STAGE_FILES = {"train": "lora_sft.yaml", "qlora": "qlora_sft.yaml", "predict": "predict.yaml", "export": "export.yaml"}
 Budget = tuple[int, str] | None  # (max_new_tokens, why) from the adapter's report, or None
 COMPUTE: Any = object()  # resolve_config's `budget` when the caller has none yet
@@ -109,26 +108,37 @@ def resolve_config(
     return config
 
 
-def generation_budget(task: str, data_dir: str | Path | None = None) -> tuple[int, str] | None:
-    """(max_new_tokens, why) from the adapter's report of TASK_train: its answers' p99 tokens + margin; else None.
+def report_entry(dataset: str, data_dir: str | Path | None = None) -> tuple[Path, dict, dict] | None:
+    """(report path, report, the dataset's entry) from the adapter's report holding `dataset`, else None.
 
-    The report (DATA/NAME_report.json, written by `make data` with a tokenizer) is found by the dataset it holds,
-    so `paper_kw` finds `paper_report.json`.
+    The report (DATA/NAME_report.json, written by `make data`) is found by the dataset it holds, so `paper_kw_train`
+    finds `paper_report.json`.
     """
     data_dir = Path(data_dir or DATA_DIR)
-    dataset = f"{task}_train"
-    first = data_dir / f"{task}_report.json"
+    first = data_dir / f"{dataset.rsplit('_', 1)[0]}_report.json"
     for path in [first, *sorted(p for p in data_dir.glob("*_report.json") if p != first)]:
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         entry = report.get("datasets", {}).get(dataset) if isinstance(report, dict) else None
-        answer = (entry or {}).get("tokens", {}).get("answer") if isinstance(entry, dict) else None
-        if isinstance(answer, dict) and isinstance(answer.get("max_new_tokens"), int):
-            tokenizer = report.get("tokens", {}).get("tokenizer", "?")
-            return answer["max_new_tokens"], (
-                f"{path}: {dataset}'s answers are {answer['p99']} tokens at the 99th "
-                f"percentile ({tokenizer}), plus a margin"
-            )
+        if isinstance(entry, dict):
+            return path, report, entry
+    return None
+
+
+def generation_budget(task: str, data_dir: str | Path | None = None) -> tuple[int, str] | None:
+    """(max_new_tokens, why) from the adapter's report of TASK_train: its answers' p99 tokens + margin; else None."""
+    dataset = f"{task}_train"
+    found = report_entry(dataset, data_dir)
+    if found is None:
+        return None
+    path, report, entry = found
+    answer = (entry.get("tokens") or {}).get("answer")
+    if isinstance(answer, dict) and isinstance(answer.get("max_new_tokens"), int):
+        tokenizer = report.get("tokens", {}).get("tokenizer", "?")
+        return answer["max_new_tokens"], (
+            f"{path}: {dataset}'s answers are {answer['p99']} tokens at the 99th "
+            f"percentile ({tokenizer}), plus a margin"
+        )
     return None

@@ -23,7 +23,7 @@ import yaml
 
 from core.fileio import atomic_write_json, atomic_write_text
 from pipeline.checkpoints import last_complete_checkpoint, prepare_train_dir
-from pipeline.checks import check_adapter, check_config, check_device
+from pipeline.checks import check_adapter, check_config, check_cutoff, check_device
 from pipeline.errors import RunError, RunInterrupted
 from pipeline.manifest import build_manifest, mark_stale_manifest, redact
 from pipeline.presets import ROOT, preset_path
@@ -44,15 +44,21 @@ def run_stage(run: Run, stage: str, fresh: bool = False, dry_run: bool = False, 
     """Check, lock, record and launch one stage of `run`; return its output folder. Nothing is written before the
     checks. `extra`: overrides this stage adds under the user's (sampling, max_samples)."""
     preset = preset_path(run.model, stage)
+    if stage in ("train", "qlora") and run.limit is not None:
+        extra = (f"max_samples={run.limit}", *extra)  # LIMIT=N trains on the first N rows: a trial run
     config = run.config(stage, extra)
     overrides = {**run.override_dict}
     where = f"{preset.relative_to(ROOT)} with overrides {redact(overrides) or '{}'}"
     check_config(config, stage, where)
     check_device(config, where)
+    if stage != "export":
+        check_cutoff(config, stage, run.model, run.task, explicit="cutoff_len" in overrides)
     if not dry_run:  # a dry run shows what would run, before training too
         check_adapter(config, stage, run.model, run.task)
     out_dir = Path(config["export_dir"] if stage == "export" else config["output_dir"])
     print(f"[{stage}] {run.model} on {run.task} → {out_dir}", flush=True)
+    if stage in ("train", "qlora") and config.get("max_samples"):
+        print(f"[{stage}] LIMIT: the first {config['max_samples']} rows of {config['dataset']} only (a trial run)")
     if stage == "predict":
         print(f"[{stage}] max_new_tokens {config.get('max_new_tokens')}: {run.budget_reason(config)}", flush=True)
         if config.get("max_samples"):
