@@ -5,6 +5,8 @@
     saves/TASK/MODEL/score      label scoring report    saves/TASK/MODEL/serve   the API server's run.yaml
     predictions/TASK/MODEL.csv  generated answers       predictions/TASK/MODEL_score.csv   label scoring
     predictions/TASK/MODEL_samples.csv  sampled answers (self-consistency)
+    predictions/TASK/dev/MODEL.csv, predictions/TASK/test-limit3/MODEL.csv   another split, a trial (LIMIT=3)
+    (each beside its MODEL.origin.json: the dataset, split, limit and data hash it was made from; core.origin)
 
 TASK and MODEL become folder names: each must be a plain name (letters, digits, `_`, `.`, `-`; no `/`, no `..`),
 so no stage writes outside these folders.
@@ -53,14 +55,29 @@ def stage_dir(task: str, model: str, stage: str) -> Path:
     return Path("saves") / check_plain_name(task, "--task") / check_plain_name(model, "--model") / STAGE_DIRS[stage]
 
 
-def predictions_csv(task: str, model: str, kind: str = "generate") -> Path:
-    """predictions/TASK/MODEL.csv (generation), MODEL_score.csv (label scoring) or MODEL_samples.csv."""
+def split_folder(split: str = "test", limit: int | None = None) -> str:
+    """'' for every row of the test split (predictions/TASK/ as always); else the split and trial's own folder
+    name (`dev`, `test-limit3`): a dev predict or a trial never replaces the test split's files."""
+    if split == "test" and limit is None:
+        return ""
+    return check_plain_name(split, "--split") + (f"-limit{limit}" if limit is not None else "")
+
+
+def predictions_dir(task: str, split: str = "test", limit: int | None = None) -> Path:
+    """predictions/TASK/ for the test split, predictions/TASK/SPLIT[-limitN]/ for another split or a trial."""
+    return Path("predictions") / check_plain_name(task, "--task") / split_folder(split, limit)
+
+
+def predictions_csv(
+    task: str, model: str, kind: str = "generate", split: str = "test", limit: int | None = None
+) -> Path:
+    """MODEL.csv (generation), MODEL_score.csv (label scoring) or MODEL_samples.csv in predictions_dir."""
     check_plain_name(model, "--model")
-    return Path("predictions") / check_plain_name(task, "--task") / f"{model}{PREDICTION_SUFFIXES[kind]}.csv"
+    return predictions_dir(task, split, limit) / f"{model}{PREDICTION_SUFFIXES[kind]}.csv"
 
 
-def submissions_dir(task: str) -> Path:
-    return Path("submissions") / check_plain_name(task, "--task")
+def submissions_dir(task: str, split: str = "test", limit: int | None = None) -> Path:
+    return Path("submissions") / check_plain_name(task, "--task") / split_folder(split, limit)
 
 
 def preset_cutoff_len(model: str) -> int | None:

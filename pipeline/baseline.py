@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core.fileio import atomic_write_csv
 from core.metrics import keyword_set
-from core.records import dataset_file, read_records
+from core.records import read_records
 from core.tasks import TaskSpec
 from pipeline.run import Run, stage_main, stage_parser
 
@@ -190,17 +190,19 @@ def tfidf_keywords(train: list[dict], test: list[dict], k: int | None = None) ->
 
 def baseline(run: Run, out: Path | None = None) -> Path:
     """TF-IDF predictions of the run's split (its first `run.limit` rows in a trial), from its train records."""
-    train, test = (read_records(dataset_file(f"{run.task}_{split}", run.data_dir)[0]) for split in ("train", run.split))
+    train, test = (read_records(run.data_file(split)) for split in ("train", run.split))
     test = test[: run.limit]
     out = out or run.predictions_csv()
     limited = f" (LIMIT={run.limit}: a trial run)" if run.limit else ""
     if run.spec is not None and run.spec.text_metrics == "keywords":
         atomic_write_csv(out, tfidf_keywords(train, test))
+        run.record_origin(out, run.data_file(), len(test), "TF-IDF baseline")
         print(
             f"[baseline] TF-IDF top-k keywords ({len(train)} train records) → {len(test)} {run.split} rows in {out}{limited}"
         )
     else:  # a dataset without a recorded task: one classifier for all rows
         atomic_write_csv(out, tfidf_predictions(train, test, task=run.spec))
+        run.record_origin(out, run.data_file(), len(test), "TF-IDF baseline")
         print(
             f"[baseline] TF-IDF + LR on {len(train)} train records → {len(test)} predictions of {run.split} in {out}{limited}"
         )

@@ -172,6 +172,7 @@ def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = T
     report.update(getattr(scores_of, "report", {}))
     if write:
         atomic_write_csv(out, list(rows))
+        run.record_origin(out, run.data_file(), len(rows), f"label scoring {run.model}")
         atomic_write_json(score_dir / "report.json", report)
     return report
 

@@ -4,7 +4,6 @@ the redaction that keeps secrets (`hf_hub_token=...`) out of every file and mess
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -16,6 +15,7 @@ from typing import Any
 
 from core import InputError
 from core.fileio import atomic_write_json
+from core.origin import file_sha256
 from core.paths import DATA_DIR
 from core.records import dataset_file
 from pipeline.presets import ROOT
@@ -49,14 +49,6 @@ def redact_text(text: str, config: dict[str, Any]) -> str:
         if is_secret(key) and isinstance(value, str) and value:
             text = text.replace(value, REDACTED)
     return text
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def dataset_hashes(config: dict[str, Any]) -> dict[str, str]:

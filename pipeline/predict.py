@@ -9,21 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core import InputError
 from core.fileio import atomic_write_csv
-from core.records import dataset_file, read_records
+from core.records import read_records
 from pipeline.errors import RunError
 from pipeline.run import Run
 from pipeline.runs import run_stage
-
-
-def test_file(run: Run) -> Path:
-    """The split's data file, from the dataset registry."""
-    try:
-        path, _ = dataset_file(f"{run.task}_{run.split}", run.data_dir)
-    except InputError as err:
-        raise RunError(str(err)) from None
-    return path
 
 
 def predicted_rows(
@@ -57,7 +47,7 @@ def predict(run: Run, samples: int = 1, temperature: float = 0.7, dry_run: bool 
 
     `run.limit` predicts the first N rows only (LLaMA-Factory's max_samples takes the dataset's first N): a trial.
     """
-    test_json = test_file(run)
+    test_json = run.data_file()
     # generation needs no label set: a dataset without a recorded task (registered by hand) has no group column
     group_col = run.spec.group_col if run.spec else None
     trial = (f"max_samples={run.limit}",) if run.limit is not None else ()
@@ -68,6 +58,7 @@ def predict(run: Run, samples: int = 1, temperature: float = 0.7, dry_run: bool 
         out_csv = run.predictions_csv()
         rows = predicted_rows(predict_dir, test_json, group_col, run.limit)
         atomic_write_csv(out_csv, rows)
+        run.record_origin(out_csv, test_json, len(rows), f"predict {run.model}")
         limited = f" (LIMIT={run.limit}: a trial run)" if run.limit else ""
         print(f"[predict] {len(rows)} predictions → {out_csv}{limited}")
         return out_csv
@@ -83,5 +74,6 @@ def predict(run: Run, samples: int = 1, temperature: float = 0.7, dry_run: bool 
         return None
     out_csv = run.predictions_csv("samples")
     atomic_write_csv(out_csv, gathered)
+    run.record_origin(out_csv, test_json, len(gathered), f"predict {run.model}, {samples} samples")
     print(f"[predict] {samples} samples per id → {out_csv}")
     return out_csv

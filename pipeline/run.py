@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from core import InputError, positive_int
+from core.origin import record_origin
 from core.paths import DATA_DIR, check_plain_name, predictions_csv, stage_dir
+from core.records import dataset_file
 from core.tasks import TaskError, TaskSpec, embedded_model, find_task
 from pipeline.errors import RunError
 from pipeline.presets import Budget, generation_budget, parse_overrides, resolve_config
@@ -121,7 +123,19 @@ class Run:
         return stage_dir(self.task, self.model, stage)
 
     def predictions_csv(self, kind: str = "generate") -> Path:
-        return predictions_csv(self.task, self.model, kind)
+        """This run's predictions file: its split's and trial's own (core.paths.predictions_csv)."""
+        return predictions_csv(self.task, self.model, kind, self.split, self.limit)
+
+    def data_file(self, split: str | None = None) -> Path:
+        """DATA/TASK_<split>.json, found through dataset_info.json (core.records.dataset_file)."""
+        try:
+            return dataset_file(f"{self.task}_{split or self.split}", self.data_dir)[0]
+        except InputError as err:
+            raise RunError(str(err)) from None
+
+    def record_origin(self, csv_path: Path, data_file: Path, rows: int, made_by: str) -> None:
+        """Write csv_path's origin record (core.origin): the dataset, split, trial limit and data hash."""
+        record_origin(csv_path, data_file, self.split, self.limit, made_by, rows)
 
     def with_model(self, model: str) -> Run:
         """The same run for another model name (the TF-IDF baseline's "tfidf")."""

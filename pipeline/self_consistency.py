@@ -264,6 +264,7 @@ def run(run: Run, args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
     out = SampleFile(out_path, records, rows, args.flush_seconds, rules.group_col)
     if not todo:
         out.flush()
+        run.record_origin(out_path, run.data_file(), len(records), f"self-consistency samples {run.model}")
         return out_path, {}, kept
     if args.wait and not wait_for_server(args.host, args.port, args.wait):
         raise RunError(
@@ -280,6 +281,7 @@ def run(run: Run, args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
         failed = asyncio.run(gather_samples(records, todo, out, rules, columns, args))
     finally:
         out.flush()
+    run.record_origin(out_path, run.data_file(), len(records), f"self-consistency samples {run.model}")
     return out_path, failed, kept
 
 

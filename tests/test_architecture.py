@@ -284,7 +284,7 @@ def test_make_baseline_and_vote_take_split_and_data_dir(sample_data, tmp_path):
     proc = run_make("baseline", "SPLIT=dev", *make, cwd=work)
     assert proc.returncode == 0, proc.stderr
     assert "predictions of dev" in proc.stdout
-    rows = list(csv.DictReader((work / "predictions" / "jd" / "tfidf.csv").open(encoding="utf-8")))
+    rows = list(csv.DictReader((work / "predictions" / "jd" / "dev" / "tfidf.csv").open(encoding="utf-8")))
     dev_ids = [r["id"] for r in json.loads((sample_data / "jd_dev.json").read_text(encoding="utf-8"))]
     assert [r["id"] for r in rows] == dev_ids  # the dev split, not test
     # the report's gold is the same split: the vote finds the judge task from the dataset itself

@@ -17,6 +17,7 @@ import pandas as pd
 
 from core import InputError, positive_int
 from core.fileio import atomic_write_frame, formula_safe_frame
+from core.origin import check_made_from, check_split, common_origin, copy_origin, read_origin
 from core.tasks import RAW, TEXT, TaskSpec, find_task, labels_task
 from voting import VotingError, check_outputs, require_path
 from voting.ensemble import VoteOptions, parse_share, self_consistency, vote_files, voted_frame
@@ -171,9 +172,12 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
 
 def command_vote(args: argparse.Namespace, task: TaskSpec) -> dict:
     check_outputs("--out", args.out, [args.out], [*args.files, args.gold, args.groups])
+    origin = common_origin(args.files)  # members made from different splits or trials are refused
     vote = vote_files(args.files, task, vote_options(args))
     out = voted_frame(vote)
     write_csv(out, args.out)
+    if origin is not None:
+        copy_origin(origin, args.out, f"vote of {', '.join(f.name for f in vote.files)}")
     return {
         "out": args.out,
         "n": len(out),
@@ -189,6 +193,8 @@ def command_self_consistency(args: argparse.Namespace, task: TaskSpec) -> dict:
     check_outputs("--out", args.out, [args.out], [args.samples])
     out, summary = self_consistency(args.samples, task, args.unparsed)
     write_csv(out, args.out)
+    if (origin := read_origin(args.samples)) is not None:
+        copy_origin(origin, args.out, f"self-consistency vote of {args.samples}")
     return {"out": args.out, **summary}
 
 
@@ -201,6 +207,9 @@ def command_score(args: argparse.Namespace, task: TaskSpec) -> dict:
 def command_report(args: argparse.Namespace, task: TaskSpec) -> dict:
     written = [Path(require_path("--out", args.out)) / name for name in REPORT_FILES]
     check_outputs("--out", args.out, written, [*args.files, args.gold, args.groups])
+    common_origin(args.files)
+    if str(args.gold).endswith(".json"):  # an adapter dataset: every file must be made from it
+        check_made_from(args.files, args.gold)
     return report_files(args.files, args.gold, task, vote_options(args), args.out)
 
 
@@ -215,8 +224,13 @@ def command_submit(args: argparse.Namespace, _task: TaskSpec) -> dict:
     task = find_task(args.task or args.submit_task, args.data_dir)
     written = task.submission_path(require_path("--out", args.out))
     check_outputs("--out", args.out, [written], [args.pred, args.test, args.source, args.keywords])
+    check_made_from([args.pred], args.test, args.limit)
     keywords = None
-    if args.keywords:  # paper: a paper with no keywords predicted is written with empty Keywords, and counted
+    if args.keywords:
+        origin = read_origin(args.pred)
+        check_split(
+            args.keywords, origin["split"] if origin else Path(args.test).stem.rsplit("_", 1)[-1], args.limit
+        )  # paper: a paper with no keywords predicted is written with empty Keywords, and counted
         keywords_task = find_task(task.extra_tasks["keywords"]) if "keywords" in task.extra_tasks else TEXT
         keywords = labels_by_id(args.keywords, keywords_task, read_dataset_json(args.test), unparsed="")
     return write_submission(
