@@ -264,3 +264,48 @@ def check_cutoff(config: dict[str, Any], stage: str, model: str, task: str, expl
         if share > OVER_CUTOFF_REFUSE and not explicit:
             raise RunError(message)
         print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def hub_of_model() -> tuple[str, str]:
+    """(hub name, host[:port]) LLaMA-Factory downloads from: ModelScope under USE_MODELSCOPE_HUB, else Hugging Face."""
+    from urllib.parse import urlparse
+
+    if os.environ.get("USE_MODELSCOPE_HUB", "0").lower() in ("1", "true", "y", "yes"):
+        return "ModelScope", os.environ.get("MODELSCOPE_DOMAIN", "www.modelscope.cn")
+    return "Hugging Face", urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).netloc
+
+
+def cached_model(model_id: str) -> bool:
+    """Whether a hub id is already in the ModelScope or Hugging Face cache (LLaMA-Factory then loads it offline)."""
+    home = Path.home() / ".cache"
+    modelscope = Path(os.environ.get("MODELSCOPE_CACHE", home / "modelscope" / "hub"))
+    huggingface = Path(os.environ.get("HF_HUB_CACHE", home / "huggingface" / "hub"))
+    return (
+        (modelscope / model_id).is_dir()
+        or (modelscope / "models" / model_id).is_dir()
+        or (huggingface / f"models--{model_id.replace('/', '--')}").is_dir()
+    )
+
+
+def check_model_reachable(config: dict[str, Any], model: str, seconds: float = 3.0) -> None:
+    """A hub model that is neither a local folder nor cached needs its hub: one short message when it cannot be
+    reached (no network, or no access), before any run folder exists, instead of a download traceback."""
+    import socket
+
+    model_id = str(config.get("model_name_or_path") or "")
+    if not model_id or Path(model_id).exists() or Path(model_id).is_absolute() or cached_model(model_id):
+        return
+    hub, host = hub_of_model()
+    name, _, port = host.partition(":")
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") == "1" and hub == "Hugging Face"
+    if not offline:
+        try:
+            socket.create_connection((name, int(port or 443)), timeout=seconds).close()
+            return
+        except OSError:
+            pass
+    raise RunError(
+        f"model {model_id} (factory_configs/{model}) is not a local folder and {hub} ({host}) cannot be reached: "
+        "no network here, or no access. Download it where there is network and give its folder: "
+        f"ARGS=model_name_or_path=/path/to/{model_id.rsplit('/', 1)[-1]}"
+    )

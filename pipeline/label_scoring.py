@@ -26,7 +26,7 @@ from core.fileio import atomic_write_csv, atomic_write_json
 from core.paths import STAGE_DIRS
 from core.tasks import TaskSpec, find_task, labels_task
 from pipeline.calibration import apply_calibration, fit_calibration, softmax
-from pipeline.checks import check_cutoff
+from pipeline.checks import check_cutoff, check_model_reachable
 from pipeline.errors import RunError
 from pipeline.inference import infer_arguments, load_records
 from pipeline.run import Run, stage_parser
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = T
     run = Run.from_args(args)
     config = run.config("predict", generate=False)
     check_cutoff(config, "predict", run.model, run.task, explicit="cutoff_len" in run.override_dict)
+    check_model_reachable(config, run.model)
     try:
         rules = scoring_task(run, args.labels)
     except InputError as err:

@@ -23,7 +23,7 @@ import yaml
 
 from core.fileio import atomic_write_json, atomic_write_text
 from pipeline.checkpoints import last_complete_checkpoint, prepare_train_dir
-from pipeline.checks import check_adapter, check_config, check_cutoff, check_device
+from pipeline.checks import check_adapter, check_config, check_cutoff, check_device, check_model_reachable
 from pipeline.errors import RunError, RunInterrupted
 from pipeline.manifest import build_manifest, mark_stale_manifest, redact
 from pipeline.presets import ROOT, preset_path
@@ -55,6 +55,7 @@ def run_stage(run: Run, stage: str, fresh: bool = False, dry_run: bool = False, 
         check_cutoff(config, stage, run.model, run.task, explicit="cutoff_len" in overrides)
     if not dry_run:  # a dry run shows what would run, before training too
         check_adapter(config, stage, run.model, run.task)
+        check_model_reachable(config, run.model)
     out_dir = Path(config["export_dir"] if stage == "export" else config["output_dir"])
     print(f"[{stage}] {run.model} on {run.task} → {out_dir}", flush=True)
     if stage in ("train", "qlora") and config.get("max_samples"):
