@@ -12,7 +12,8 @@ every request behind the one generating without limit, and generates to the end 
 - 429 with Retry-After when API_MAX_QUEUE requests (16) already wait, or one waited API_QUEUE_SECONDS (120):
   API_MAX_CONCURRENT (1, like LLaMA-Factory's MAX_CONCURRENT) generate at once, the others wait their turn;
 - a client that disconnects stops its own generation at the next token (a stopping criterion on that request's
-  `model.generate`, found through a context variable), and one still waiting never starts.
+  `model.generate`, found through a context variable; vLLM's request is cancelled), and one still waiting never
+  starts.
 """
 
 from __future__ import annotations
@@ -295,11 +296,27 @@ class Guard:
         token = CLIENT_GONE.set(gone)
         try:
             if not gone.is_set():  # a client that left while waiting is not answered
-                await self.app(scope, replay, send)
+                await until_gone(self.app(scope, replay, send), disconnected)
         finally:
             CLIENT_GONE.reset(token)
             self.slots.release()
             watcher.cancel()
+
+
+async def until_gone(call: Awaitable[None], disconnected: asyncio.Event) -> None:
+    """Run the app's answer, cancelled when the client disconnects (vLLM aborts a cancelled request; the Hugging
+    Face engine's thread stops at its stopping criterion)."""
+    task, gone = asyncio.ensure_future(call), asyncio.ensure_future(disconnected.wait())
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if not task.cancelled():
+        task.result()
 
 
 def guard(app: Any, chat_model: Any) -> Guard:

@@ -4,7 +4,9 @@ mocks), and the field rules of pipeline/serve_limits.py on their own. The server
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.serve_limits import Limits, request_problem
+from pipeline.serve_limits import Guard, Limits, request_problem
 from tests.test_scoring import toy_records, write_dataset
 from tests.test_serve import free_port
 
@@ -57,6 +59,47 @@ def test_in_range_fields_pass():
     ok = {"max_tokens": 2048, "n": 32, "temperature": 0, "top_p": 1, "presence_penalty": 1.1, "stream": True}
     assert request_problem({"messages": HELLO, **ok}, limits) is None
     assert request_problem({"messages": HELLO, "temperature": None, "max_tokens": 4.0}, limits) is None
+
+
+def test_a_request_waits_at_most_queue_seconds(monkeypatch):
+    """In-process: one request holds the only slot; the next is told 429 after API_QUEUE_SECONDS, not kept waiting."""
+    monkeypatch.delenv("API_KEY", raising=False)
+
+    async def scenario() -> tuple[int, int]:
+        release = asyncio.Event()
+
+        async def app(scope, receive, send):
+            await release.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+
+        guard = Guard(app, Limits(context=64, queue_seconds=0.2))
+
+        async def call() -> int:
+            sent: list[dict] = []
+            body = json.dumps({"model": "m", "messages": HELLO}).encode()
+            pending = [{"type": "http.request", "body": body, "more_body": False}]
+            connected = asyncio.Event()
+
+            async def receive():
+                if pending:
+                    return pending.pop()
+                await connected.wait()  # the client stays
+
+            async def send(message):
+                sent.append(message)
+
+            scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+            await guard(scope, receive, send)
+            return sent[0]["status"]
+
+        first = asyncio.create_task(call())
+        await asyncio.sleep(0.05)
+        second = await call()
+        release.set()
+        return await first, second
+
+    assert asyncio.run(scenario()) == (200, 429)
 
 
 # ---------------------------------------------------------------- a real server
