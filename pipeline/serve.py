@@ -44,14 +44,17 @@ def server_config(run: Run) -> tuple[dict, Path]:
 
 
 def server_app(chat_model: object):
-    """LLaMA-Factory's API app without its unauthenticated docs routes (/docs, /redoc, /openapi.json)."""
+    """LLaMA-Factory's API app without its unauthenticated docs routes (/docs, /redoc, /openapi.json), behind the
+    request limits of pipeline/serve_limits.py."""
     from llamafactory.api.app import create_app
+
+    from pipeline.serve_limits import guard
 
     app = create_app(chat_model)
     hidden = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None}
     app.router.routes = [route for route in app.router.routes if getattr(route, "path", None) not in hidden]
     app.openapi_url = app.docs_url = app.redoc_url = None
-    return app
+    return guard(app, chat_model)
 
 
 def run_server(config: dict, host: str, port: int) -> None:

@@ -11,6 +11,10 @@ It leaves the model alone where it cannot keep that promise: a model whose forwa
 without labels (LLaMA-Factory's DFT/ASFT/EAFT losses and label smoothing take the labels out and need all logits),
 and `shift_labels` given by the caller. `LLMCOMP_ALL_LOGITS=1` turns it off.
 
+`SecretArguments` keeps hub tokens out of the run folder: the Trainer pickles its arguments into training_args.bin
+(beside the adapter and in every checkpoint), so their secret fields are blanked once it is built; a blanked
+`hub_token` moves to HF_TOKEN in this process's environment, where huggingface_hub finds it for a push.
+
 Distributed runs (FORCE_TORCHRUN, DeepSpeed, several GPUs) go through LLaMA-Factory's own launcher, pointed at this
 module (`torchrun … -m pipeline.train_entry RUN.yaml`), so each torchrun worker trains with the callback too.
 """
@@ -84,6 +88,22 @@ class AnswerLogits(TrainerCallback):
             )
 
 
+class SecretArguments(TrainerCallback):
+    """Blanks every secret-named field of the TrainingArguments (hub_token, ...) before the first save pickles them."""
+
+    def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import dataclasses
+
+        from pipeline.manifest import is_secret
+
+        for field in dataclasses.fields(args):
+            value = getattr(args, field.name, None)
+            if is_secret(field.name) and isinstance(value, str) and value:
+                if field.name == "hub_token":
+                    os.environ["HF_TOKEN"] = value  # what huggingface_hub reads when the token argument is None
+                setattr(args, field.name, None)
+
+
 def distributed() -> bool:
     """LLaMA-Factory's launcher's own test for a torchrun launch, in the parent (not in a torchrun worker)."""
     from llamafactory.extras.misc import get_device_count, is_env_enabled, use_kt, use_ray
@@ -109,7 +129,7 @@ def main(argv: list[str]) -> int:
     from llamafactory.train.tuner import run_exp
 
     sys.argv = [sys.argv[0], *argv]
-    run_exp(callbacks=[AnswerLogits()])
+    run_exp(callbacks=[AnswerLogits(), SecretArguments()])
     return 0
 
 

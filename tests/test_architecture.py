@@ -290,7 +290,7 @@ def test_make_baseline_and_vote_take_split_and_data_dir(sample_data, tmp_path):
     # the report's gold is the same split: the vote finds the judge task from the dataset itself
     proc = run_make("report", "SPLIT=dev", "TIE=tfidf", *make, cwd=work)
     assert proc.returncode == 0, proc.stderr
-    assert (work / "submissions" / "jd" / "report" / "report.json").is_file()
+    assert (work / "submissions" / "jd" / "dev" / "report" / "report.json").is_file()  # the split's own folder
 
 
 def test_make_passes_split_samples_and_data_args(tmp_path):
