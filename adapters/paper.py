@@ -12,6 +12,7 @@ NAME_cls_{split}: the report says so and how to score the labels with the base m
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -112,13 +113,16 @@ def write_submission(
             "submit paper needs the keywords too: --keywords predictions/NAME_kw/MODEL.csv (id,prediction "
             "with each abstract's keywords); make: KEYWORDS=that file, or `make submit-paper NAME=...`"
         )
+    empty = [str(record["id"]) for record in records if not keywords[str(record["id"])].split()]
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         writer = SafeCsvWriter(handle)  # no cell starts a spreadsheet formula
         writer.writerow(("uuid", "Keywords", "label"))
         for record in records:
             record_id = str(record["id"])
             writer.writerow((record_id, " ".join(keywords[record_id].split()), labels[record_id]))
-    return {"rows": len(records)}
+    if empty:
+        print(f"{path}: {len(empty)} of {len(records)} papers have empty Keywords (they score 0)", file=sys.stderr)
+    return {"rows": len(records), "empty_keywords": len(empty)}
 
 
 register_task(

@@ -36,14 +36,15 @@ def labels_by_id(
     extra = len(labels) - len(test_ids)
     if extra:
         print(f"{pred_path}: {extra} predicted ids are not in the test file; ignored", file=sys.stderr)
+    empty_ids = [i for i in test_ids if labels[i] == ""]
+    if empty_ids:  # free text: an empty answer is an answer (it scores 0); said, not refused
+        print(
+            f"{pred_path}: {len(empty_ids)} of {len(test_ids)} answers are empty and written empty "
+            f"({first_items(empty_ids)}); a small max_new_tokens cuts answers off",
+            file=sys.stderr,
+        )
     unparsed_ids = [i for i in test_ids if labels[i] is None]
     if unparsed_ids:
-        if unparsed is None and task.free_text:
-            raise VotingError(
-                f"{pred_path}: {len(unparsed_ids)} predictions are empty ({first_items(unparsed_ids)}): "
-                "the model wrote no answer there; predict those rows again (a small max_new_tokens "
-                "cuts answers off) or give --unparsed TEXT to write a fixed answer"
-            )
         if unparsed is None:
             raise VotingError(
                 f"{pred_path}: {len(unparsed_ids)} predictions unparsed ({first_items(unparsed_ids)});"
