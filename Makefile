@@ -229,6 +229,7 @@ SOURCE ?=
 SC_VOTED = $(SUB_DIR)/voted_sc_$(MODEL).csv
 
 sc-submit: $(STAMP) ## served model → submission: make sc-submit TASK=logic SAMPLES=5 SOURCE=test.jsonl [LIMIT=N]
+	$(LLMCOMP) submit --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --out $(call q,$(SUB_DIR)/) --clear
 	$(LLMCOMP) sc --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --samples $(call q,$(SC_SAMPLES)) \
 		--port $(call q,$(PORT)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) \
 		$(if $(FRESH),--fresh,--resume) $(LIMIT_ARG) $$ARGS

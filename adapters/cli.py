@@ -26,7 +26,7 @@ EXAMPLES = """examples:
       --max-train 2000 --stratify --first-dev 150
   python -m adapters logic --train round1_train_data.jsonl --test round1_test_data.jsonl --name logic
   python -m adapters paper --train train.csv --test testB.csv --name paper   # paper_cls_*, paper_kw_*
-  python -m adapters qa --train output.jsonl --name gongkao --drop-duplicates
+  python -m adapters qa --train output.jsonl --name gongkao --drop-duplicates --dev-share 0.1   # → gongkao_dev
 then e.g. `llamafactory-cli train ... dataset_dir: data, dataset: df1032_train`."""
 
 

@@ -5,6 +5,8 @@ Records keep the dimension in an extra `"dimension"` key (LLaMA-Factory ignores 
 column, with a score scale per dimension, read by label scoring, the vote and the submission writer. Rows with empty
 待评判内容 are kept and counted. The submission is `submit.csv`, GB18030 `数据编号,评判维度,预测分数` like the
 competition's 提交示例.csv.
+`--dev-share 0.1` (seeded by `--seed`) holds a tenth of `--train` out as NAME_dev, stratified within each dimension
+(each dimension's scores keep their shares): the labelled split `make report GOLD=data/NAME_dev.json` scores against.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from core.fileio import SafeCsvWriter, atomic_open
 from core.tasks import BINARY, BINARY_SYNONYMS, TaskError, TaskSpec, register_task
 
 from .readers import RowError, SkipRow, read_table
-from .records import Part, build_records, quoted
+from .records import Part, add_hold_out_arguments, build_records, held_out_parts, quoted
 
 ID, BRIEF, DIMENSION, CONTENT, SCORE = "数据编号", "创作要求", "评判维度", "待评判内容", "标注分值"
 COLUMNS = (ID, BRIEF, DIMENSION, CONTENT)
@@ -98,7 +100,12 @@ def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
     content_at, dimension_at = table.header.index(CONTENT), table.header.index(DIMENSION)
     empty = Counter(row[dimension_at].strip() for row in table.rows if not row[content_at].strip())
     notes = {"encoding": table.encoding, "empty_content": dict(sorted(empty.items())), "blank_rows": table.blank_rows}
-    return [Part(split, path, records, len(table.rows), skipped, label_of=dimension_label, notes=notes)]
+    part = Part(split, path, records, len(table.rows), skipped, label_of=dimension_label, notes=notes)
+    return held_out_parts(part, args, stratum=dimension_label, kept="stratified by dimension and score")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_hold_out_arguments(parser, "stratified within each dimension (its scores keep their shares)")
 
 
 def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[str, str], **_: Any) -> dict[str, Any]:
@@ -123,7 +130,7 @@ def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[
     return {"rows": len(rows)}
 
 
-register_adapter("judge", convert, "DataFountain 1032 text judging (流畅性/规范性/选择题), CSV or XLSX")
+register_adapter("judge", convert, "DataFountain 1032 text judging (流畅性/规范性/选择题), CSV or XLSX", add_arguments)
 register_task(
     TaskSpec(
         "judge",

@@ -17,7 +17,7 @@ from typing import Any
 
 from adapters.registry import register_adapter
 from core import first_items
-from core.fileio import atomic_open, read_text
+from core.fileio import atomic_files, read_text
 from core.tasks import TaskError, TaskSpec, register_task
 
 from .readers import RowError, read_jsonl
@@ -156,11 +156,12 @@ def write_submission(
         problems.append(problem)
     if missing:
         raise TaskError(f"{source}: {len(missing)} questions have no prediction: {first_items(missing)}")
-    with atomic_open(path, "w", encoding="utf-8") as handle:
-        handle.write("".join(json.dumps(problem, ensure_ascii=False) + "\n" for problem in problems))
     answers = Path(path).with_name(ANSWER_LIST)
-    with atomic_open(answers, "w", encoding="utf-8") as handle:
-        handle.write("".join(f"{labels[str(record['id'])]}\n" for record in records))
+    with atomic_files() as batch:  # both files or neither: never a new upload.jsonl beside an old answer.txt
+        with batch.open(path, "w", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(problem, ensure_ascii=False) + "\n" for problem in problems))
+        with batch.open(answers, "w", encoding="utf-8") as handle:
+            handle.write("".join(f"{labels[str(record['id'])]}\n" for record in records))
     summary: dict[str, Any] = {"rows": len(problems), "questions": len(records), "answers": str(answers)}
     if limit is not None:
         summary["partial"] = f"LIMIT={limit}: the problems of the first {len(records)} questions only (a trial run)"
@@ -173,6 +174,7 @@ register_task(
         LETTERS,
         candidates_of=record_options,
         submission_name="upload.jsonl",
+        submission_companions=(ANSWER_LIST,),
         write_submission=write_submission,
         help="logic multiple choice: the option letter",
         language="zh",

@@ -5,12 +5,14 @@ Columns `uuid,title,author,abstract[,Keywords][,label]`. A labelled file (train/
 has `label` and `NAME_kw_*` when it has `Keywords` (a keywords-only train file is fine); one with neither is
 refused. A test file gives both (outputs "" where the column is absent), since both get predicted. The prompt holds
 the title and abstract (authors add length, not signal); rows with an empty abstract are kept (title only) and
-counted in the report.
+counted in the report. A labelled file without `label` (the public A-board test used as train) writes no
+NAME_cls_{split}: the report says so and how to score the labels with the base model instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,8 @@ def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
     )
     abstract_at = table.header.index("abstract")
     notes = {"encoding": table.encoding, "empty_abstract": sum(not row[abstract_at].strip() for row in table.rows)}
+    if labelled and "cls" not in subsets:
+        notes["no_labels"] = no_labels_note(path, split, getattr(args, "name", "NAME"))
     rows_in, step = len(table.rows), len(subsets)
     return [
         Part(
@@ -80,6 +84,17 @@ def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
         )
         for k, subset in enumerate(subsets)
     ]
+
+
+def no_labels_note(path: Path, split: str, name: str) -> str:
+    """What a labelled split without `label` means for NAME_cls, and the command that still scores it."""
+    if split != "train":
+        return f"{path} has no {LABEL} column, so no {name}_cls_{split} is written (no labels to score against)"
+    return (
+        f"{path} has no {LABEL} column, so no {name}_cls_train is written (make train TASK={name}_cls has "
+        f"nothing to learn from); score the labels with the base model instead: make predict TASK={name}_cls "
+        "MODE=score ARGS=adapter_name_or_path="
+    )
 
 
 register_adapter("paper", convert, "iFLYTEK paper abstracts CSV → NAME_cls_* (medical 0/1) and NAME_kw_* (keywords)")
@@ -98,13 +113,16 @@ def write_submission(
             "submit paper needs the keywords too: --keywords predictions/NAME_kw/MODEL.csv (id,prediction "
             "with each abstract's keywords); make: KEYWORDS=that file, or `make submit-paper NAME=...`"
         )
+    empty = [str(record["id"]) for record in records if not keywords[str(record["id"])].split()]
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         writer = SafeCsvWriter(handle)  # no cell starts a spreadsheet formula
         writer.writerow(("uuid", "Keywords", "label"))
         for record in records:
             record_id = str(record["id"])
             writer.writerow((record_id, " ".join(keywords[record_id].split()), labels[record_id]))
-    return {"rows": len(records)}
+    if empty:
+        print(f"{path}: {len(empty)} of {len(records)} papers have empty Keywords (they score 0)", file=sys.stderr)
+    return {"rows": len(records), "empty_keywords": len(empty)}
 
 
 register_task(

@@ -8,6 +8,8 @@ Formats, told apart by extension and content:
 - a DOCX whose non-empty paragraphs alternate question, answer (markers such as 问：/答： or Q:/A: are removed).
 Ids are `<split>-<line/row number>` (DOCX: `<split>-<pair number>`), or the object's own `id` when it has one.
 Rows with an empty question or answer are skipped and reported.
+`--dev-share 0.1` (seeded by `--seed`) holds a tenth of `--train` out as NAME_dev, for a file such as gongkao's that
+has no dev split; a question asked more than once (the same text) stays wholly on one side, and the report says so.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import re
 import zipfile
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from core.fileio import atomic_open
 from core.tasks import TaskSpec, register_task
 
 from .readers import AdapterError, RowError, SkipRow, read_docx, read_jsonl, read_table
-from .records import Part, build_records, quoted
+from .records import Part, add_hold_out_arguments, build_records, held_out_parts, quoted
 
 HEADER_WORDS = {
     "question",
@@ -181,10 +184,31 @@ def convert(path: Path, split: str, args: argparse.Namespace) -> list[Part]:
                     record[key] = default()
     notes["format"] = {"json": "jsonl", "docx": "docx", "table": "two-column table"}[kind]
     notes["multi_turn"] = sum(bool(record.get("history")) for record in records)
-    return [Part(split, path, records, rows_in, skipped, label_of=None, notes=notes)]
+    part = Part(split, path, records, rows_in, skipped, label_of=None, notes=notes)
+    asked = Counter(map(question_text, records))
+    repeated = {question: count for question, count in asked.items() if count > 1}
+    kept = (
+        f"repeated questions kept on one side: {len(repeated)} questions asked more than once "
+        f"({sum(repeated.values())} records), each wholly in train or in dev"
+    )
+    return held_out_parts(part, args, group=question_text, kept=kept)
 
 
-register_adapter("qa", convert, "question/answer pairs: XTuner conversation JSONL, input/output JSONL, XLSX, DOCX")
+def question_text(record: dict[str, Any]) -> str:
+    """What makes two records the same question for the hold-out: instruction and input, whitespace collapsed."""
+    return " ".join(f"{record['instruction']}\n{record['input']}".split())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_hold_out_arguments(parser, "a repeated question (same text) stays on one side")
+
+
+register_adapter(
+    "qa",
+    convert,
+    "question/answer pairs: XTuner conversation JSONL, input/output JSONL, XLSX, DOCX",
+    add_arguments,
+)
 
 
 def write_submission(path: Path, records: list[dict[str, Any]], labels: Mapping[str, str], **_: Any) -> dict[str, Any]:

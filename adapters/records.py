@@ -124,3 +124,103 @@ def drop_duplicates(part: Part) -> None:
             kept.append(record)
     part.notes["duplicates_dropped"] = len(part.records) - len(kept)
     part.records = kept
+
+
+def hold_out(
+    records: list[dict[str, Any]],
+    share: float,
+    seed: int,
+    group: Callable[[dict[str, Any]], Any] | None = None,
+    stratum: Callable[[dict[str, Any]], Any] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, dev): about `share` of the records held out for dev (seeded), file order kept on both sides.
+
+    Records with the same `group` key go to the same side (QA: the question text, so a repeated question is never
+    both trained on and scored); `stratum` keeps each stratum's share (judge: dimension and score), the quotas
+    rounded by largest remainder so they add up to round(share × records), at least one record on each side.
+    """
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        groups[group(record) if group else index].append(index)
+    strata: dict[Any, list[list[int]]] = defaultdict(list)
+    for members in groups.values():
+        strata[stratum(records[members[0]]) if stratum else ""].append(members)
+    total = min(max(round(share * len(records)), 1), len(records) - 1)
+    sizes = {key: sum(map(len, cells)) for key, cells in strata.items()}
+    exact = {key: total * size / len(records) for key, size in sizes.items()}
+    quota = {key: int(value) for key, value in exact.items()}
+    order = sorted(strata, key=lambda key: (exact[key] - quota[key], sizes[key]), reverse=True)
+    for key in order[: total - sum(quota.values())]:
+        quota[key] += 1
+    rng = random.Random(seed)
+    dev: list[int] = []
+    for key in sorted(strata, key=str):
+        cells = strata[key]
+        rng.shuffle(cells)
+        taken = 0
+        for members in cells:  # whole groups, until the stratum's quota is met
+            if taken >= quota[key]:
+                break
+            dev.extend(members)
+            taken += len(members)
+    chosen = set(dev)
+    if len(chosen) == len(records):  # one group holds everything (or the last group overshot): keep some to train
+        chosen -= set(groups[group(records[dev[-1]]) if group else dev[-1]])
+    return [r for i, r in enumerate(records) if i not in chosen], [r for i, r in enumerate(records) if i in chosen]
+
+
+def dev_share(text: str) -> float:
+    """argparse type of `--dev-share`: '0.1' or '10%', strictly between 0 and 1."""
+    import argparse
+
+    try:
+        value = float(text[:-1]) / 100 if text.strip().endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share such as 0.1 or 10%") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a share between 0 and 1 (e.g. 0.1 or 10%)")
+    return value
+
+
+def add_hold_out_arguments(parser: Any, kept: str) -> None:
+    """`--dev-share SHARE` and `--seed N` for an adapter whose competition gives no labelled dev file."""
+    parser.add_argument(
+        "--dev-share",
+        type=dev_share,
+        metavar="SHARE",
+        help=f"hold out this share of --train (e.g. 0.1) as NAME_dev, seeded; {kept}",
+    )
+    parser.add_argument("--seed", type=int, default=42, help="seed of the --dev-share hold-out (default 42)")
+
+
+def held_out_parts(
+    part: Part,
+    args: Any,
+    group: Callable[[dict[str, Any]], Any] | None = None,
+    stratum: Callable[[dict[str, Any]], Any] | None = None,
+    kept: str = "",
+) -> list[Part]:
+    """[part], or with `--dev-share` on the train split [train, dev] (hold_out); the train part's notes say so."""
+    share = getattr(args, "dev_share", None)
+    if share is None:
+        return [part]
+    if part.split == "dev":
+        raise AdapterError(
+            f"--dev-share holds dev out of --train, and --dev {part.source} gives a dev file too: give one of them"
+        )
+    if part.split != "train":
+        if getattr(args, "train", None) is None:
+            raise AdapterError("--dev-share holds dev out of --train: give --train FILE (or leave --dev-share out)")
+        return [part]
+    seed = getattr(args, "seed", 42)
+    train, dev = hold_out(part.records, share, seed, group, stratum)
+    if not dev or not train:
+        raise AdapterError(
+            f"{part.source}: --dev-share {share:g} of {len(part.records)} records leaves "
+            f"{'no dev' if not dev else 'no train'} records ({kept or 'one group holds them all'})"
+        )
+    note = f"{len(dev)} of {len(part.records)} records held out as the dev split (--dev-share {share:g}, seed {seed})"
+    part.notes["held_out"] = f"{note}; {kept}" if kept else note
+    part.records = train
+    dev_notes = {"held_out_from": f"{part.source} (--train): {note}"}
+    return [part, Part("dev", part.source, dev, len(dev), [], part.subset, part.label_of, dev_notes, part.task)]

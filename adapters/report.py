@@ -283,6 +283,7 @@ def format_report(report: dict[str, Any]) -> str:
             if value and (
                 key.startswith("empty_")
                 or key in ("sampled", "first_rows", "limited", "max_per_label", "duplicates_dropped", "nul_dropped")
+                or key in ("held_out", "held_out_from", "no_labels")
                 or key in READ_NOTE_KEYS
             ):
                 lines.append(f"{dataset} {key}: {value}")

@@ -6,7 +6,8 @@
 3. a cue word followed by a label: "Score: 4", "答案是B", "评分为4分", "answer is (C)";
 4. the answer opens with a synonym as a whole word ("No, the two questions…" → 0, "正确，因为…" → 1);
 5. exactly one distinct label appears as a standalone token ("我给4分" → 4; "4 or 5" is ambiguous);
-otherwise the answer is unparsed. Free-text tasks (qa, keywords) keep the stripped text; empty text is unparsed.
+otherwise the answer is unparsed. Free-text tasks (qa, keywords) keep the stripped text; empty text is an empty
+answer ("", status "empty"): an answer that scores 0, counted apart, never an abstention (gold refuses it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from core.tasks import TaskSpec
 
-OK, UNPARSED, OUT_OF_SET, UNKNOWN_GROUP = "ok", "unparsed", "out_of_set", "unknown group"
+OK, UNPARSED, OUT_OF_SET, UNKNOWN_GROUP, EMPTY = "ok", "unparsed", "out_of_set", "unknown group", "empty"
 
 
 def _is_int(value: str) -> bool:
@@ -62,10 +63,11 @@ def _canonical(token: str, labels: tuple[str, ...], synonyms: Mapping[str, str])
 def extract_label(
     text: str, labels: tuple[str, ...] | None, synonyms: Mapping[str, str] | None = None
 ) -> tuple[str | None, str]:
-    """(label, status) for one generated answer; status is "ok", "unparsed" or "out_of_set" (see module doc)."""
+    """(label, status) for one generated answer; status is "ok", "unparsed" or "out_of_set" (see module doc); a
+    free-text task's empty answer is ("", "empty")."""
     text = unicodedata.normalize("NFKC", str(text)).strip()
     if labels is None:
-        return (text, OK) if text else (None, UNPARSED)
+        return (text, OK) if text else ("", EMPTY)
     synonyms = synonyms or {}
     core = text.strip(_STRIP)
     label = _canonical(core, labels, synonyms) if core else None
@@ -123,7 +125,7 @@ class Extracted:
     """Labels for a column of answers: `labels[i]` is None where `status[i]` is not "ok"."""
 
     labels: np.ndarray  # object
-    status: np.ndarray  # object: OK / UNPARSED / OUT_OF_SET / UNKNOWN_GROUP
+    status: np.ndarray  # object: OK / UNPARSED / OUT_OF_SET / UNKNOWN_GROUP / EMPTY (free text: label "")
 
     @property
     def unparsed(self) -> np.ndarray:

@@ -180,8 +180,10 @@ FREE_TEXT_METRICS = {
 
 
 def free_text_metrics(gold: Sequence[str], pred: Sequence[str | None], kind: str = "text") -> dict:
-    """The measures a free-text task is judged by: `text` (exact match, char F1), `keywords`, or `qa`."""
-    return FREE_TEXT_METRICS[kind](gold, pred)
+    """The measures a free-text task is judged by: `text` (exact match, char F1), `keywords`, or `qa`; `empty`
+    counts the empty answers (answers that score 0, unlike `unparsed`: None, no answer at all)."""
+    empty = sum(prediction is not None and not str(prediction).strip() for prediction in pred)
+    return {**FREE_TEXT_METRICS[kind](gold, pred), "empty": empty}
 
 
 def char_f1(gold: str, pred: str) -> float:

@@ -64,6 +64,8 @@ class TaskSpec:
     # the competition's submission file: its default name and the writer (adapters' module for the task)
     submission_name: str | None = None
     write_submission: SubmissionWriter | None = None
+    # files the writer writes beside the submission file (logic: answer.txt); a failed submit removes them too
+    submission_companions: tuple[str, ...] = ()
     # the task of each extra file the submission reads, by its option (paper: keywords → the keywords task)
     extra_tasks: Mapping[str, str] = field(default_factory=dict)
     # how free-text answers are scored (core.metrics.free_text_metrics): "text", "keywords" or "qa"

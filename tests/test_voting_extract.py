@@ -102,7 +102,7 @@ def test_judge_label_set_depends_on_dimension():
 
 def test_free_text_keeps_the_stripped_answer():
     assert extract_label("  北京 \n", None) == ("北京", "ok")
-    assert extract_label("   ", None) == (None, "unparsed")
+    assert extract_label("   ", None) == ("", "empty")  # an empty free-text answer: an answer that scores 0
 
 
 def test_normalize_text():

@@ -23,7 +23,7 @@ from voting import VotingError, check_outputs, require_path
 from voting.ensemble import VoteOptions, parse_share, self_consistency, vote_files, voted_frame
 from voting.predictions import read_dataset_json
 from voting.report import REPORT_FILES, report_files, score_file
-from voting.submit import labels_by_id, write_submission
+from voting.submit import clear_submission, cleared_on_failure, labels_by_id, write_submission
 
 POLICY = """tie rule: the label with the strictly highest (weighted) count wins; a tie goes to the tie-breaker's
 label, even when its own label is not among the tied ones. Four equal models: 3/4 and 2-1-1 win, 2-2 and 1-1-1-1
@@ -122,9 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("submit_task", nargs="?", metavar="TASK", help="the old spelling of --task (one release)")
     submit.add_argument("--data-dir", default="data", help="where dataset_info.json names each dataset's task")
-    submit.add_argument("--pred", required=True, help="the (voted) predictions CSV")
+    submit.add_argument("--pred", help="the (voted) predictions CSV (required unless --clear)")
     submit.add_argument(
-        "--test", required=True, help="the adapter's test dataset JSON (id, instruction, input, output[, dimension])"
+        "--test", help="the adapter's test dataset JSON (id, instruction, input, output[, dimension]; unless --clear)"
     )
     submit.add_argument("--out", required=True, metavar="PATH_OR_DIR")
     submit.add_argument("--source", help="logic: the original test JSONL whose answers to fill")
@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         metavar="N",
         help="the test file's first N records only (a trial run, LIMIT=N: the file is partial)",
+    )
+    submit.add_argument(
+        "--clear",
+        action="store_true",
+        help="only remove the task's submission files from --out (an earlier run's: logic's upload.jsonl and "
+        "answer.txt), so a pipeline that fails before submit leaves none that look current",
     )
     return parser
 
@@ -223,16 +229,21 @@ def command_submit(args: argparse.Namespace, _task: TaskSpec) -> dict:
         raise VotingError("submit: give the task once, as --task TASK")
     task = find_task(args.task or args.submit_task, args.data_dir)
     written = task.submission_path(require_path("--out", args.out))
+    if args.clear:
+        return {"task": task.name, "removed": clear_submission(task, args.out)}
+    missing = [flag for flag, value in (("--pred", args.pred), ("--test", args.test)) if not value]
+    if missing:
+        raise VotingError(f"submit: give {' and '.join(missing)} (or --clear to only remove old files)")
     check_outputs("--out", args.out, [written], [args.pred, args.test, args.source, args.keywords])
-    check_made_from([args.pred], args.test, args.limit)
-    keywords = None
-    if args.keywords:
-        origin = read_origin(args.pred)
-        check_split(
-            args.keywords, origin["split"] if origin else Path(args.test).stem.rsplit("_", 1)[-1], args.limit
-        )  # paper: a paper with no keywords predicted is written with empty Keywords, and counted
-        keywords_task = find_task(task.extra_tasks["keywords"]) if "keywords" in task.extra_tasks else TEXT
-        keywords = labels_by_id(args.keywords, keywords_task, read_dataset_json(args.test), unparsed="")
+    with cleared_on_failure(task, args.out):  # the inputs are checked first: a bad file clears the old submission too
+        check_made_from([args.pred], args.test, args.limit)
+        keywords = None
+        if args.keywords:  # paper: a paper with no keywords predicted is written with empty Keywords, and counted
+            origin = read_origin(args.pred)
+            split = origin["split"] if origin else Path(args.test).stem.rsplit("_", 1)[-1]
+            check_split(args.keywords, split, args.limit)
+            keywords_task = find_task(task.extra_tasks["keywords"]) if "keywords" in task.extra_tasks else TEXT
+            keywords = labels_by_id(args.keywords, keywords_task, read_dataset_json(args.test), unparsed="")
     return write_submission(
         task, args.pred, args.test, args.out, args.unparsed, args.limit, source=args.source, keywords=keywords
     )

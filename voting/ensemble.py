@@ -218,7 +218,9 @@ def vote_files(paths: Sequence[str], task: TaskSpec, options: VoteOptions) -> Vo
     )
     if options.unparsed is not None and options.unparsed not in label_order:
         if task.labels:
-            raise VotingError(f"--unparsed {options.unparsed}: not a {task.name} label ({', '.join(label_order)})")
+            raise VotingError(
+                f"--unparsed {options.unparsed} (UNPARSED= in make): not a {task.name} label ({', '.join(label_order)})"
+            )
         label_order.append(options.unparsed)
     only = task.tie_breaker_only if options.tie_breaker_only is None else tuple(options.tie_breaker_only)
     if only and not task.group_col:
@@ -233,7 +235,7 @@ def vote_files(paths: Sequence[str], task: TaskSpec, options: VoteOptions) -> Vo
     if no_vote.any():
         raise VotingError(
             f"{', '.join(paths)}: no model's text parsed on {int(no_vote.sum())} rows, ids "
-            f"{first_items(files[0].ids[no_vote])}; fix them or give --unparsed LABEL"
+            f"{first_items(files[0].ids[no_vote])}; fix them or give a label for them (--unparsed LABEL; UNPARSED= in make)"
         )
     return Vote(files, voted, result, unparsed, tie_breaker, why)
 
@@ -261,10 +263,12 @@ def self_consistency(path: str | Path, task: TaskSpec, unparsed: str | None = No
         if unparsed is None:
             raise VotingError(
                 f"{path}: no sample parsed for {int(empty.sum())} ids ({first_items(voted.index[empty])})"
-                "; fix them or give --unparsed LABEL"
+                "; fix them or give a label for them (--unparsed LABEL; UNPARSED= in make)"
             )
         if task.labels and unparsed not in task.labels:
-            raise VotingError(f"--unparsed {unparsed}: not a {task.name} label ({', '.join(task.labels)})")
+            raise VotingError(
+                f"--unparsed {unparsed} (UNPARSED= in make): not a {task.name} label ({', '.join(task.labels)})"
+            )
         voted.loc[empty, "prediction"] = unparsed
     out = voted.reset_index()
     extras = [c for c in frame.columns if c not in ("id", "prediction", "sample") and not c.startswith("prob_")]

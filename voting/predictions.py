@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core import InputError
-from core.extract import OUT_OF_SET, UNKNOWN_GROUP, UNPARSED, extract_labels
+from core.extract import EMPTY, OUT_OF_SET, UNKNOWN_GROUP, UNPARSED, extract_labels
 from core.fileio import DecodeError, formula_raw_frame, read_text
 from core.records import read_records
 from core.tasks import TaskSpec
@@ -52,6 +52,11 @@ class Predictions:
     @property
     def unparsed_ids(self) -> list[str]:
         return self.ids[pd.isna(self.labels)].tolist()
+
+    @property
+    def empty_ids(self) -> list[str]:
+        """Ids of empty free-text answers: answers that score 0, not abstentions."""
+        return self.ids[np.asarray([label == "" for label in self.labels], dtype=bool)].tolist()
 
     @property
     def extra_columns(self) -> list[str]:
@@ -253,14 +258,15 @@ def labels_or_error(
 ) -> np.ndarray:
     """Extract `frame[column]`. Gold (`strict`): every value must be a label. Predictions: a value outside the task's
     labels ("3333" for a 1–5 score) or unparsed text abstains (None, counted by report_unparsed); a row whose group
-    the task does not know is bad input either way; `refuse_outside` (a submission) refuses values outside too."""
+    the task does not know is bad input either way; `refuse_outside` (a submission) refuses values outside too.
+    A free-text task's empty answer is the answer "" in predictions (it scores 0) and refused in gold."""
     extracted = extract_labels(frame[column].to_numpy(dtype=object), task, groups)
     labels = extracted.labels
-    for status in (UNKNOWN_GROUP, OUT_OF_SET, UNPARSED):
+    for status in (UNKNOWN_GROUP, OUT_OF_SET, UNPARSED, EMPTY):
         bad = extracted.status == status
         if (
             not bad.any()
-            or (status == UNPARSED and not strict)
+            or (status in (UNPARSED, EMPTY) and not strict)
             or (status == OUT_OF_SET and not (strict or refuse_outside))
         ):
             continue
@@ -346,6 +352,8 @@ def read_gold(path: str | Path, task: TaskSpec, strict: bool = True) -> Predicti
         frame = read_csv_frame(path, ("id", "label"))
     row_groups = group_values(frame, task, None)
     labels = labels_or_error(path, frame, "label", task, row_groups, strict=strict)
+    if task.free_text:  # an empty gold answer is an unlabelled row, not the answer ""
+        labels = np.array([None if label == "" else label for label in labels], dtype=object)
     return Predictions(path, frame.rename(columns={"label": "prediction"}), labels, row_groups)
 
 
@@ -358,7 +366,15 @@ def _looks_like_json(path: Path) -> bool:
 
 
 def report_unparsed(predictions: Predictions) -> int:
-    """Print how many answers of a file abstain (unparsed or outside the labels; stderr) and return the count."""
+    """Print how many answers of a file abstain (unparsed or outside the labels; stderr) and return the count; empty
+    free-text answers are counted apart (they are answers that score 0, not abstentions)."""
+    empty = predictions.empty_ids
+    if empty:
+        print(
+            f"{predictions.path}: {len(empty)} of {len(predictions.labels)} answers are empty, "
+            f"they score 0 (ids {first_items(empty)})",
+            file=sys.stderr,
+        )
     ids = predictions.unparsed_ids
     if ids:
         print(

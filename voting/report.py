@@ -103,6 +103,7 @@ def report_markdown(report: dict, chart_name: str = "report.png") -> str:
             "keyword_macro_f1",
             "rouge_l",
             "bleu_4",
+            "empty",
             "unparsed",
         )
         if any(k in s for s in scores.values())
