@@ -8,11 +8,12 @@ first lookup (core.tasks.TASKS.load), so nobody imports them for their side effe
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from core.registry import LazyRegistry
 from core.tasks import TASKS
 
 if TYPE_CHECKING:
@@ -29,39 +30,7 @@ class Adapter:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
 
 
-class AdapterRegistry(dict[str, Adapter]):
-    """{adapter name: Adapter}, filled with the built-in competitions on first read (with the task registry)."""
-
-    def load(self) -> AdapterRegistry:
-        TASKS.load()  # the competition modules register their adapters and tasks together
-        return self
-
-    def __getitem__(self, name: str) -> Adapter:
-        return dict.__getitem__(self.load(), name)
-
-    def __contains__(self, name: object) -> bool:
-        return dict.__contains__(self.load(), name)
-
-    def __iter__(self) -> Iterator[str]:
-        return dict.__iter__(self.load())
-
-    def __len__(self) -> int:
-        return dict.__len__(self.load())
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return dict.get(self.load(), name, default)
-
-    def keys(self):
-        return dict.keys(self.load())
-
-    def values(self):
-        return dict.values(self.load())
-
-    def items(self):
-        return dict.items(self.load())
-
-
-ADAPTERS = AdapterRegistry()
+ADAPTERS: LazyRegistry[Adapter] = LazyRegistry(TASKS.load)  # the competition modules register both together
 
 
 def register_adapter(
@@ -70,8 +39,7 @@ def register_adapter(
     help: str,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> Adapter:
-    if dict.__contains__(ADAPTERS, name):
-        raise ValueError(f"adapter {name!r} is already registered")
-    adapter = Adapter(name, help, convert, add_arguments)
-    dict.__setitem__(ADAPTERS, name, adapter)
-    return adapter
+    try:
+        return ADAPTERS.register(name, Adapter(name, help, convert, add_arguments))
+    except ValueError:
+        raise ValueError(f"adapter {name!r} is already registered") from None

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core import InputError
+from core.registry import LazyRegistry
 
 LabelRules = tuple[tuple[str, ...] | None, Mapping[str, str]]
 Record = Mapping[str, Any]
@@ -122,44 +123,12 @@ class TaskSpec:
 BUILTIN_TASK_MODULES = ("adapters.judge", "adapters.glue", "adapters.logic", "adapters.paper", "adapters.qa")
 
 
-class TaskRegistry(dict[str, TaskSpec]):
-    """{task name: spec}, filled with the built-in competitions on first read."""
-
-    loaded = False
-
-    def load(self) -> TaskRegistry:
-        if not self.loaded:
-            self.loaded = True  # before importing: each module registers into this dict while it loads
-            for module in BUILTIN_TASK_MODULES:
-                importlib.import_module(module)
-        return self
-
-    def __getitem__(self, name: str) -> TaskSpec:
-        return dict.__getitem__(self.load(), name)
-
-    def __contains__(self, name: object) -> bool:
-        return dict.__contains__(self.load(), name)
-
-    def __iter__(self) -> Iterator[str]:
-        return dict.__iter__(self.load())
-
-    def __len__(self) -> int:
-        return dict.__len__(self.load())
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return dict.get(self.load(), name, default)
-
-    def keys(self):
-        return dict.keys(self.load())
-
-    def values(self):
-        return dict.values(self.load())
-
-    def items(self):
-        return dict.items(self.load())
+def load_builtin_tasks() -> None:
+    for module in BUILTIN_TASK_MODULES:
+        importlib.import_module(module)
 
 
-TASKS = TaskRegistry()
+TASKS: LazyRegistry[TaskSpec] = LazyRegistry(load_builtin_tasks)
 # The embedded CPU model per task language, where MODEL=/--model is not given: the measured winner (README,
 # "Measured here", bench/quality.py). Chinese: Gemma 3 270M (logic zero-shot 0.429 vs SmolLM2 0.386, QA char F1
 # 0.109 vs 0.037 after the same 1000-row LoRA, which it trained in 0.6x the time; judge fluency a tie: neither
@@ -168,10 +137,10 @@ EMBEDDED_MODEL = {"en": "smollm2", "zh": "gemma3"}
 
 
 def register_task(spec: TaskSpec, replace: bool = False) -> TaskSpec:
-    if dict.__contains__(TASKS, spec.name) and not replace:
-        raise ValueError(f"task {spec.name!r} is already registered")
-    TASKS[spec.name] = spec
-    return spec
+    try:
+        return TASKS.register(spec.name, spec, replace)
+    except ValueError:
+        raise ValueError(f"task {spec.name!r} is already registered") from None
 
 
 def get_task(name: str) -> TaskSpec:
