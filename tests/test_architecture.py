@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_make, subprocess_env, tiny_command
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "adapters", "pipeline", "voting", "llmcomp")
@@ -181,16 +182,6 @@ def test_a_toy_competition_takes_one_adapter_and_one_register_task(tmp_path, cap
 # ---------------------------------------------------------------- flags that always take effect
 
 
-def run_make(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.fixture(scope="module")
 def sample_data(tmp_path_factory) -> Path:
     """The demo's judge sample converted into a folder of its own (not data/)."""
@@ -246,22 +237,11 @@ def test_data_dir_reaches_every_stage(sample_data):
     with pytest.raises(RunError, match="disagree"):
         resolve_config("tiny", "train", "jd", {"dataset_dir": "elsewhere"}, data_dir=sample_data)
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "train",
-            "--model",
-            "tiny",
-            "--task",
-            "jd",
-            "--data-dir",
-            str(sample_data),
-            "--dry-run",
-        ],
+        tiny_command("train", "jd", "--dry-run", data_dir=sample_data),
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=subprocess_env(),
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -269,26 +249,16 @@ def test_data_dir_reaches_every_stage(sample_data):
 
 
 def test_make_baseline_and_vote_take_split_and_data_dir(sample_data, tmp_path):
-    work = tmp_path
-    # run from a folder of its own (outputs land there); -o: the set-up stamp counts as done
-    make = [
-        "DATA_DIR=" + str(sample_data),
-        "TASK=jd",
-        f"PY={sys.executable}",
-        f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
-        f"STAMP={work / 'stamp'}",
-        "-o",
-        str(work / "stamp"),
-    ]
-    (work / "stamp").touch()
-    proc = run_make("baseline", "SPLIT=dev", *make, cwd=work)
+    work = tmp_path  # run from a folder of its own (outputs land there), set-up counting as done
+    make = ["DATA_DIR=" + str(sample_data), "TASK=jd"]
+    proc = run_make(work, "baseline", "SPLIT=dev", *make, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "predictions of dev" in proc.stdout
     rows = list(csv.DictReader((work / "predictions" / "jd" / "tfidf.csv").open(encoding="utf-8")))
     dev_ids = [r["id"] for r in json.loads((sample_data / "jd_dev.json").read_text(encoding="utf-8"))]
     assert [r["id"] for r in rows] == dev_ids  # the dev split, not test
     # the report's gold is the same split: the vote finds the judge task from the dataset itself
-    proc = run_make("report", "SPLIT=dev", "TIE=tfidf", *make, cwd=work)
+    proc = run_make(work, "report", "SPLIT=dev", "TIE=tfidf", *make, check=False)
     assert proc.returncode == 0, proc.stderr
     assert (work / "submissions" / "jd" / "report" / "report.json").is_file()
 
@@ -297,9 +267,13 @@ def test_make_passes_split_samples_and_data_args(tmp_path):
     """What make would run (make -n): SPLIT reaches label scoring, SAMPLES the sampler, DATA_ARGS the adapters."""
     stamp = [f"STAMP={tmp_path / 'stamp'}", f"SMOLLM2={tmp_path / 'stamp'}"]
     (tmp_path / "stamp").touch()
-    score = run_make("-n", "predict", "MODE=score", "SPLIT=dev", "TASK=jd", *stamp).stdout
+
+    def dry_run(*args: str) -> str:  # from the repo root: the Makefile's own PY
+        return run_make(ROOT, "-n", *args, *stamp, set_up=False, check=False).stdout
+
+    score = dry_run("predict", "MODE=score", "SPLIT=dev", "TASK=jd")
     assert "score --model 'smollm2' --task 'jd' --split 'dev'" in score  # every user value quoted (#12)
-    sampled = run_make("-n", "sc", "SAMPLES=3", "TASK=logic", *stamp).stdout
+    sampled = dry_run("sc", "SAMPLES=3", "TASK=logic")
     assert "--samples '3'" in sampled
-    data = run_make("-n", "data", "TASK=judge", "TRAIN=a.csv", "DATA_ARGS=--fit-cutoff", "ARGS=lr=1", *stamp).stdout
+    data = dry_run("data", "TASK=judge", "TRAIN=a.csv", "DATA_ARGS=--fit-cutoff", "ARGS=lr=1")
     assert "--fit-cutoff" in data and "lr=1" not in data  # ARGS are LLaMA-Factory overrides, not adapter flags
