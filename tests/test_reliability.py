@@ -199,6 +199,7 @@ def train_command(tiny_model: Path, data: Path, *overrides: str) -> list[str]:
     return tiny_command("train", "judge", *FAST_TRAIN, "cutoff_len=64", *overrides, model=tiny_model, data_dir=data)
 
 
+@pytest.mark.slow
 def test_one_trainer_per_folder_kill9_sigterm_and_resume_past_a_broken_checkpoint(tiny_model, judge_data, tmp_path):
     lora, lock = tmp_path / "saves/judge/tiny/lora", tmp_path / "saves/judge/tiny/.lora.lock"
     log = (tmp_path / "a.log").open("w")

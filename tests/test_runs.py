@@ -118,6 +118,7 @@ def run_pipeline(stage: str, cwd: Path, tiny_model: Path, data_dir: Path, *extra
     return run_tiny(stage, "judge", f"dataset_dir={data_dir}", *extra, cwd=cwd, model=tiny_model, data_dir=data_dir)
 
 
+@pytest.mark.slow
 def test_tiny_train_predict_export_and_resume(tiny_model, judge_data, tmp_path):
     # Train 2 steps with a checkpoint, then lose the final save as an interrupted run would.
     run_pipeline("train", tmp_path, tiny_model, judge_data, *TINY_FAST, "max_steps=2", "save_steps=2")
@@ -149,6 +150,7 @@ def test_tiny_train_predict_export_and_resume(tiny_model, judge_data, tmp_path):
     assert (merged / "run.yaml").is_file() and (merged / "manifest.json").is_file()
 
 
+@pytest.mark.slow
 def test_sampled_predictions_give_a_samples_file(tiny_model, judge_data, tmp_path):
     run_pipeline("train", tmp_path, tiny_model, judge_data, *TINY_FAST, "max_steps=1")
     run_pipeline("predict", tmp_path, tiny_model, judge_data, "max_new_tokens=2", "--samples", "2")
