@@ -118,8 +118,8 @@ def test_a_crashed_rank_fails_the_run_and_merges_nothing(tiny_lora, tmp_path, mo
     (hook / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('RANK') == '1':\n"
-        "    import pipeline.label_scoring as scoring\n"
-        "    scoring.score_encoded = lambda *args, **kwargs: os._exit(7)\n"
+        "    import pipeline.scoring_engine as engine\n"  # where the ranks import score_encoded from
+        "    engine.score_encoded = lambda *args, **kwargs: os._exit(7)\n"
     )
     monkeypatch.setenv("PYTHONPATH", f"{hook}:{Path(__file__).resolve().parents[1]}")
     monkeypatch.chdir(tmp_path)
