@@ -1,4 +1,5 @@
-"""Shared fixtures: the real competition data in ../shared/data, and a tiny model built offline."""
+"""Shared fixtures: the real competition data in ../shared/data, a tiny model built offline, the judge sample
+converted, and a tiny LoRA trained once per session. The helpers they use are in helpers.py."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import convert_judge_sample, train_tiny_lora
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -43,3 +45,16 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tools.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="module")
+def judge_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded judge sample converted by the judge adapter (dataset judge_train/judge_test) into a temp data
+    dir, one per test module."""
+    return convert_judge_sample(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """cola_toy data and a LoRA adapter trained on it with `python -m pipeline train`: one training per session."""
+    return train_tiny_lora(tiny_model, tmp_path_factory.getbasetemp() / "tiny-run")

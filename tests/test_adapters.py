@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import JUDGE_HEADER, JUDGE_ROWS, SAMPLES, convert, load, write_csv, write_xlsx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,47 +20,11 @@ from adapters.readers import RowError
 from adapters.records import sample
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "data" / "samples"
-JUDGE_HEADER = ["数据编号", "创作要求", "评判维度", "待评判内容", "标注分值"]
-JUDGE_ROWS = [
-    ["TR1", "", "流畅性", "今天天气很好，我们去公园散步。", "5"],
-    ["TR2", "请以“秋天”为主题写一篇文章", "规范性", "秋天到了，树叶黄了。", "3"],
-    ["TR3", "水的沸点是____ A、90℃ B、100℃", "选择题", "正确选项为B 模型回复为A", "0"],
-    ["TR4", "请以“冬天”为主题写一篇文章", "规范性", "", "1"],
-]
-
-
-def write_csv(path: Path, rows: list[list[str]], encoding: str = "gb18030", header: list[str] | None = None) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerows(([header] if header else []) + rows)
-    path.write_bytes(buffer.getvalue().encode(encoding))
-    return path
-
-
-def write_xlsx(path: Path, rows: list[list[object]]) -> Path:
-    import openpyxl
-
-    workbook = openpyxl.Workbook()
-    for row in rows:
-        workbook.active.append(row)
-    workbook.save(path)
-    return path
 
 
 def write_jsonl(path: Path, objects: list[object]) -> Path:
     path.write_text("".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in objects), encoding="utf-8")
     return path
-
-
-def convert(capsys, task: str, data_dir: Path, *args: object, name: str = "t") -> tuple[int, str, str]:
-    code = main([task, *map(str, args), "--name", name, "--data-dir", str(data_dir), "--tokenizer", "none"])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def load(data_dir: Path, dataset: str) -> list[dict]:
-    return json.loads((data_dir / f"{dataset}.json").read_text(encoding="utf-8"))
 
 
 def registry(data_dir: Path) -> dict:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_make, subprocess_env, tiny_command
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "adapters", "pipeline", "voting", "llmcomp")
@@ -51,6 +52,136 @@ def test_no_package_imports_a_siblings_cli():
     for package in PACKAGES:
         for other, where in imports_of(package).items():
             assert not [w for w in where if w[1].endswith("__main__")], f"{package} imports {other}'s CLI: {where}"
+
+
+# ---------------------------------------------------------------- no import circle, inside a package or across
+
+
+CYCLE_PACKAGES = (*PACKAGES, "tools")
+
+
+def module_files(root: Path = ROOT, packages: tuple[str, ...] = CYCLE_PACKAGES) -> dict[str, Path]:
+    """{dotted module name: file} of every module of `packages` (a package is its __init__.py)."""
+    modules = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _import_nodes(node: ast.AST):
+    """Every import statement under `node`, functions and classes included, `if TYPE_CHECKING:` bodies left out."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.Import | ast.ImportFrom):
+            yield child
+        elif _type_checking_only(child):
+            for other in child.orelse:
+                yield from _import_nodes(ast.Module(body=[other], type_ignores=[]))
+        else:
+            yield from _import_nodes(child)
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """{module: the modules of `modules` it imports}. `import a.b` and `from a import b` (b a submodule) point at a.b,
+    `from a import name` at a; relative imports are resolved. The implicit import of a parent package by its
+    submodule is not an edge (it runs first and is done by the time the submodule runs)."""
+
+    def target(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        edges = graph.setdefault(module, set())
+        for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found = [target(alias.name) for alias in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join([*anchor, *([node.module] if node.module else [])])
+                found = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else target(base)
+                    for alias in node.names
+                ]
+            edges.update(f for f in found if f and f != module)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as [a, b, ..., a], or None (iterative depth-first search, nodes in sorted order)."""
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start in done:
+            continue
+        path, on_path = [start], {start}
+        stack = [iter(sorted(graph.get(start, ())))]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                done.add(path[-1])
+                on_path.discard(path.pop())
+            elif nxt in on_path:
+                return [*path[path.index(nxt) :], nxt]
+            elif nxt not in done:
+                path.append(nxt)
+                on_path.add(nxt)
+                stack.append(iter(sorted(graph.get(nxt, ()))))
+    return None
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"x": {"a"}, "a": {"b", "d"}, "b": set(), "d": {"a"}}) == ["a", "d", "a"]
+    assert find_cycle({"a": {"a"}}) == ["a", "a"]
+    assert find_cycle({"a": {"b"}, "c": {"b"}, "b": set()}) is None  # shared, not circular
+
+
+def test_the_import_graph_sees_every_kind_of_import(tmp_path):
+    """A throwaway package with one import of each kind, and a circle that only a function-level import closes."""
+    files = {
+        "pkg/__init__.py": "from pkg import a\n",
+        "pkg/a.py": "import pkg.b\nfrom . import c\nfrom .sub import d as dee\n",
+        "pkg/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\nimport os\n",
+        "pkg/c.py": "from pkg.sub.d import thing\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/d.py": "thing = 1\ndef late():\n    from ..a import dee\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    graph = import_graph(module_files(tmp_path, ("pkg",)))
+    assert graph == {
+        "pkg": {"pkg.a"},
+        "pkg.a": {"pkg.b", "pkg.c", "pkg.sub.d"},
+        "pkg.b": set(),  # the TYPE_CHECKING import is not an edge; neither is os nor the parent package
+        "pkg.c": {"pkg.sub.d"},
+        "pkg.sub": set(),
+        "pkg.sub.d": {"pkg.a"},
+    }
+    assert find_cycle(graph) == ["pkg.a", "pkg.c", "pkg.sub.d", "pkg.a"]
+
+
+def test_no_import_circle_anywhere():
+    modules = module_files()
+    assert {"core", "adapters", "pipeline.run", "voting", "llmcomp.cli", "tools.tiny"} <= set(modules)
+    cycle = find_cycle(import_graph(modules))
+    assert cycle is None, "import circle: " + " -> ".join(cycle or [])
 
 
 def test_the_front_door_names_real_stage_mains():
@@ -181,16 +312,6 @@ def test_a_toy_competition_takes_one_adapter_and_one_register_task(tmp_path, cap
 # ---------------------------------------------------------------- flags that always take effect
 
 
-def run_make(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.fixture(scope="module")
 def sample_data(tmp_path_factory) -> Path:
     """The demo's judge sample converted into a folder of its own (not data/)."""
@@ -246,22 +367,11 @@ def test_data_dir_reaches_every_stage(sample_data):
     with pytest.raises(RunError, match="disagree"):
         resolve_config("tiny", "train", "jd", {"dataset_dir": "elsewhere"}, data_dir=sample_data)
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "train",
-            "--model",
-            "tiny",
-            "--task",
-            "jd",
-            "--data-dir",
-            str(sample_data),
-            "--dry-run",
-        ],
+        tiny_command("train", "jd", "--dry-run", data_dir=sample_data),
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=subprocess_env(),
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -269,26 +379,16 @@ def test_data_dir_reaches_every_stage(sample_data):
 
 
 def test_make_baseline_and_vote_take_split_and_data_dir(sample_data, tmp_path):
-    work = tmp_path
-    # run from a folder of its own (outputs land there); -o: the set-up stamp counts as done
-    make = [
-        "DATA_DIR=" + str(sample_data),
-        "TASK=jd",
-        f"PY={sys.executable}",
-        f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
-        f"STAMP={work / 'stamp'}",
-        "-o",
-        str(work / "stamp"),
-    ]
-    (work / "stamp").touch()
-    proc = run_make("baseline", "SPLIT=dev", *make, cwd=work)
+    work = tmp_path  # run from a folder of its own (outputs land there), set-up counting as done
+    make = ["DATA_DIR=" + str(sample_data), "TASK=jd"]
+    proc = run_make(work, "baseline", "SPLIT=dev", *make, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "predictions of dev" in proc.stdout
     rows = list(csv.DictReader((work / "predictions" / "jd" / "dev" / "tfidf.csv").open(encoding="utf-8")))
     dev_ids = [r["id"] for r in json.loads((sample_data / "jd_dev.json").read_text(encoding="utf-8"))]
     assert [r["id"] for r in rows] == dev_ids  # the dev split, not test
     # the report's gold is the same split: the vote finds the judge task from the dataset itself
-    proc = run_make("report", "SPLIT=dev", "TIE=tfidf", *make, cwd=work)
+    proc = run_make(work, "report", "SPLIT=dev", "TIE=tfidf", *make, check=False)
     assert proc.returncode == 0, proc.stderr
     assert (work / "submissions" / "jd" / "dev" / "report" / "report.json").is_file()  # the split's own folder
 
@@ -297,9 +397,13 @@ def test_make_passes_split_samples_and_data_args(tmp_path):
     """What make would run (make -n): SPLIT reaches label scoring, SAMPLES the sampler, DATA_ARGS the adapters."""
     stamp = [f"STAMP={tmp_path / 'stamp'}", f"SMOLLM2={tmp_path / 'stamp'}"]
     (tmp_path / "stamp").touch()
-    score = run_make("-n", "predict", "MODE=score", "SPLIT=dev", "TASK=jd", *stamp).stdout
+
+    def dry_run(*args: str) -> str:  # from the repo root: the Makefile's own PY
+        return run_make(ROOT, "-n", *args, *stamp, set_up=False, check=False).stdout
+
+    score = dry_run("predict", "MODE=score", "SPLIT=dev", "TASK=jd")
     assert "score --model 'smollm2' --task 'jd' --split 'dev'" in score  # every user value quoted (#12)
-    sampled = run_make("-n", "sc", "SAMPLES=3", "TASK=logic", *stamp).stdout
+    sampled = dry_run("sc", "SAMPLES=3", "TASK=logic")
     assert "--samples '3'" in sampled
-    data = run_make("-n", "data", "TASK=judge", "TRAIN=a.csv", "DATA_ARGS=--fit-cutoff", "ARGS=lr=1", *stamp).stdout
+    data = dry_run("data", "TASK=judge", "TRAIN=a.csv", "DATA_ARGS=--fit-cutoff", "ARGS=lr=1")
     assert "--fit-cutoff" in data and "lr=1" not in data  # ARGS are LLaMA-Factory overrides, not adapter flags

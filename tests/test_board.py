@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import free_port
 
 from pipeline import board
 from pipeline.presets import resolve_config
@@ -50,12 +50,6 @@ def run_board(*args: str, stdin: str | None = None, timeout: float = 60) -> subp
         timeout=timeout,
         cwd=ROOT,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import toy_records
 from tiny_arch import MODELS, build_internlm2_source, build_tiny_arch
 
 from pipeline.cli import main as pipeline_main
@@ -24,7 +24,6 @@ from tools.convert_internlm2 import ConvertError, convert
 
 pytestmark = pytest.mark.arch
 TASK = "cola_arch"
-INSTRUCTION = "Is this sentence grammatically acceptable? Answer 1 for yes, 0 for no."
 WORDS = ("the", "cat", "sat", "on", "a", "mat", "dog", "ran", "fast", "quick", "brown", "fox", "jumps", "over", "lazy")
 # 2 cores: no worker processes; a handful of optimizer steps. Everything else is the preset's own.
 SMALL = ["preprocessing_num_workers=1", "dataloader_num_workers=0"]
@@ -153,24 +152,16 @@ def test_converter_refuses_what_llama_cannot_hold(tmp_path):
 # ---------------------------------------------------------------- each preset on its architecture
 
 
-def toy_records(n: int, split: str, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    return [
-        {
-            "id": f"{split}-{i}",
-            "instruction": INSTRUCTION,
-            "input": " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 20))),
-            "output": str(rng.randint(0, 1)),
-        }
-        for i in range(n)
-    ]
+def arch_records(n: int, split: str, seed: int) -> list[dict]:
+    """Longer toy sentences (8-20 words) of fewer words, labels 50/50."""
+    return toy_records(n, split, seed, words=WORDS, length=(8, 20), even=True)
 
 
 def write_data(data_dir: Path) -> None:
     data_dir.mkdir(parents=True)
     info = {}
     for split, n in (("train", 16), ("test", 6)):
-        (data_dir / f"{TASK}_{split}.json").write_text(json.dumps(toy_records(n, split, len(split))), encoding="utf-8")
+        (data_dir / f"{TASK}_{split}.json").write_text(json.dumps(arch_records(n, split, len(split))), encoding="utf-8")
         info[f"{TASK}_{split}"] = {
             "file_name": f"{TASK}_{split}.json",
             "formatting": "alpaca",
@@ -313,7 +304,7 @@ def gemma2_base(tmp_path_factory) -> LabelScorer:
 
 def shared_prefix_error(scorer: LabelScorer, window: int) -> float:
     """Max |shared-prefix-cache score − naive score| on toy rows, with the sliding window set to `window`."""
-    records = toy_records(6, "test", 4)
+    records = arch_records(6, "test", 4)
     encoded = scorer.encode(records, [("0", "1")] * len(records))
     scorer.model.config.sliding_window = window
     assert min(len(e.prompt) for e in encoded) > 16 and max(len(e.prompt) for e in encoded) < 128

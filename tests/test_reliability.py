@@ -17,13 +17,24 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import (
+    FAST_TRAIN,
+    JUDGE_HEADER,
+    JUDGE_ROWS,
+    convert,
+    run_make,
+    subprocess_env,
+    tiny_args,
+    tiny_command,
+    write_csv,
+    write_xlsx,
+)
 
 from core import InputError
 from core.fileio import atomic_write_csv
-from tests.test_adapters import JUDGE_HEADER, JUDGE_ROWS, SAMPLES, convert, write_csv, write_xlsx
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1"}
+ENV = subprocess_env()
 
 
 def judge_csv(path: Path, rows: list[list[str]] | None = None, encoding: str = "utf-8") -> Path:
@@ -184,53 +195,11 @@ def _alive(pid: int) -> bool:
         return True
 
 
-@pytest.fixture(scope="module")
-def judge_data(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("data")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "adapters",
-            "judge",
-            "--train",
-            str(SAMPLES / "judge_train.csv"),
-            "--test",
-            str(SAMPLES / "judge_test.csv"),
-            "--name",
-            "judge",
-            "--data-dir",
-            str(data),
-            "--tokenizer",
-            "none",
-        ],
-        env=ENV,
-        check=True,
-        capture_output=True,
-    )
-    return data
-
-
 def train_command(tiny_model: Path, data: Path, *overrides: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "train",
-        "--model",
-        "tiny",
-        "--task",
-        "judge",
-        "--data-dir",
-        str(data),
-        f"model_name_or_path={tiny_model}",
-        "per_device_train_batch_size=4",
-        "cutoff_len=64",
-        "logging_steps=1",
-        *overrides,
-    ]
+    return tiny_command("train", "judge", *FAST_TRAIN, "cutoff_len=64", *overrides, model=tiny_model, data_dir=data)
 
 
+@pytest.mark.slow
 def test_one_trainer_per_folder_kill9_sigterm_and_resume_past_a_broken_checkpoint(tiny_model, judge_data, tmp_path):
     lora, lock = tmp_path / "saves/judge/tiny/lora", tmp_path / "saves/judge/tiny/.lora.lock"
     log = (tmp_path / "a.log").open("w")
@@ -400,9 +369,7 @@ def test_qlora_has_its_own_folder_and_is_refused_before_writing_without_cuda(jud
     for name in ("run.yaml", "manifest.json", "adapter_model.safetensors"):
         (lora / name).write_text(name)
     monkeypatch.setattr("pipeline.presets.cuda_available", lambda: False)
-    code, err = pipeline_main(
-        monkeypatch, tmp_path, capsys, "qlora", "--model", "tiny", "--task", "judge", "--data-dir", str(judge_data)
-    )
+    code, err = pipeline_main(monkeypatch, tmp_path, capsys, *tiny_args("qlora", "judge", data_dir=judge_data))
     assert code == 2 and "needs a CUDA GPU and bitsandbytes" in err
     assert {p.name: p.read_text() for p in lora.iterdir()} == {
         n: n for n in ("run.yaml", "manifest.json", "adapter_model.safetensors")
@@ -431,41 +398,20 @@ def test_task_and_model_must_be_plain_names(flag, value, judge_data, tmp_path, c
 
 def test_override_types_are_checked_against_llamafactory(judge_data, tmp_path, capsys, monkeypatch):
     code, err = pipeline_main(
-        monkeypatch,
-        tmp_path,
-        capsys,
-        "train",
-        "--model",
-        "tiny",
-        "--task",
-        "judge",
-        "--data-dir",
-        str(judge_data),
-        "--dry-run",
-        "max_steps=abc",
+        monkeypatch, tmp_path, capsys, *tiny_args("train", "judge", "--dry-run", "max_steps=abc", data_dir=judge_data)
     )
     assert code == 2 and "max_steps is 'abc', expected an integer" in err
     code, _ = pipeline_main(
         monkeypatch,
         tmp_path,
         capsys,
-        "train",
-        "--model",
-        "tiny",
-        "--task",
-        "judge",
-        "--data-dir",
-        str(judge_data),
-        "--dry-run",
-        "learning_rate=5e-5",
+        *tiny_args("train", "judge", "--dry-run", "learning_rate=5e-5", data_dir=judge_data),
     )
     assert code == 0  # YAML reads 5e-5 as text: converted to the float LLaMA-Factory needs
 
 
 def test_predict_without_adapter_is_refused_first(judge_data, tmp_path, capsys, monkeypatch):
-    code, err = pipeline_main(
-        monkeypatch, tmp_path, capsys, "predict", "--model", "tiny", "--task", "judge", "--data-dir", str(judge_data)
-    )
+    code, err = pipeline_main(monkeypatch, tmp_path, capsys, *tiny_args("predict", "judge", data_dir=judge_data))
     assert code == 2 and "no trained adapter in saves/judge/tiny/lora" in err
     assert not (tmp_path / "saves").exists()
 
@@ -478,23 +424,13 @@ def test_makefile_quotes_user_values(tmp_path):
     spaced = tmp_path / "a folder"
     spaced.mkdir()
     train = judge_csv(spaced / "train.csv")
-    base = [
-        "make",
-        "-s",
-        "-C",
-        str(ROOT),
-        "-o",
-        ".venv/.installed",
-        "data",
-        "TASK=judge",
-        f"TRAIN={train}",
-        f"DATA_DIR={tmp_path / 'data'}",
-        "DATA_ARGS=--tokenizer none",
-    ]
-    bad = subprocess.run([*base, f"NAME=x;touch {marker};"], env=ENV, capture_output=True, text=True)
+    # from the repo root with its own set-up stamp held old: the Makefile's default PY and LLMCOMP
+    base = ["-s", "-o", ".venv/.installed", "data", "TASK=judge", f"TRAIN={train}", f"DATA_DIR={tmp_path / 'data'}"]
+    base.append("DATA_ARGS=--tokenizer none")
+    bad = run_make(ROOT, *base, f"NAME=x;touch {marker};", set_up=False, check=False)
     assert not marker.exists()
     assert bad.returncode != 0 and "--name 'x;touch" in bad.stderr
-    good = subprocess.run([*base, "NAME=ok"], env=ENV, capture_output=True, text=True)
+    good = run_make(ROOT, *base, "NAME=ok", set_up=False, check=False)
     assert good.returncode == 0, good.stderr
     assert (tmp_path / "data" / "ok_train.json").is_file()
 

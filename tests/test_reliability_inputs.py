@@ -8,20 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from adapters.cli import main
-
-JUDGE_HEADER = ["数据编号", "创作要求", "评判维度", "待评判内容", "标注分值"]
-
-
-def convert(capsys, task: str, data_dir: Path, *args: object, name: str = "t") -> tuple[int, str, str]:
-    code = main([task, *map(str, args), "--name", name, "--data-dir", str(data_dir), "--tokenizer", "none"])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def load(data_dir: Path, dataset: str) -> list[dict]:
-    return json.loads((data_dir / f"{dataset}.json").read_text(encoding="utf-8"))
+from helpers import JUDGE_HEADER, convert, load
 
 
 def report(data_dir: Path, name: str = "t") -> dict:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import FAST_TRAIN, run_tiny, subprocess_env, tiny_command
 
 from pipeline.checkpoints import prepare_train_dir
 from pipeline.checks import check_config
@@ -18,9 +17,8 @@ from pipeline.errors import RunError
 from pipeline.manifest import dataset_hashes
 from pipeline.presets import CONFIG_DIR, STAGE_FILES, resolve_config
 
-ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.name for p in CONFIG_DIR.iterdir() if (p / "lora_sft.yaml").is_file())
-TINY_FAST = ["per_device_train_batch_size=4", "logging_steps=1", "cutoff_len=128"]
+TINY_FAST = [*FAST_TRAIN, "cutoff_len=128"]
 
 
 def test_every_model_has_every_stage():
@@ -30,34 +28,6 @@ def test_every_model_has_every_stage():
             text = (CONFIG_DIR / model / stage_file).read_text(encoding="utf-8")
             assert text.startswith("# "), f"{model}/{stage_file} lacks its header comment"
             assert "### model" in text
-
-
-@pytest.fixture(scope="module")
-def judge_data(tmp_path_factory) -> Path:
-    """The embedded sample converted by the judge adapter into a temp data dir."""
-    data_dir = tmp_path_factory.mktemp("data")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "adapters",
-            "judge",
-            "--train",
-            str(ROOT / "data/samples/judge_train.csv"),
-            "--test",
-            str(ROOT / "data/samples/judge_test.csv"),
-            "--name",
-            "judge",
-            "--data-dir",
-            str(data_dir),
-            "--tokenizer",
-            "none",
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    return data_dir
 
 
 @pytest.mark.parametrize("model", PRESETS)
@@ -109,21 +79,9 @@ def test_missing_dataset_is_refused_with_preset_named(judge_data):
 
 def test_cli_bad_override_exits_2(judge_data, tmp_path):
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "train",
-            "--model",
-            "tiny",
-            "--task",
-            "judge",
-            "--dry-run",
-            f"dataset_dir={judge_data}",
-            "no_such_key=3",
-        ],
+        tiny_command("train", "judge", "--dry-run", f"dataset_dir={judge_data}", "no_such_key=3"),
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=subprocess_env(),
         capture_output=True,
         text=True,
     )
@@ -156,31 +114,11 @@ def test_manifest_hash_follows_the_data(judge_data):
         data_file.write_bytes(original)
 
 
-def run_pipeline(stage: str, cwd: Path, tiny_model: Path, data_dir: Path, *overrides: str, fresh: bool = False):
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        stage,
-        "--model",
-        "tiny",
-        "--task",
-        "judge",
-        "--data-dir",
-        str(data_dir),
-        f"model_name_or_path={tiny_model}",
-        f"dataset_dir={data_dir}",
-        *overrides,
-    ]
-    if fresh:
-        command.insert(3, "--fresh")
-    result = subprocess.run(
-        command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+def run_pipeline(stage: str, cwd: Path, tiny_model: Path, data_dir: Path, *extra: str):
+    return run_tiny(stage, "judge", f"dataset_dir={data_dir}", *extra, cwd=cwd, model=tiny_model, data_dir=data_dir)
 
 
+@pytest.mark.slow
 def test_tiny_train_predict_export_and_resume(tiny_model, judge_data, tmp_path):
     # Train 2 steps with a checkpoint, then lose the final save as an interrupted run would.
     run_pipeline("train", tmp_path, tiny_model, judge_data, *TINY_FAST, "max_steps=2", "save_steps=2")
@@ -212,6 +150,7 @@ def test_tiny_train_predict_export_and_resume(tiny_model, judge_data, tmp_path):
     assert (merged / "run.yaml").is_file() and (merged / "manifest.json").is_file()
 
 
+@pytest.mark.slow
 def test_sampled_predictions_give_a_samples_file(tiny_model, judge_data, tmp_path):
     run_pipeline("train", tmp_path, tiny_model, judge_data, *TINY_FAST, "max_steps=1")
     run_pipeline("predict", tmp_path, tiny_model, judge_data, "max_new_tokens=2", "--samples", "2")

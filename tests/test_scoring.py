@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import INSTRUCTION
 
 from adapters import get_task
 from adapters.logic import record_options
@@ -26,97 +23,6 @@ from pipeline.label_scoring import label_sets, scoring_task
 from pipeline.run import Run
 from pipeline.score import main
 from pipeline.scoring_engine import LabelScorer, score_encoded
-
-ROOT = Path(__file__).resolve().parents[1]
-INSTRUCTION = "Is this sentence grammatically acceptable? Answer 1 for yes, 0 for no."
-WORDS = (
-    "the",
-    "cat",
-    "sat",
-    "on",
-    "a",
-    "mat",
-    "dog",
-    "ran",
-    "fast",
-    "slow",
-    "big",
-    "small",
-    "red",
-    "blue",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "lazy",
-)
-
-
-def toy_records(n: int, split: str, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    return [
-        {
-            "id": f"{split}-{i}",
-            "instruction": INSTRUCTION,
-            "input": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 14))),
-            "output": "1" if rng.random() < 0.7 else "0",
-        }
-        for i in range(n)
-    ]
-
-
-def write_dataset(data_dir: Path, name: str, records: list[dict], task: str = "cola") -> None:
-    """What the adapters write: the records, and their entry (with the task) in dataset_info.json."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / f"{name}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
-    info_path = data_dir / "dataset_info.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-    info[name] = {
-        "file_name": f"{name}.json",
-        "formatting": "alpaca",
-        "columns": {"prompt": "instruction", "query": "input", "response": "output"},
-        "task": task,
-    }
-    info_path.write_text(json.dumps(info), encoding="utf-8")
-
-
-def tiny_run(tiny_model: Path, base: Path) -> dict[str, Path]:
-    """Data (cola_toy_{train,dev,test}) and a LoRA adapter trained on it with `python -m pipeline train`.
-
-    Kept under the session's temp root, so every test module of a session shares one training run.
-    """
-    run = {"model": tiny_model, "data": base / "data", "adapter": base / "lora", "out": base}
-    if (run["adapter"] / "adapter_model.safetensors").is_file():
-        return run
-    for split, n, seed in (("train", 48, 0), ("dev", 12, 1), ("test", 12, 2)):
-        write_dataset(run["data"], f"cola_toy_{split}", toy_records(n, split, seed))
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "train",
-        "--model",
-        "tiny",
-        "--task",
-        "cola_toy",
-        f"model_name_or_path={tiny_model}",
-        f"dataset_dir={run['data']}",
-        f"output_dir={run['adapter']}",
-        "max_steps=3",
-        "save_steps=100",
-        "plot_loss=false",
-    ]
-    result = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "DISABLE_VERSION_CHECK": "1"}
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return run
-
-
-@pytest.fixture(scope="session")
-def tiny_lora(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return tiny_run(tiny_model, tmp_path_factory.getbasetemp() / "tiny-run")
 
 
 @pytest.fixture(scope="module")

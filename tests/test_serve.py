@@ -9,7 +9,6 @@ import contextlib
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,20 +17,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import free_port, toy_records, write_dataset
 
 from pipeline import self_consistency as sc
 from pipeline.serve import main as serve_main
-from tests.test_scoring import toy_records, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-key-not-secret"
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

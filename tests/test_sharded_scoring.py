@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_scoring import tiny_run
 
 from core.fileio import atomic_write_json
 from pipeline.errors import RunError
@@ -59,11 +58,6 @@ def test_merge_by_id_and_refuse_gaps(tmp_path):
     part(1, ["2", "1"])
     with pytest.raises(RunError, match="id 1 scored twice"):
         merge_parts(tmp_path, "rows", 2, ["1", "2", "3"])
-
-
-@pytest.fixture(scope="module")
-def tiny_lora(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return tiny_run(tiny_model, tmp_path_factory.getbasetemp() / "tiny-run")  # test_scoring's run, shared
 
 
 def score_argv(run: dict[str, Path], out: Path) -> list[str]:
@@ -124,8 +118,8 @@ def test_a_crashed_rank_fails_the_run_and_merges_nothing(tiny_lora, tmp_path, mo
     (hook / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('RANK') == '1':\n"
-        "    import pipeline.label_scoring as scoring\n"
-        "    scoring.score_encoded = lambda *args, **kwargs: os._exit(7)\n"
+        "    import pipeline.scoring_engine as engine\n"  # where the ranks import score_encoded from
+        "    engine.score_encoded = lambda *args, **kwargs: os._exit(7)\n"
     )
     monkeypatch.setenv("PYTHONPATH", f"{hook}:{Path(__file__).resolve().parents[1]}")
     monkeypatch.chdir(tmp_path)

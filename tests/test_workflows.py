@@ -10,57 +10,18 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import free_port, make_command, run_make, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "EMPTY"  # what the original logic client sends: the README's drop-in
 OPTIONS = ["冬天", "夏天", "春天"]
-
-
-def make(
-    work: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600, check: bool = True
-) -> subprocess.CompletedProcess:
-    """A real make target run from `work`: set-up counts as done (-o), this checkout's code in the subprocesses."""
-    stamp = work / "stamp"
-    command = [
-        "make",
-        "--no-print-directory",
-        "-f",
-        str(ROOT / "Makefile"),
-        *args,
-        f"STAMP={stamp}",
-        "-o",
-        str(stamp),
-        f"SMOLLM2={work / 'smollm2.stamp'}",
-        f"GEMMA3={work / 'smollm2.stamp'}",  # the embedded models count as converted: tests use models/tiny
-        f"PY={sys.executable}",
-        f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
-    ]
-    proc = subprocess.run(
-        command,
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1", **(env or {})},
-    )
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rows_of(path: Path) -> list[dict]:
@@ -90,16 +51,14 @@ def logic_jsonl(path: Path, problems: int, labelled: bool) -> Path:
 def work(tmp_path_factory) -> Path:
     """make setup (builds models/tiny here) → make data TASK=logic LIMIT=8 → make train MODEL=tiny (1 step)."""
     work = tmp_path_factory.mktemp("workflow")
-    (work / "stamp").touch()
-    (work / "smollm2.stamp").touch()
-    setup = make(work, "setup")
+    setup = run_make(work, "setup")
     assert "tools.tiny" in setup.stdout and (work / "models/tiny/config.json").is_file()
     train, test = logic_jsonl(work / "train.jsonl", 6, True), logic_jsonl(work / "test.jsonl", 6, False)
-    data = make(
+    data = run_make(
         work, "data", "TASK=logic", f"TRAIN={train}", f"TEST={test}", "LIMIT=8", "DATA_ARGS=--tokenizer models/tiny"
     )
     assert "logic_test limited: first 8 of 12 records (LIMIT=8, a trial run)" in data.stdout
-    make(
+    run_make(
         work,
         "train",
         "MODEL=tiny",
@@ -117,7 +76,7 @@ def test_predict_limit_budget_and_progress_lines(work):
     report = json.loads((work / "data/logic_report.json").read_text(encoding="utf-8"))
     answer = report["datasets"]["logic_train"]["tokens"]["answer"]
     assert answer["p99"] == 1 and answer["max_new_tokens"] == 9  # one letter + the margin
-    proc = make(work, "predict", "MODEL=tiny", "TASK=logic", "LIMIT=6", "ARGS=per_device_eval_batch_size=1")
+    proc = run_make(work, "predict", "MODEL=tiny", "TASK=logic", "LIMIT=6", "ARGS=per_device_eval_batch_size=1")
     out = proc.stdout
     assert "max_new_tokens 9: data/logic_report.json" in out
     assert "LIMIT: the first 6 rows of logic_test only" in out and "(LIMIT=6: a trial run)" in out
@@ -129,17 +88,15 @@ def test_predict_limit_budget_and_progress_lines(work):
     assert [r["id"] for r in rows] == ["p000#0", "p000#1", "p001#0", "p001#1", "p002#0", "p002#1"]
     assert not any(r["prediction"].endswith("\ufffd") for r in rows)
     # the user's own value wins; label scoring takes LIMIT too
-    dry = make(work, "predict", "MODEL=tiny", "TASK=logic", "ARGS=--dry-run max_new_tokens=3").stdout
+    dry = run_make(work, "predict", "MODEL=tiny", "TASK=logic", "ARGS=--dry-run max_new_tokens=3").stdout
     assert "max_new_tokens: 3" in dry and "max_new_tokens 3: your override" in dry
-    score = make(work, "predict", "MODE=score", "MODEL=tiny", "TASK=logic", "LIMIT=3").stdout
+    score = run_make(work, "predict", "MODE=score", "MODEL=tiny", "TASK=logic", "LIMIT=3").stdout
     assert "(LIMIT=3: the first rows only, a trial run)" in score
     assert len(rows_of(work / "predictions/logic/tiny_score.csv")) == 3
 
 
 def test_long_answers_get_room(tmp_path, tiny_model):
     """QA answers of ~100 tokens: predict's max_new_tokens comes from the report, not the preset's 4."""
-    (tmp_path / "stamp").touch()
-    (tmp_path / "smollm2.stamp").touch()
     (tmp_path / "models").mkdir()
     (tmp_path / "models/tiny").symlink_to(tiny_model)
     answer = "关键词 " * 40
@@ -150,7 +107,7 @@ def test_long_answers_get_room(tmp_path, tiny_model):
         for i in range(20)
     ]
     (tmp_path / "qa.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    make(
+    run_make(
         tmp_path, "data", "TASK=qa", "NAME=gk", f"TRAIN={tmp_path / 'qa.jsonl'}", f"DATA_ARGS=--tokenizer {tiny_model}"
     )
     answer_tokens = json.loads((tmp_path / "data/gk_report.json").read_text())["datasets"]["gk_train"]["tokens"][
@@ -158,7 +115,7 @@ def test_long_answers_get_room(tmp_path, tiny_model):
     ]
     assert answer_tokens["p99"] > 40
     assert answer_tokens["max_new_tokens"] == answer_tokens["p99"] + answer_tokens["p99"] // 4
-    dry = make(tmp_path, "predict", "MODEL=tiny", "TASK=gk", "SPLIT=train", "ARGS=--dry-run").stdout
+    dry = run_make(tmp_path, "predict", "MODEL=tiny", "TASK=gk", "SPLIT=train", "ARGS=--dry-run").stdout
     assert f"max_new_tokens: {answer_tokens['max_new_tokens']}" in dry
 
 
@@ -170,24 +127,7 @@ def server(work):
     """`API_KEY=EMPTY make serve MODEL=tiny TASK=logic` on a free port; its process group stopped on teardown."""
     port = free_port()
     log = work / "serve.log"
-    stamp = work / "stamp"
-    command = [
-        "make",
-        "--no-print-directory",
-        "-f",
-        str(ROOT / "Makefile"),
-        "serve",
-        "MODEL=tiny",
-        "TASK=logic",
-        f"PORT={port}",
-        f"STAMP={stamp}",
-        "-o",
-        str(stamp),
-        f"SMOLLM2={work / 'smollm2.stamp'}",
-        f"GEMMA3={work / 'smollm2.stamp'}",  # the embedded models count as converted: tests use models/tiny
-        f"PY={sys.executable}",
-        f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
-    ]
+    command = make_command(work, "serve", "MODEL=tiny", "TASK=logic", f"PORT={port}")
     with log.open("w") as handle:
         proc = subprocess.Popen(
             command,
@@ -195,7 +135,7 @@ def server(work):
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "API_KEY": KEY, "DISABLE_VERSION_CHECK": "1"},
+            env=subprocess_env(API_KEY=KEY),
         )
     try:
         deadline = time.monotonic() + 240
@@ -246,13 +186,13 @@ def test_sc_submit_from_served_model_to_upload_and_answer_list(work, server):
         f"SOURCE={work / 'test.jsonl'}",
     ]
     env = {"API_KEY": KEY}
-    first = make(work, *args, "LIMIT=3", env=env)
+    first = run_make(work, *args, "LIMIT=3", env=env)
     assert "LIMIT=3: the first 3 of 8 rows of logic_test" in first.stderr
     assert (work / "submissions/logic/answer.txt").read_text().count("\n") == 3
     # resume across the chain: the next run asks only for the new ids, keeps the earlier samples
     samples = work / "predictions/logic/tiny_samples.csv"
     before = {(r["id"], r["sample"]): r["text"] for r in rows_of(samples)}
-    second = make(work, *args, "LIMIT=5", env=env)
+    second = run_make(work, *args, "LIMIT=5", env=env)
     assert "[sc] 2 ids, 6 samples to ask for (9 kept" in second.stderr
     after = rows_of(samples)
     assert len(after) == 15 and all(
@@ -275,11 +215,9 @@ def test_sc_submit_from_served_model_to_upload_and_answer_list(work, server):
 
 
 def test_webchat_dry_run_is_llamafactory_webchat_on_loopback(tmp_path):
-    (tmp_path / "stamp").touch()
-    (tmp_path / "smollm2.stamp").touch()
     (tmp_path / "models/tiny").mkdir(parents=True)
     (tmp_path / "models/tiny/config.json").touch()  # make setup's tiny model counts as built
-    proc = make(tmp_path, "webchat", "MODEL=tiny", "TASK=logic", "PORT=7999", "ARGS=--dry-run")
+    proc = run_make(tmp_path, "webchat", "MODEL=tiny", "TASK=logic", "PORT=7999", "ARGS=--dry-run")
     line = proc.stdout.strip().splitlines()[-1]
     head, _, rest = line.partition(" --model_name_or_path ")
     assert head.startswith("GRADIO_SERVER_NAME=127.0.0.1 GRADIO_SERVER_PORT=7999 GRADIO_SHARE=0 ")
@@ -291,32 +229,14 @@ def test_webchat_dry_run_is_llamafactory_webchat_on_loopback(tmp_path):
 def test_webchat_serves_the_trained_adapter(work):
     port = free_port()
     log = work / "webchat.log"
-    stamp = work / "stamp"
     with log.open("w") as handle:
         proc = subprocess.Popen(
-            [
-                "make",
-                "--no-print-directory",
-                "-f",
-                str(ROOT / "Makefile"),
-                "webchat",
-                "MODEL=tiny",
-                "TASK=logic",
-                f"PORT={port}",
-                "ARGS=--no-browser",
-                f"STAMP={stamp}",
-                "-o",
-                str(stamp),
-                f"SMOLLM2={work / 'smollm2.stamp'}",
-                f"GEMMA3={work / 'smollm2.stamp'}",  # the embedded models count as converted: tests use models/tiny
-                f"PY={sys.executable}",
-                f"LLMCOMP={Path(sys.executable).with_name('llmcomp')}",
-            ],
+            make_command(work, "webchat", "MODEL=tiny", "TASK=logic", f"PORT={port}", "ARGS=--no-browser"),
             cwd=work,
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "DISABLE_VERSION_CHECK": "1"},
+            env=subprocess_env(),
         )
     try:
         deadline = time.monotonic() + 240
@@ -347,14 +267,12 @@ def test_exam_layout_for_cola(tmp_path, tiny_model):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    (tmp_path / "stamp").touch()
-    (tmp_path / "smollm2.stamp").touch()
     (tmp_path / "models").mkdir()
     (tmp_path / "models/tiny").symlink_to(tiny_model)
     rows = [f"src\t{i % 2}\t{'' if i % 2 else '*'}\tThe cat number {i} sat on the mat." for i in range(160)]
     (tmp_path / "train.tsv").write_text("\n".join(rows[:40]) + "\n", encoding="utf-8")
     (tmp_path / "dev.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    make(
+    run_make(
         tmp_path,
         "data",
         "TASK=cola",
@@ -369,9 +287,9 @@ def test_exam_layout_for_cola(tmp_path, tiny_model):
     )
     lora.save_pretrained(tmp_path / "saves/cola/tiny/lora")
     (tmp_path / "saves/cola/tiny/lora/checkpoint-1").mkdir()
-    make(tmp_path, "predict", "MODE=score", "MODEL=tiny", "TASK=cola", "SPLIT=dev")
+    run_make(tmp_path, "predict", "MODE=score", "MODEL=tiny", "TASK=cola", "SPLIT=dev")
     out = tmp_path / "exam"
-    proc = make(tmp_path, "exam-layout", "MODEL=tiny", "TASK=cola", f"OUT={out}")
+    proc = run_make(tmp_path, "exam-layout", "MODEL=tiny", "TASK=cola", f"OUT={out}")
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == [
         "pre_data/CoLA_dev.json",
@@ -421,9 +339,7 @@ def test_paper_from_raw_csv_to_submission_with_make(tmp_path):
     """make setup → make data (train with label and Keywords) → label scoring of NAME_cls and generated keywords of
     NAME_kw (the tiny base model: no training needed to prove the plumbing) → make submit-paper."""
     work = tmp_path
-    (work / "stamp").touch()
-    (work / "smollm2.stamp").touch()
-    make(work, "setup")
+    run_make(work, "setup")
     header = "uuid,title,author,abstract,Keywords,label\n"
     rows = [
         f"{i},Title {i},A,Abstract about {'hearts' if i % 2 else 'printers'},k{i}; w{i},{i % 2}\n" for i in range(8)
@@ -432,11 +348,13 @@ def test_paper_from_raw_csv_to_submission_with_make(tmp_path):
     (work / "test.csv").write_text(
         "uuid,title,author,abstract\n" + "".join(f"t{i},T{i},B,About {i}\n" for i in range(3)), encoding="utf-8"
     )
-    make(work, "data", "TASK=paper", "NAME=p", "TRAIN=train.csv", "TEST=test.csv", "DATA_ARGS=--tokenizer models/tiny")
+    run_make(
+        work, "data", "TASK=paper", "NAME=p", "TRAIN=train.csv", "TEST=test.csv", "DATA_ARGS=--tokenizer models/tiny"
+    )
     base = "ARGS=adapter_name_or_path="
-    make(work, "predict", "MODE=score", "MODEL=tiny", "TASK=p_cls", base)
-    make(work, "predict", "MODEL=tiny", "TASK=p_kw", f"{base} max_new_tokens=4")
-    submitted = make(work, "submit-paper", "NAME=p", "KW_MODEL=tiny", "TIE=tiny_score", "MAX_UNPARSED=100%")
+    run_make(work, "predict", "MODE=score", "MODEL=tiny", "TASK=p_cls", base)
+    run_make(work, "predict", "MODEL=tiny", "TASK=p_kw", f"{base} max_new_tokens=4")
+    submitted = run_make(work, "submit-paper", "NAME=p", "KW_MODEL=tiny", "TIE=tiny_score", "MAX_UNPARSED=100%")
     rows_out = rows_of(work / "submissions" / "p_cls" / "submit.csv")
     assert [r["uuid"] for r in rows_out] == ["t0", "t1", "t2"] and list(rows_out[0]) == ["uuid", "Keywords", "label"]
     assert {r["label"] for r in rows_out} <= {"0", "1"}
