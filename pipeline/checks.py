@@ -192,7 +192,8 @@ def check_adapter(
         return
     for name in str(config["adapter_name_or_path"]).split(","):
         path = Path(name.strip())
-        found = base / path if base is not None and not path.is_absolute() else path
+        # relative to the cwd, else to `base` (chat runs from the repo root)
+        found = path if path.exists() or base is None or path.is_absolute() else base / path
         local = found.exists() or path.is_absolute() or path.parts[:1] in (("saves",), (".",), ("..",))
         if not local or (found / "adapter_config.json").is_file():
             continue

@@ -7,11 +7,11 @@ import ast
 import csv
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "adapters", "pipeline", "voting", "llmcomp", "tools")
@@ -87,12 +87,6 @@ def in_elsewhere(elsewhere, monkeypatch) -> Path:
     monkeypatch.setenv("API_KEY", "test-key")
     assert not (elsewhere / "data").exists()  # a stage that read data/ would find nothing
     return elsewhere
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("stage", ["train", "predict", "export"])

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import free_port, toy_records, write_dataset
 
 from pipeline.serve_limits import Guard, Limits, request_problem
-from tests.test_scoring import toy_records, write_dataset
-from tests.test_serve import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-key-not-secret"
