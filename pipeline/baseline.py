@@ -15,6 +15,7 @@ import math
 import re
 import statistics
 import sys
+import time
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,7 @@ from core.metrics import keyword_set
 from core.records import read_records
 from core.tasks import TaskSpec
 from pipeline.run import Run, stage_main, stage_parser
+from pipeline.track import record_predictions
 
 
 def record_text(record: dict) -> str:
@@ -193,6 +195,7 @@ def baseline(run: Run, out: Path | None = None) -> Path:
     train, test = (read_records(run.data_file(split)) for split in ("train", run.split))
     test = test[: run.limit]
     out = out or run.predictions_csv()
+    start = time.perf_counter()
     limited = f" (LIMIT={run.limit}: a trial run)" if run.limit else ""
     if run.spec is not None and run.spec.text_metrics == "keywords":
         atomic_write_csv(out, tfidf_keywords(train, test))
@@ -206,6 +209,7 @@ def baseline(run: Run, out: Path | None = None) -> Path:
         print(
             f"[baseline] TF-IDF + LR on {len(train)} train records → {len(test)} predictions of {run.split} in {out}{limited}"
         )
+    record_predictions("baseline", run.task, run.model, out, run.split, len(test), time.perf_counter() - start)
     return out
 
 

@@ -31,6 +31,7 @@ from pipeline.errors import RunError
 from pipeline.inference import infer_arguments, load_records
 from pipeline.run import Run, stage_parser
 from pipeline.scoring_engine import Encoded, LabelScorer, score_encoded
+from pipeline.track import record_predictions
 
 
 def scoring_task(run: Run, labels: str | None = None) -> TaskSpec:
@@ -175,6 +176,19 @@ def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = T
         atomic_write_csv(out, list(rows))
         run.record_origin(out, run.data_file(), len(rows), f"label scoring {run.model}")
         atomic_write_json(score_dir / "report.json", report)
+        scored = report.get("calibrated", report["raw"])["metrics"] or {}
+        record_predictions(
+            "score",
+            run.task,
+            run.model,
+            out,
+            run.split,
+            len(rows),
+            time.perf_counter() - start,
+            adapter=infer_args.get("adapter_name_or_path", ""),
+            metrics={key: value for key, value in scored.items() if key in ("accuracy", "mcc", "macro_f1", "mae")},
+            calibrated=bool(args.calibrate),
+        )
     return report
 
 

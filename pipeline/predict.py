@@ -7,13 +7,16 @@ predictions/TASK/MODEL_samples.csv  id,prediction,sample     (N sampled runs, se
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 from core.fileio import atomic_write_csv
 from core.records import read_records
 from pipeline.errors import RunError
 from pipeline.run import Run
 from pipeline.runs import run_stage
+from pipeline.track import adapter_of, record_predictions
 
 
 def predicted_rows(
@@ -42,6 +45,12 @@ def predicted_rows(
     ]
 
 
+def track(run: Run, predict_dir: Path, out_csv: Path, rows: int, seconds: float, **extra: Any) -> None:
+    """Record the prediction in the tracking store: its run folder's settings, the rows, rows/s, the adapter."""
+    adapter = adapter_of(predict_dir)
+    record_predictions("predict", run.task, run.model, out_csv, run.split, rows, seconds, adapter=adapter, **extra)
+
+
 def predict(run: Run, samples: int = 1, temperature: float = 0.7, dry_run: bool = False) -> Path | None:
     """Greedy predictions (samples <= 1) or N sampled runs gathered into one samples file; the file written.
 
@@ -51,6 +60,7 @@ def predict(run: Run, samples: int = 1, temperature: float = 0.7, dry_run: bool 
     # generation needs no label set: a dataset without a recorded task (registered by hand) has no group column
     group_col = run.spec.group_col if run.spec else None
     trial = (f"max_samples={run.limit}",) if run.limit is not None else ()
+    start = time.perf_counter()
     if samples <= 1:
         predict_dir = run_stage(run, "predict", dry_run=dry_run, extra=trial)
         if dry_run:
@@ -59,6 +69,7 @@ def predict(run: Run, samples: int = 1, temperature: float = 0.7, dry_run: bool 
         rows = predicted_rows(predict_dir, test_json, group_col, run.limit)
         atomic_write_csv(out_csv, rows)
         run.record_origin(out_csv, test_json, len(rows), f"predict {run.model}")
+        track(run, predict_dir, out_csv, len(rows), time.perf_counter() - start)
         limited = f" (LIMIT={run.limit}: a trial run)" if run.limit else ""
         print(f"[predict] {len(rows)} predictions → {out_csv}{limited}")
         return out_csv
@@ -75,5 +86,6 @@ def predict(run: Run, samples: int = 1, temperature: float = 0.7, dry_run: bool 
     out_csv = run.predictions_csv("samples")
     atomic_write_csv(out_csv, gathered)
     run.record_origin(out_csv, test_json, len(gathered), f"predict {run.model}, {samples} samples")
+    track(run, predict_dir, out_csv, len(gathered), time.perf_counter() - start, samples=samples)
     print(f"[predict] {samples} samples per id → {out_csv}")
     return out_csv

@@ -29,6 +29,7 @@ from pipeline.manifest import build_manifest, mark_stale_manifest, redact
 from pipeline.presets import ROOT, preset_path
 from pipeline.run import Run
 from pipeline.supervise import TRAINER_LOG, ProgressLines, RunLock, cli_command, launch, log_friendly
+from pipeline.track import record_folder
 
 DOING = {"train": "trained", "qlora": "trained", "predict": "predicted into", "export": "exported into"}
 # what a stopped run leaves and how to go on: training resumes from its checkpoints, the others start again
@@ -147,6 +148,8 @@ def record_and_launch(
         status=status,
     )
     atomic_write_json(out_dir / "manifest.json", manifest)
+    if stage != "predict":  # a prediction is recorded with its predictions file (pipeline/predict.py)
+        record_folder(out_dir, stage)
     if signum is not None:
         raise RunInterrupted(
             f"{signal.Signals(signum).name}: stopped llamafactory-cli ({out_dir}); {AFTER_STOP[stage]}",
