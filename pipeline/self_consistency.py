@@ -32,6 +32,7 @@ from pathlib import Path
 from core import InputError
 from core.extract import OK, extract_label
 from core.fileio import atomic_write_csv, formula_raw
+from core.records import describe_trial, trial_records
 from core.tasks import TaskSpec, find_task, labels_task
 from pipeline.errors import RunError
 from pipeline.inference import load_records
@@ -241,14 +242,12 @@ def run(run: Run, args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
     config = run.config("predict", generate=False)
     name = config["eval_dataset"]
     records, attr = load_records(config, name)
-    if run.limit is not None:
+    if run.limit is not None:  # the trial's rows, the same in every stage (core.records.trial_indices)
+        group_col = run.spec.group_col if run.spec else None
         print(
-            f"[sc] LIMIT={run.limit}: the first {min(run.limit, len(records))} of {len(records)} rows of {name} "
-            "(a trial run)",
-            file=sys.stderr,
-            flush=True,
+            f"[sc] {describe_trial(records, run.limit, group_col)} of {name} (a trial run)", file=sys.stderr, flush=True
         )
-        records = records[: run.limit]
+        records = trial_records(records, run.limit, group_col)
     columns = {key: getattr(attr, key) for key in ("prompt", "query", "system") if getattr(attr, key, None)}
     try:
         rules = labels_task(args.labels) if args.labels else run.spec or find_task(run.task, run.data_dir)

@@ -112,16 +112,16 @@ def test_label_scoring_reads_the_data_dir(in_elsewhere, capsys, tiny_model):
 
     argv = ["--model", "tiny", "--task", "jd", "--data-dir", "mydata", "--limit", "2"]
     assert main([*argv, f"model_name_or_path={tiny_model}", "adapter_name_or_path="]) == 0, capsys.readouterr().err
-    rows = list(csv.DictReader((in_elsewhere / "predictions" / "jd" / "tiny_score.csv").open(encoding="utf-8")))
-    test_ids = [r["id"] for r in json.loads((in_elsewhere / "mydata" / "jd_test.json").read_text(encoding="utf-8"))]
-    assert [r["id"] for r in rows] == test_ids[:2]
+    trial = in_elsewhere / "predictions" / "jd" / "test-limit2" / "tiny_score.csv"
+    rows = list(csv.DictReader(trial.open(encoding="utf-8")))
+    assert [r["id"] for r in rows] == ["TE0001", "TE0005"]  # LIMIT=2: the first rows of two dimensions
 
 
 def test_baseline_reads_the_data_dir(in_elsewhere, capsys):
     from pipeline.baseline import main
 
     assert main(["--task", "jd", "--data-dir", "mydata", "--limit", "3"]) == 0, capsys.readouterr().err
-    rows = list(csv.DictReader((in_elsewhere / "predictions" / "jd" / "tfidf.csv").open(encoding="utf-8")))
+    rows = list(csv.DictReader((in_elsewhere / "predictions/jd/test-limit3/tfidf.csv").open(encoding="utf-8")))
     assert len(rows) == 3 and "LIMIT=3" in capsys.readouterr().out
 
 

@@ -98,7 +98,7 @@ def work(tmp_path_factory) -> Path:
     data = make(
         work, "data", "TASK=logic", f"TRAIN={train}", f"TEST={test}", "LIMIT=8", "DATA_ARGS=--tokenizer models/tiny"
     )
-    assert "logic_test limited: first 8 of 12 records (LIMIT=8, a trial run)" in data.stdout
+    assert "logic_test limited: LIMIT=8: the first 8 of 12 rows, a trial run" in data.stdout
     make(
         work,
         "train",
@@ -132,7 +132,7 @@ def test_predict_limit_budget_and_progress_lines(work):
     dry = make(work, "predict", "MODEL=tiny", "TASK=logic", "ARGS=--dry-run max_new_tokens=3").stdout
     assert "max_new_tokens: 3" in dry and "max_new_tokens 3: your override" in dry
     score = make(work, "predict", "MODE=score", "MODEL=tiny", "TASK=logic", "LIMIT=3").stdout
-    assert "(LIMIT=3: the first rows only, a trial run)" in score
+    assert "(LIMIT=3: a trial run)" in score and "LIMIT=3: the first 3 of 8 rows of logic_test" in score
     assert len(rows_of(work / "predictions/logic/tiny_score.csv")) == 3
 
 
