@@ -8,6 +8,7 @@ split, unique.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,11 @@ def write_trial_dataset(name: str, data_dir: str | Path, records: list[Record], 
     atomic_write_json(folder / REGISTRY, {name: {**entry, "file_name": f"{name}.json"}})
     return folder
 
+
+def common_system(records: list[Record]) -> tuple[str, int, int] | None:
+    """(the most common non-empty `system` prompt, the rows holding it, the rows holding one); None where none has."""
+    counts = Counter(str(r["system"]) for r in records if str(r.get("system") or "").strip())
+    if not counts:
+        return None
+    text, count = counts.most_common(1)[0]
+    return text, count, sum(counts.values())

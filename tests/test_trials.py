@@ -1,10 +1,12 @@
 """#22.3: LIMIT=N takes the same N rows in every stage, covering every group of the task (judge: each dimension,
-whose 选择题 rows come last in the file), and a trial goes raw → submission like a full run."""
+whose 选择题 rows come last in the file), and a trial goes raw → submission like a full run.
+#22.10: chat and webchat start with the dataset's system prompt, as predict does."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shlex
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,6 +16,7 @@ import yaml
 
 from adapters.cli import main as adapters_main
 from pipeline.baseline import main as baseline_main
+from pipeline.board import main as board_main
 from pipeline.cli import main as pipeline_main
 from pipeline.score import main as score_main
 from pipeline.self_consistency import main as sc_main
@@ -132,3 +135,33 @@ def test_a_judge_trial_takes_the_same_rows_of_every_dimension_in_every_stage(wor
         rows = list(csv.reader(handle))
     assert [row[0] for row in rows[1:]] == TRIAL
 
+
+def test_chat_and_webchat_start_with_the_datasets_system_prompt(tmp_path, capsys):
+    data = tmp_path / "qa"
+    data.mkdir()
+    system = "你是公考答题助手，请直接给出答案。"
+    records = [
+        {"id": str(i), "system": system, "instruction": f"问题{i}", "input": "", "output": "答"} for i in range(3)
+    ]
+    (data / "gk_train.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    entry = {"formatting": "alpaca", "task": "qa"}
+    columns = {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}
+    registry = {"gk_train": {"file_name": "gk_train.json", **entry, "columns": columns}}
+    (data / "dataset_info.json").write_text(json.dumps(registry), encoding="utf-8")
+    for command in ("chat", "webchat"):
+        assert board_main([command, "--model", "tiny", "--task", "gk", "--data-dir", str(data), "--dry-run"]) == 0
+        shown = shlex.split(capsys.readouterr().out.strip().splitlines()[-1])
+        assert shown[shown.index("--default_system") + 1] == system
+    # the user's own value wins
+    argv = ["chat", "--model", "tiny", "--task", "gk", "--data-dir", str(data), "--dry-run", "default_system=你好"]
+    assert board_main(argv) == 0
+    shown = shlex.split(capsys.readouterr().out.strip().splitlines()[-1])
+    assert shown[shown.index("--default_system") + 1] == "你好"
+    # rows that differ: the most common prompt, said
+    records[0]["system"] = "另一个"
+    (data / "gk_train.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    assert board_main(["chat", "--model", "tiny", "--task", "gk", "--data-dir", str(data), "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    shown = shlex.split(captured.out.strip().splitlines()[-1])
+    assert shown[shown.index("--default_system") + 1] == system
+    assert "2 of 3" in captured.err
