@@ -52,12 +52,11 @@ def trial_dataset(run: Run, test_json: Path, group_col: str | None, write: bool 
     assert run.limit is not None
     records = read_records(test_json)
     folder = run.stage_dir("predict") / "trial" / split_folder(run.split, run.limit)
-    print(f"[predict] {describe_trial(records, run.limit, group_col)} of {test_json.name} (a trial run) → {folder}")
+    name = f"{run.task}_{run.split}"
+    print(f"[predict] {describe_trial(records, run.limit, group_col)} of {name} (a trial run) → {folder}")
     if write:
         try:
-            write_trial_dataset(
-                f"{run.task}_{run.split}", run.data_dir, trial_records(records, run.limit, group_col), folder
-            )
+            write_trial_dataset(name, run.data_dir, trial_records(records, run.limit, group_col), folder)
         except InputError as err:
             raise RunError(str(err)) from None
     return folder

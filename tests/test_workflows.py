@@ -120,12 +120,13 @@ def test_predict_limit_budget_and_progress_lines(work):
     proc = make(work, "predict", "MODEL=tiny", "TASK=logic", "LIMIT=6", "ARGS=per_device_eval_batch_size=1")
     out = proc.stdout
     assert "max_new_tokens 9: data/logic_report.json" in out
-    assert "LIMIT: the first 6 rows of logic_test only" in out and "(LIMIT=6: a trial run)" in out
+    assert "LIMIT=6: the first 6 of 8 rows of logic_test" in out and "(LIMIT=6: a trial run)" in out
     assert "[predict] 5/6 batches (83.33%)" in out  # LLaMA-Factory's own progress log, one line per update
     assert "it/s]" not in proc.stdout + proc.stderr  # no tqdm redraws in a log
     run = yaml.safe_load((work / "saves/logic/tiny/predict/run.yaml").read_text(encoding="utf-8"))
-    assert run["max_new_tokens"] == 9 and run["disable_tqdm"] is True and run["max_samples"] == 6
-    rows = rows_of(work / "predictions/logic/tiny.csv")
+    assert run["max_new_tokens"] == 9 and run["disable_tqdm"] is True
+    assert run["dataset_dir"] == "saves/logic/tiny/predict/trial/test-limit6" and "max_samples" not in run
+    rows = rows_of(work / "predictions/logic/test-limit6/tiny.csv")
     assert [r["id"] for r in rows] == ["p000#0", "p000#1", "p001#0", "p001#1", "p002#0", "p002#1"]
     assert not any(r["prediction"].endswith("\ufffd") for r in rows)
     # the user's own value wins; label scoring takes LIMIT too
@@ -133,7 +134,7 @@ def test_predict_limit_budget_and_progress_lines(work):
     assert "max_new_tokens: 3" in dry and "max_new_tokens 3: your override" in dry
     score = make(work, "predict", "MODE=score", "MODEL=tiny", "TASK=logic", "LIMIT=3").stdout
     assert "(LIMIT=3: a trial run)" in score and "LIMIT=3: the first 3 of 8 rows of logic_test" in score
-    assert len(rows_of(work / "predictions/logic/tiny_score.csv")) == 3
+    assert len(rows_of(work / "predictions/logic/test-limit3/tiny_score.csv")) == 3
 
 
 def test_long_answers_get_room(tmp_path, tiny_model):
