@@ -46,7 +46,8 @@ DATA_DIR ?= data
 TEMPERATURE ?= 0.7
 PORT ?= 7860
 HOST ?= 127.0.0.1
-# LIMIT=N: a trial run on the first N rows (data, train, predict, score, baseline, vote, sc, sc-submit), with its own
+# LIMIT=N: a trial run on the same N rows in every stage, rows of every group (judge: each dimension) (data, train,
+# predict, score, baseline, vote, sc, sc-submit), with its own
 # predictions/ and submissions/ folders (SPLIT_DIR below); every command says so
 LIMIT ?=
 override LIMIT_ARG = $(if $(LIMIT),--limit $(call q,$(LIMIT)))

@@ -16,7 +16,8 @@ from adapters.report import build_report, fit_inputs, load_tokenizer
 from core import InputError, first_items
 from core.fileio import AtomicFiles, atomic_files, atomic_open, locked
 from core.paths import check_plain_name
-from core.records import REGISTRY, read_registry
+from core.records import REGISTRY, describe_trial, read_registry, trial_records
+from core.tasks import TaskError, get_task
 
 SPLITS = ("train", "dev", "test")
 KEYED_SPLITS = ("dev", "test")  # predictions, scores and submissions are keyed by their ids
@@ -120,6 +121,14 @@ def register(batch: AtomicFiles, data_dir: Path, entries: dict[str, Any]) -> Non
         batch.commit()
 
 
+def group_col_of(task: str) -> str | None:
+    """The task's group column (judge: dimension), None for a task without groups or not registered."""
+    try:
+        return get_task(task).group_col
+    except TaskError:
+        return None
+
+
 def check_name(name: str) -> None:
     try:
         check_plain_name(name, "--name")
@@ -144,7 +153,8 @@ def run_conversion(
 ) -> dict[str, Any]:
     """Read and check every file of the run in memory, then write data files, report and registry entries.
 
-    `limit` keeps the first N records of each dataset (a trial run, `make data LIMIT=N`); the report says so.
+    `limit` keeps a trial's N records of each dataset (`make data LIMIT=N`): every group of the task (judge: each
+    dimension), the first N where it has none (core.records.trial_indices); the report says which.
     `max_per_label` keeps at most N train records per output label (seeded; after duplicates are dropped).
     """
     check_name(name)
@@ -160,11 +170,10 @@ def run_conversion(
             if nul_dropped(part.source):
                 part.notes["nul_dropped"] = nul_dropped(part.source)
             part.notes.update(read_notes(part.source))
-            if limit is not None:
-                part.notes["limited"] = (
-                    f"first {min(limit, len(part.records))} of {len(part.records)} records (LIMIT={limit}, a trial run)"
-                )
-                part.records = part.records[:limit]
+            if limit is not None:  # the trial's rows (core.records.trial_indices), as every later stage takes them
+                group_col = group_col_of(part.task)
+                part.notes["limited"] = f"{describe_trial(part.records, limit, group_col)}, a trial run"
+                part.records = trial_records(part.records, limit, group_col)
         check_parts(parts, name)
         if drop_duplicate_rows:
             for part in parts:

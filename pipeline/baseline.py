@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core.fileio import atomic_write_csv
 from core.metrics import keyword_set
-from core.records import read_records
+from core.records import describe_trial, read_records, trial_records
 from core.tasks import TaskSpec
 from pipeline.run import Run, stage_main, stage_parser
 from pipeline.track import record_predictions
@@ -191,12 +191,15 @@ def tfidf_keywords(train: list[dict], test: list[dict], k: int | None = None) ->
 
 
 def baseline(run: Run, out: Path | None = None) -> Path:
-    """TF-IDF predictions of the run's split (its first `run.limit` rows in a trial), from its train records."""
+    """TF-IDF predictions of the run's split (a trial's rows with LIMIT=N), from its train records."""
     train, test = (read_records(run.data_file(split)) for split in ("train", run.split))
-    test = test[: run.limit]
+    limited = ""
+    if run.limit is not None:  # the trial's rows, the same in every stage (core.records.trial_indices)
+        group_col = run.spec.group_col if run.spec else None
+        limited = f" ({describe_trial(test, run.limit, group_col)}: a trial run)"
+        test = trial_records(test, run.limit, group_col)
     out = out or run.predictions_csv()
     start = time.perf_counter()
-    limited = f" (LIMIT={run.limit}: a trial run)" if run.limit else ""
     if run.spec is not None and run.spec.text_metrics == "keywords":
         atomic_write_csv(out, tfidf_keywords(train, test))
         run.record_origin(out, run.data_file(), len(test), "TF-IDF baseline")

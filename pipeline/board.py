@@ -26,7 +26,9 @@ from typing import Any
 
 import yaml
 
+from core import InputError
 from core.fileio import atomic_write_text
+from core.records import common_system, load_dataset
 from pipeline.checks import check_adapter, is_loopback
 from pipeline.presets import ROOT, preset_path
 from pipeline.run import Run, run_arguments, stage_main
@@ -274,10 +276,35 @@ def write_preset(run: Run, stage: str, workdir: Path) -> Path:
     return out
 
 
+def dataset_system(run: Run) -> str | None:
+    """The system prompt on the records of TASK_train (else TASK_<split>), as predict gives each row its own; the
+    most common one where rows differ (said); None where the dataset has none or is not there."""
+    for split in ("train", run.split):
+        try:
+            records, _ = load_dataset(f"{run.task}_{split}", run.data_dir)
+        except InputError:
+            continue
+        found = common_system(records)
+        if found is None:
+            return None
+        text, count, holding = found
+        if count < holding:
+            print(
+                f"[chat] note: {run.task}_{split}'s rows carry different system prompts; default_system is the most "
+                f"common, on {count} of {holding} rows: {text[:60]!r}",
+                file=sys.stderr,
+            )
+        return text
+    return None
+
+
 def chat_config(run: Run) -> dict[str, Any]:
-    """The predict preset's model identity with the task's adapter; key=value overrides last (empty drops a key)."""
+    """The predict preset's model identity with the task's adapter; key=value overrides last (empty drops a key).
+    default_system is the dataset's system prompt where its records carry one (predict reads each row's)."""
     config = run.config("predict", cuda=False)
     chat = {key: config[key] for key in CHAT_KEYS if key in config}
+    if "default_system" not in run.override_dict and (system := dataset_system(run)) is not None:
+        chat["default_system"] = system
     for key, value in run.override_dict.items():
         if value is None or value == "":
             chat.pop(key, None)

@@ -24,6 +24,7 @@ import numpy as np
 from core import InputError
 from core.fileio import atomic_write_csv, atomic_write_json
 from core.paths import STAGE_DIRS
+from core.records import describe_trial, trial_records
 from core.tasks import TaskSpec, find_task, labels_task
 from pipeline.calibration import apply_calibration, fit_calibration, softmax
 from pipeline.checks import check_cutoff, check_model_reachable
@@ -109,7 +110,11 @@ def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = T
         raise RunError(str(err)) from None
     name = config["eval_dataset"]
     records, attr = load_records(config, name)
-    records = records[: run.limit]  # LIMIT=N: the first N rows, a trial run
+    if run.limit is not None:  # LIMIT=N: the trial's rows, the same in every stage (core.records.trial_indices)
+        group_col = run.spec.group_col if run.spec else None
+        if write:  # rank 0 of a sharded run says it once
+            print(f"[score] {describe_trial(records, run.limit, group_col)} of {name} (a trial run)", flush=True)
+        records = trial_records(records, run.limit, group_col)
     sets = label_sets(records, rules, name)
     infer_args = infer_arguments(config)
 
@@ -193,7 +198,7 @@ def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = T
 
 
 def summary(report: dict) -> str:
-    limited = f" (LIMIT={report['limit']}: the first rows only, a trial run)" if report.get("limit") else ""
+    limited = f" (LIMIT={report['limit']}: a trial run)" if report.get("limit") else ""
     lines = [
         f"[score] {report['rows']} rows of {report['dataset']}{limited} in {report['score_seconds']} s "
         f"({report['rows_per_second']} rows/s, {report['prompt_tokens_per_row']} prompt tokens/row) "

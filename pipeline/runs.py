@@ -41,9 +41,17 @@ AFTER_STOP = {
 }
 
 
-def run_stage(run: Run, stage: str, fresh: bool = False, dry_run: bool = False, extra: tuple[str, ...] = ()) -> Path:
+def run_stage(
+    run: Run,
+    stage: str,
+    fresh: bool = False,
+    dry_run: bool = False,
+    extra: tuple[str, ...] = (),
+    dataset_dir: Path | None = None,
+) -> Path:
     """Check, lock, record and launch one stage of `run`; return its output folder. Nothing is written before the
-    checks. `extra`: overrides this stage adds under the user's (sampling, max_samples)."""
+    checks. `extra`: overrides this stage adds under the user's (sampling, max_samples). `dataset_dir`: the folder
+    the stage reads its dataset from instead of the run's (predict's trial rows), after the checks on the run's."""
     preset = preset_path(run.model, stage)
     if stage in ("train", "qlora") and run.limit is not None:
         extra = (f"max_samples={run.limit}", *extra)  # LIMIT=N trains on the first N rows: a trial run
@@ -57,6 +65,8 @@ def run_stage(run: Run, stage: str, fresh: bool = False, dry_run: bool = False, 
     if not dry_run:  # a dry run shows what would run, before training too
         check_adapter(config, stage, run.model, run.task)
         check_model_reachable(config, run.model)
+    if dataset_dir is not None:
+        config["dataset_dir"] = str(dataset_dir)
     out_dir = Path(config["export_dir"] if stage == "export" else config["output_dir"])
     print(f"[{stage}] {run.model} on {run.task} → {out_dir}", flush=True)
     if stage in ("train", "qlora") and config.get("max_samples"):

@@ -32,6 +32,8 @@ from pathlib import Path
 from core import InputError
 from core.extract import OK, extract_label
 from core.fileio import atomic_write_csv, formula_raw
+from core.paths import predictions_csv, predictions_dir
+from core.records import describe_trial, trial_records
 from core.tasks import TaskSpec, find_task, labels_task
 from pipeline.errors import RunError
 from pipeline.inference import load_records
@@ -235,20 +237,33 @@ def wait_for_server(host: str, port: int, seconds: float) -> bool:
         time.sleep(0.5)
 
 
+def samples_of_other_trials(run: Run, ids: set[str]) -> dict[tuple[str, int], dict]:
+    """--resume of a new trial size: the samples other trials (and the full split) of this split already asked for,
+    for this trial's rows (every trial's rows are the first of the same order, core.records.trial_indices)."""
+    found: dict[tuple[str, int], dict] = {}
+    mine = run.predictions_csv("samples")
+    full = predictions_csv(run.task, run.model, "samples", run.split)
+    for path in sorted([full, *predictions_dir(run.task).glob(f"{run.split}-limit*/{mine.name}")]):
+        if path.is_file() and path != mine:
+            for key, row in read_samples(path).items():
+                if key[0] in ids:
+                    found.setdefault(key, row)
+            print(f"[sc] --resume: the samples of {path} for this trial's rows", file=sys.stderr)
+    return found
+
+
 def run(run: Run, args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
     """Ask the server for the missing samples of every row; (the samples file, failed ids → why, samples kept)."""
     args.task, args.model = run.task, run.model  # the request loop names them
     config = run.config("predict", generate=False)
     name = config["eval_dataset"]
     records, attr = load_records(config, name)
-    if run.limit is not None:
+    if run.limit is not None:  # the trial's rows, the same in every stage (core.records.trial_indices)
+        group_col = run.spec.group_col if run.spec else None
         print(
-            f"[sc] LIMIT={run.limit}: the first {min(run.limit, len(records))} of {len(records)} rows of {name} "
-            "(a trial run)",
-            file=sys.stderr,
-            flush=True,
+            f"[sc] {describe_trial(records, run.limit, group_col)} of {name} (a trial run)", file=sys.stderr, flush=True
         )
-        records = records[: run.limit]
+        records = trial_records(records, run.limit, group_col)
     columns = {key: getattr(attr, key) for key in ("prompt", "query", "system") if getattr(attr, key, None)}
     try:
         rules = labels_task(args.labels) if args.labels else run.spec or find_task(run.task, run.data_dir)
@@ -258,6 +273,8 @@ def run(run: Run, args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
     if out_path.exists() and not (args.resume or args.fresh):
         raise RunError(f"{out_path} exists: --resume keeps its samples and asks for the rest, --fresh starts over")
     rows = read_samples(out_path) if args.resume and out_path.exists() else {}
+    if args.resume and not out_path.exists() and not args.out:
+        rows = samples_of_other_trials(run, {str(r["id"]) for r in records})
     todo = {r["id"]: [s for s in range(args.samples) if (r["id"], s) not in rows] for r in records}
     todo = {record_id: samples for record_id, samples in todo.items() if samples}
     kept = len(rows)

@@ -8,6 +8,7 @@ run recorded as it ends and one imported later (`llmcomp track import saves/...`
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -69,10 +70,8 @@ def record_folder(folder: Path, stage: str | None = None, extra_tags: dict[str, 
     folder = Path(folder)
     manifest = read_json(folder / "manifest.json") or {}
     config: dict[str, Any] = {}
-    try:
+    with contextlib.suppress(OSError, yaml.YAMLError):
         config = yaml.safe_load((folder / "run.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        pass
     task, model = folder.parent.parent.name, folder.parent.name
     stage = stage or folder_stage(folder)
     series, last = trainer_series(folder)

@@ -76,7 +76,7 @@ def test_label_scoring_gives_each_row_one_of_its_labels(workdir, gemma3_dir):
         + ["--limit", "6", f"model_name_or_path={gemma3_dir}"],
         cwd=workdir,
     )
-    with (workdir / "predictions" / TASK / "gemma3_score.csv").open(encoding="utf-8") as handle:
+    with (workdir / "predictions" / TASK / "test-limit6" / "gemma3_score.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     spec = get_task("judge")
     assert len(rows) == 6
@@ -87,16 +87,16 @@ def test_label_scoring_gives_each_row_one_of_its_labels(workdir, gemma3_dir):
         assert abs(sum(probs) - 1) < 1e-3, row
 
 
-def test_generation_predicts_the_first_rows(workdir, gemma3_dir):
+def test_generation_predicts_a_trials_rows(workdir, gemma3_dir):
     proc = run(
         ["-m", "pipeline", "predict", "--model", "gemma3", "--task", TASK, "--data-dir", str(workdir / "data")]
         + ["--limit", "3", f"model_name_or_path={gemma3_dir}", "max_new_tokens=4"],
         cwd=workdir,
     )
     assert "3 predictions → predictions/" in proc.stdout
-    with (workdir / "predictions" / TASK / "gemma3.csv").open(encoding="utf-8") as handle:
+    with (workdir / "predictions" / TASK / "test-limit3" / "gemma3.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["id"] for row in rows] == ["TE0001", "TE0002", "TE0003"]
+    assert [row["id"] for row in rows] == ["TE0001", "TE0005", "TE0009"]  # LIMIT=3: one row of each dimension
     assert all(row["prediction"].strip() for row in rows), rows  # greedy generation gave every row some text
 
 

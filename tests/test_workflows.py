@@ -57,7 +57,7 @@ def work(tmp_path_factory) -> Path:
     data = run_make(
         work, "data", "TASK=logic", f"TRAIN={train}", f"TEST={test}", "LIMIT=8", "DATA_ARGS=--tokenizer models/tiny"
     )
-    assert "logic_test limited: first 8 of 12 records (LIMIT=8, a trial run)" in data.stdout
+    assert "logic_test limited: LIMIT=8: the first 8 of 12 rows, a trial run" in data.stdout
     run_make(
         work,
         "train",
@@ -79,20 +79,21 @@ def test_predict_limit_budget_and_progress_lines(work):
     proc = run_make(work, "predict", "MODEL=tiny", "TASK=logic", "LIMIT=6", "ARGS=per_device_eval_batch_size=1")
     out = proc.stdout
     assert "max_new_tokens 9: data/logic_report.json" in out
-    assert "LIMIT: the first 6 rows of logic_test only" in out and "(LIMIT=6: a trial run)" in out
+    assert "LIMIT=6: the first 6 of 8 rows of logic_test" in out and "(LIMIT=6: a trial run)" in out
     assert "[predict] 5/6 batches (83.33%)" in out  # LLaMA-Factory's own progress log, one line per update
     assert "it/s]" not in proc.stdout + proc.stderr  # no tqdm redraws in a log
     run = yaml.safe_load((work / "saves/logic/tiny/predict/run.yaml").read_text(encoding="utf-8"))
-    assert run["max_new_tokens"] == 9 and run["disable_tqdm"] is True and run["max_samples"] == 6
-    rows = rows_of(work / "predictions/logic/tiny.csv")
+    assert run["max_new_tokens"] == 9 and run["disable_tqdm"] is True
+    assert run["dataset_dir"] == "saves/logic/tiny/predict/trial/test-limit6" and "max_samples" not in run
+    rows = rows_of(work / "predictions/logic/test-limit6/tiny.csv")
     assert [r["id"] for r in rows] == ["p000#0", "p000#1", "p001#0", "p001#1", "p002#0", "p002#1"]
     assert not any(r["prediction"].endswith("\ufffd") for r in rows)
     # the user's own value wins; label scoring takes LIMIT too
     dry = run_make(work, "predict", "MODEL=tiny", "TASK=logic", "ARGS=--dry-run max_new_tokens=3").stdout
     assert "max_new_tokens: 3" in dry and "max_new_tokens 3: your override" in dry
     score = run_make(work, "predict", "MODE=score", "MODEL=tiny", "TASK=logic", "LIMIT=3").stdout
-    assert "(LIMIT=3: the first rows only, a trial run)" in score
-    assert len(rows_of(work / "predictions/logic/tiny_score.csv")) == 3
+    assert "(LIMIT=3: a trial run)" in score and "LIMIT=3: the first 3 of 8 rows of logic_test" in score
+    assert len(rows_of(work / "predictions/logic/test-limit3/tiny_score.csv")) == 3
 
 
 def test_long_answers_get_room(tmp_path, tiny_model):
@@ -188,22 +189,22 @@ def test_sc_submit_from_served_model_to_upload_and_answer_list(work, server):
     env = {"API_KEY": KEY}
     first = run_make(work, *args, "LIMIT=3", env=env)
     assert "LIMIT=3: the first 3 of 8 rows of logic_test" in first.stderr
-    assert (work / "submissions/logic/answer.txt").read_text().count("\n") == 3
-    # resume across the chain: the next run asks only for the new ids, keeps the earlier samples
-    samples = work / "predictions/logic/tiny_samples.csv"
+    assert (work / "submissions/logic/test-limit3/answer.txt").read_text().count("\n") == 3  # a trial's own folder
+    # resume across the chain: the next, larger trial asks only for the new ids, keeps the earlier samples
+    samples = work / "predictions/logic/test-limit3/tiny_samples.csv"
     before = {(r["id"], r["sample"]): r["text"] for r in rows_of(samples)}
     second = run_make(work, *args, "LIMIT=5", env=env)
     assert "[sc] 2 ids, 6 samples to ask for (9 kept" in second.stderr
-    after = rows_of(samples)
+    after = rows_of(work / "predictions/logic/test-limit5/tiny_samples.csv")
     assert len(after) == 15 and all(
         before[(r["id"], r["sample"])] == r["text"] for r in after if (r["id"], r["sample"]) in before
     )
     assert not any(r["text"].endswith("\ufffd") for r in after)  # whole characters only
-    voted = rows_of(work / "submissions/logic/voted_sc_tiny.csv")
-    letters = (work / "submissions/logic/answer.txt").read_text().split()
+    voted = rows_of(work / "submissions/logic/test-limit5/voted_sc_tiny.csv")
+    letters = (work / "submissions/logic/test-limit5/answer.txt").read_text().split()
     assert letters == [r["prediction"] for r in voted] and len(letters) == 5
     assert set(letters) <= {"A", "B", "C"}
-    upload = [json.loads(line) for line in (work / "submissions/logic/upload.jsonl").read_text().splitlines()]
+    upload = [json.loads(line) for line in (work / "submissions/logic/test-limit5/upload.jsonl").read_text().splitlines()]
     assert [p["id"] for p in upload] == ["p000", "p001", "p002"]  # the problems of the first 5 questions
     answered = [q.get("answer") for p in upload for q in p["questions"]]
     assert answered == [*letters, None]

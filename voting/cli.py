@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit",
         type=positive_int,
         metavar="N",
-        help="the test file's first N records only (a trial run, LIMIT=N: the file is partial)",
+        help="a trial's N records of the test file (LIMIT=N: every group of the task, the rows each stage took; "
+        "the file is partial)",
     )
     submit.add_argument(
         "--clear",

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from core.records import trial_records
 from core.tasks import TaskSpec
 from voting import VotingError, first_items
 from voting.predictions import read_dataset_json, read_predictions_csv
@@ -73,13 +74,14 @@ def write_submission(
 ) -> dict[str, Any]:
     """Read the test records and the predictions, then write the task's submission file; its summary.
 
-    `limit`: the test file's first N records only (a trial run, LIMIT=N; the CoLA/QQP exam's first 150 dev rows).
+    `limit`: a trial's N records of the test file (LIMIT=N: core.records.trial_indices, every group of the task,
+    the rows every stage of the trial took; the CoLA/QQP exam's first 150 dev rows).
     """
     if task.write_submission is None:
         raise VotingError(f"task {task.name} has no submission format")
     path = task.submission_path(out)
     with cleared_on_failure(task, out):
-        records = read_dataset_json(test)[:limit]
+        records = trial_records(read_dataset_json(test), limit, task.group_col)
         labels = labels_by_id(pred, task, records, unparsed)
         limited = {"limit": limit} if limit is not None else {}  # writers that keep other rows (logic) leave them out
         summary = task.write_submission(path, records, labels, task=task, **limited, **extras)
