@@ -46,6 +46,9 @@ DATA_DIR ?= data
 TEMPERATURE ?= 0.7
 PORT ?= 7860
 HOST ?= 127.0.0.1
+# TRACK=0: no run is recorded in the tracking store (mlruns/, or MLFLOW_TRACKING_URI's); exported to every command
+TRACK ?= 1
+export TRACK
 # LIMIT=N: a trial run on the same N rows in every stage, rows of every group (judge: each dimension) (data, train,
 # predict, score, baseline, vote, sc, sc-submit), with its own
 # predictions/ and submissions/ folders (SPLIT_DIR below); every command says so
@@ -93,7 +96,7 @@ export USE_MODELSCOPE_HUB ?= 1
 
 .PHONY: help setup models convert demo test test-fast lint data train qlora train-all predict predict-all export \
         vote submit-paper report baseline serve sc sc-submit chat webchat board-preset webui exam-layout bench \
-        bench-quality clean
+        bench-quality clean runs tracking-ui
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(call qwords,$(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -261,6 +264,12 @@ exam-layout: $(STAMP) ## CoLA/QQP exam folder: make exam-layout TASK=cola OUT=di
 	@test -n $(call q,$(OUT)) || { echo "make exam-layout: give OUT=folder"; exit 2; }
 	$(LLMCOMP) exam-layout --task $(call q,$(TASK)) --model $(call q,$(MODEL)) --out $(call q,$(OUT)) \
 		--data-dir $(call q,$(DATA_DIR)) $(if $(PRED),--pred $(call q,$(PRED))) $(if $(UNPARSED),--unparsed $(call q,$(UNPARSED)))
+
+runs: $(STAMP) ## the task's tracked runs side by side, best first: make runs TASK=t [ARGS=--json]
+	$(LLMCOMP) runs --task $(call q,$(TASK)) $$ARGS
+
+tracking-ui: $(STAMP) ## MLflow's UI on the tracking store, HOST:PORT (127.0.0.1:5000 unless given)
+	$(LLMCOMP) track ui --host $(call q,$(HOST)) --port $(call q,$(if $(filter command line environment override,$(origin PORT)),$(PORT),5000))
 
 bench: setup ## run the quick benchmarks in bench/ (one JSON line each; bench-quality is separate, about an hour)
 	@for b in bench/conversion.py bench/vote.py bench/predict.py bench/train_speed.py; do echo "== $$b"; $(PY) $$b; done

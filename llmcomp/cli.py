@@ -7,10 +7,15 @@
   baseline  TF-IDF + LR → predictions/TASK/tfidf.csv          (python -m pipeline.baseline)
   serve     OpenAI-compatible API on 127.0.0.1                (python -m pipeline.serve)
   sc        sampled answers from the server                   (python -m pipeline.self_consistency)
-  vote, self-consistency, report, submit, metrics             (python -m voting ...; metrics = voting score)
+  vote, self-consistency, report, submit, metrics             (python -m voting ...)
   board     LLaMA Board, its presets, terminal and web chat   (python -m pipeline.board)
   exam-layout  the CoLA/QQP exam's folder: pre_data/, saved_model/, result_*.txt + score (python -m voting.exam)
   demo      the whole pipeline on the embedded sample         (python -m pipeline.demo)
+  runs      the task's tracked runs side by side, best first  (pipeline/leaderboard.py; --json)
+  track     import run folders into the tracking store; its UI (llmcomp track import|ui)
+
+Every stage records its run in the tracking store (MLflow: mlruns/ here, or MLFLOW_TRACKING_URI); `--no-track`
+anywhere (TRACK=0 in make) turns that off.
 
 `llmcomp SUBCOMMAND --help` shows the stage's own options.
 """
@@ -18,6 +23,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -36,10 +42,12 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "self-consistency": ("voting.cli", ("self-consistency",)),
     "report": ("voting.cli", ("report",)),
     "submit": ("voting.cli", ("submit",)),
-    "metrics": ("voting.cli", ("score",)),
+    "metrics": ("voting.cli", ("metrics",)),
     "board": ("pipeline.board", ()),
     "exam-layout": ("voting.exam", ()),
     "demo": ("pipeline.demo", ()),
+    "runs": ("pipeline.leaderboard", ("runs",)),
+    "track": ("pipeline.leaderboard", ("track",)),
 }
 
 
@@ -48,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if argv else 2
+    if "--no-track" in argv:
+        os.environ["TRACK"] = "0"
+        argv = [arg for arg in argv if arg != "--no-track"]
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(f"llmcomp: unknown subcommand {command!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)

@@ -106,3 +106,14 @@ def track_main(argv: list[str] | None = None) -> int:
     for folder, run_id in import_folders(args.folders):
         print(f"[track] {folder} → {run_id or 'not recorded (see the warning)'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`runs ...` or `track ...` (the front door puts the word in front)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["runs"]:
+        return runs_main(argv[1:])
+    if argv[:1] == ["track"]:
+        return track_main(argv[1:])
+    print("usage: python -m pipeline.leaderboard runs|track ...", file=sys.stderr)
+    return 2

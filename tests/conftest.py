@@ -12,6 +12,9 @@ from helpers import convert_judge_sample, train_tiny_lora
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
 SMOLLM2_DIR = ROOT / "models" / "smollm2"
+# Tests that are not about tracking do not pay for it (MLflow's import and store creation, per working folder);
+# tests/test_tracking.py turns it on where it is the subject. Inherited by every subprocess and make run.
+os.environ.setdefault("TRACK", "0")
 GEMMA3_DIR = ROOT / "models" / "gemma3"
 
 

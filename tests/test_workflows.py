@@ -204,7 +204,9 @@ def test_sc_submit_from_served_model_to_upload_and_answer_list(work, server):
     letters = (work / "submissions/logic/test-limit5/answer.txt").read_text().split()
     assert letters == [r["prediction"] for r in voted] and len(letters) == 5
     assert set(letters) <= {"A", "B", "C"}
-    upload = [json.loads(line) for line in (work / "submissions/logic/test-limit5/upload.jsonl").read_text().splitlines()]
+    upload = [
+        json.loads(line) for line in (work / "submissions/logic/test-limit5/upload.jsonl").read_text().splitlines()
+    ]
     assert [p["id"] for p in upload] == ["p000", "p001", "p002"]  # the problems of the first 5 questions
     answered = [q.get("answer") for p in upload for q in p["questions"]]
     assert answered == [*letters, None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from voting.ensemble import VoteOptions, parse_share, self_consistency, vote_fil
 from voting.predictions import read_dataset_json
 from voting.report import REPORT_FILES, report_files, score_file
 from voting.submit import clear_submission, cleared_on_failure, labels_by_id, write_submission
+from voting.track import record_command
 
 POLICY = """tie rule: the label with the strictly highest (weighted) count wins; a tie goes to the tie-breaker's
 label, even when its own label is not among the tied ones. Four equal models: 3/4 and 2-1-1 win, 2-2 and 1-1-1-1
@@ -267,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "note: `voting score` is now `voting metrics` (llmcomp metrics); the old name goes in the next release",
             file=sys.stderr,
         )
+    start = time.time()
     try:
         summary = COMMANDS[args.command](args, task_from_args(args))
     except InputError as err:  # VotingError, TaskError
@@ -275,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError) as err:
         print(f"error: {err.filename}: {err.strerror}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, ensure_ascii=False))
+    print(json.dumps(summary, ensure_ascii=False), flush=True)
+    record_command(args.command, args, summary, start)
     return 0
 
 
