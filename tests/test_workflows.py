@@ -304,7 +304,7 @@ def test_exam_layout_for_cola(tmp_path, tiny_model):
     ]
     assert (out / "pre_data/CoLA_dev.json").read_bytes() == (tmp_path / "data/cola_dev.json").read_bytes()
     result = (out / "result_CoLA.txt").read_text().split()
-    scored = rows_of(tmp_path / "predictions/cola/tiny_score.csv")
+    scored = rows_of(tmp_path / "predictions/cola/dev/tiny_score.csv")
     assert result == [r["prediction"] for r in scored[:150]]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     gold = [str(i % 2) for i in range(150)]
@@ -312,7 +312,7 @@ def test_exam_layout_for_cola(tmp_path, tiny_model):
     assert summary["rows"] == 150 and summary["accuracy"] == pytest.approx(accuracy)
     assert summary["seed_score"] == pytest.approx(accuracy * 70)
     assert f"exam score: accuracy {accuracy:.4f} × 70" in proc.stderr
-    assert "predictions/cola/tiny_score.csv" in summary["predictions"] and "LoRA adapter" in summary["saved_model"]
+    assert "predictions/cola/dev/tiny_score.csv" in summary["predictions"] and "LoRA adapter" in summary["saved_model"]
 
 
 def test_a_character_cut_by_the_token_limit_is_dropped(tmp_path):

@@ -6,8 +6,8 @@
     OUT/result_CoLA.txt                            one label per line for the first 150 dev rows (the task's writer)
 
 The dataset's exam name (CoLA, QQP) is the task's submission file name (`result_CoLA.txt`). The predictions are
-`--pred`, else the first of submissions/TASK/voted.csv, predictions/TASK/MODEL.csv, predictions/TASK/MODEL_score.csv
-that exists; they must cover the dev split (make predict SPLIT=dev). Prints one JSON line with the exam's score
+`--pred`, else the first of submissions/TASK/dev/voted.csv, predictions/TASK/dev/MODEL.csv,
+predictions/TASK/dev/MODEL_score.csv that exists; they must cover the dev split (make predict SPLIT=dev). Prints one JSON line with the exam's score
 (accuracy × 70) where the dev labels are known, as `llmcomp submit` does.
 """
 
@@ -44,10 +44,10 @@ def exam_name(submission_name: str | None) -> str:
 
 
 def default_predictions(task: str, model: str) -> Path:
-    candidates = [
-        submissions_dir(task) / "voted.csv",
-        predictions_csv(task, model),
-        predictions_csv(task, model, "score"),
+    candidates = [  # the dev split's own folders (core.paths.split_folder): the exam grades dev rows
+        submissions_dir(task, "dev") / "voted.csv",
+        predictions_csv(task, model, split="dev"),
+        predictions_csv(task, model, "score", split="dev"),
     ]
     for path in candidates:
         if path.is_file():
