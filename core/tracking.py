@@ -85,7 +85,9 @@ def experiment_id(store: Any, task: str) -> str:
     if found is not None:
         return str(found.experiment_id)
     location = f"{artifact_root()}/{task}" if embedded() else None
-    return str(store.create_experiment(task, artifact_location=location))
+    # model training, not GenAI tracing: MLflow 3's UI then opens on the runs table and their charts
+    kind = {"mlflow.experimentKind": "custom_model_development"}
+    return str(store.create_experiment(task, artifact_location=location, tags=kind))
 
 
 def warn(err: BaseException) -> None:

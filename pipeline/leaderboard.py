@@ -87,7 +87,7 @@ def ui(host: str, port: int) -> int:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking.tracking_uri()]
     if tracking.embedded():
         command += ["--default-artifact-root", tracking.artifact_root()]
-    command += ["--host", host, "--port", str(port)]
+    command += ["--host", host, "--port", str(port), "--workers", "1"]  # one reader: MLflow's default is 4
     print(f"[tracking-ui] {tracking.tracking_uri()} → http://{host}:{port}", flush=True)
     os.execv(command[0], command)
 

@@ -61,3 +61,41 @@ def judge_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_lora(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """cola_toy data and a LoRA adapter trained on it with `python -m pipeline train`: one training per session."""
     return train_tiny_lora(tiny_model, tmp_path_factory.getbasetemp() / "tiny-run")
+
+
+# ---------------------------------------------------------------- a real browser (Debian's chromium, Playwright)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture(scope="module")
+def browser_tools():
+    """Playwright's sync API, or a skip naming what is missing; listed first so no server starts for nothing."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found: apt-get install -y chromium (Debian's package)")
+    return pytest.importorskip("playwright.sync_api", reason="playwright not installed: pip install playwright")
+
+
+@pytest.fixture
+def page(browser_tools, tmp_path):
+    with browser_tools.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            yield context.new_page()
+        finally:
+            context.close()

@@ -27,18 +27,8 @@ from pipeline.presets import resolve_config
 from pipeline.run import Run
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "board"
 TASK = "board_demo"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 
 
 def run_board(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -311,30 +301,6 @@ def board_url(board_workdir):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=20)
     assert sha256(ROOT / "data" / "dataset_info.json") == repo_registry, "the repo's data/ registry changed"
-
-
-@pytest.fixture(scope="module")
-def browser_tools():
-    """Playwright's sync API, or a skip naming what is missing; listed first so no board starts for nothing."""
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not found: apt-get install -y chromium (Debian's package)")
-    return pytest.importorskip("playwright.sync_api", reason="playwright not installed: pip install playwright")
-
-
-@pytest.fixture
-def page(browser_tools, tmp_path):
-    with browser_tools.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
 
 
 def open_board(page, url: str) -> None:

@@ -148,9 +148,17 @@ def test_two_trainings_and_a_vote_at_once_leave_the_store_whole(tiny_model, tmp_
 
 
 @pytest.mark.slow
-def test_the_tracking_ui_lists_the_tasks_runs_on_loopback(tmp_path):
+def test_the_tracking_ui_shows_the_tasks_runs_and_a_loss_chart(tmp_path, page):
     data = convert_judge_sample(tmp_path / "data", "jd")
     llmcomp(tmp_path, "baseline", "--task", "jd", "--data-dir", str(data))
+    code = (
+        "from core import tracking; print(tracking.record('train', 'jd', 'train tiny', "
+        "series={'loss': [(1, 2.5), (2, 1.9), (3, 1.2)]}, tags={'folder': 'saves/jd/tiny/lora'}))"
+    )
+    recorded = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=subprocess_env(**TRACKED)
+    )
+    train_id = recorded.stdout.strip().splitlines()[-1]
     port = free_port()
     ui = subprocess.Popen(
         [sys.executable, "-m", "llmcomp", "track", "ui", "--port", str(port)],
@@ -179,10 +187,19 @@ def test_the_tracking_ui_lists_the_tasks_runs_on_loopback(tmp_path):
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as reply:
-            names = [e["name"] for e in json.loads(reply.read())["experiments"]]
-        assert "jd" in names  # the task's experiment, served from the embedded store
-        with urllib.request.urlopen(base + "/", timeout=30) as reply:
-            assert reply.status == 200 and b"<html" in reply.read().lower()
+            experiments = {e["name"]: e["experiment_id"] for e in json.loads(reply.read())["experiments"]}
+        assert "jd" in experiments  # the task's experiment, served from the work folder's embedded store
+        # in the real browser: the experiment lists its runs, and the training run's page charts its loss
+        page.goto(f"{base}/#/experiments/{experiments['jd']}/runs", wait_until="domcontentloaded", timeout=60_000)
+        page.get_by_text("baseline tfidf test").first.wait_for(timeout=90_000)
+        page.get_by_text("train tiny").first.wait_for(timeout=30_000)
+        page.goto(
+            f"{base}/#/experiments/{experiments['jd']}/runs/{train_id}/model-metrics",
+            wait_until="domcontentloaded",
+            timeout=60_000,
+        )
+        page.get_by_text("loss", exact=True).first.wait_for(timeout=90_000)
+        assert page.locator("canvas, svg").count() > 0  # a chart is drawn
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=30)
