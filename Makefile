@@ -91,7 +91,7 @@ $(foreach v,FORCE_TORCHRUN NNODES NPROC_PER_NODE NODE_RANK MASTER_ADDR MASTER_PO
 export USE_MODELSCOPE_HUB ?= 1
 
 .PHONY: help setup models convert demo test test-fast lint data train qlora train-all predict predict-all export \
-        vote submit-paper report baseline fit-ensemble serve sc sc-submit chat webchat board-preset webui exam-layout bench \
+        vote submit-paper report baseline cv fit-ensemble serve sc sc-submit chat webchat board-preset webui exam-layout bench \
         bench-quality clean
 
 help: ## list the targets
@@ -215,6 +215,15 @@ submit-paper: vote ## paper: make submit-paper NAME=paper [KW_MODEL=smollm2] (af
 
 report: $(STAMP) ## each model and the ensemble against GOLD (default: the labelled test set) → submissions/TASK/report
 	$(LLMCOMP) report $(VOTE_ARGS) --out $(call q,$(SUB_DIR)/report)
+
+# k-fold cross-validation (issue #23): FOLDS LoRAs, each trained on the other folds, its held-out fold label-scored;
+# FOLD=k runs one fold only (one machine's share over a shared filesystem: docs/scale-out.md); MODEL=tfidf: the baseline
+FOLDS ?= 5
+FOLD ?=
+
+cv: setup ## k-fold LoRAs → predictions/TASK/MODEL_{oof,cv}.csv: make cv MODEL=m TASK=t FOLDS=5 [FOLD=k] [FRESH=1]
+	$(LLMCOMP) cv --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) \
+		--folds $(call q,$(FOLDS)) $(if $(FOLD),--fold $(call q,$(FOLD))) $(if $(FRESH),--fresh) $$ARGS
 
 # fitted ensembles over out-of-fold files (issue #23): every predictions/TASK/*_oof.csv, compared by nested CV
 METRIC ?=
