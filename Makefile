@@ -95,8 +95,8 @@ $(foreach v,FORCE_TORCHRUN NNODES NPROC_PER_NODE NODE_RANK MASTER_ADDR MASTER_PO
 export USE_MODELSCOPE_HUB ?= 1
 
 .PHONY: help setup models convert demo test test-fast lint data train qlora train-all predict predict-all export \
-        vote submit-paper report baseline serve sc sc-submit chat webchat board-preset webui exam-layout bench \
-        bench-quality clean runs tracking-ui
+        vote submit-paper report baseline cv fit-ensemble serve sc sc-submit chat webchat board-preset webui exam-layout \
+        bench bench-quality clean runs tracking-ui
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(call qwords,$(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -191,15 +191,21 @@ override SPLIT_DIR = $(if $(or $(filter-out test,$(SPLIT)),$(LIMIT)),/$(SPLIT)$(
 override PRED_DIR = predictions/$(TASK)$(SPLIT_DIR)
 override SUB_DIR = submissions/$(TASK)$(SPLIT_DIR)
 
-# every model's predictions of TASK's split (sampled runs excluded: self-consistency votes those) and its vote rules
-override VOTE_ARGS = $(foreach f,$(filter-out %_samples.csv,$(wildcard $(PRED_DIR)/*.csv)),$(call q,$(f))) \
+# every model's predictions of TASK's split (sampled runs excluded: self-consistency votes those; out-of-fold files
+# too: they hold train rows, `make fit-ensemble` reads them) and its vote rules
+override VOTE_ARGS = $(foreach f,$(filter-out %_samples.csv %_oof.csv,$(wildcard $(PRED_DIR)/*.csv)),$(call q,$(f))) \
 	--task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --gold $(call q,$(GOLD)) \
 	--max-unparsed $(call q,$(MAX_UNPARSED)) $(if $(TIE),--tie-breaker $(call q,$(TIE))) \
 	$(if $(WEIGHTS),--weights $(call q,$(WEIGHTS))) $(if $(SOFT),--soft) $(if $(UNPARSED),--unparsed $(call q,$(UNPARSED))) \
 	$(if $(GROUPS),--groups $(call q,$(GROUPS))) $(foreach g,$(TIE_ONLY),--tie-breaker-only $(call q,$(g)))
 
-vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ [TIE= WEIGHTS= SOFT=1 UNPARSED= MAX_UNPARSED=5%] [LIMIT=N]
-	$(LLMCOMP) vote $(VOTE_ARGS) --out $(call q,$(SUB_DIR)/voted.csv)
+# ENSEMBLE=submissions/TASK/ensemble.json (make fit-ensemble): the fitted ensemble applied to its members' cv files
+# instead of the four-way rule over predictions/TASK/*.csv
+ENSEMBLE ?=
+override ENSEMBLE_ARGS = --ensemble $(call q,$(ENSEMBLE)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR))
+
+vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ [TIE= WEIGHTS= SOFT=1 UNPARSED= MAX_UNPARSED=5%] [ENSEMBLE=] [LIMIT=N]
+	$(LLMCOMP) vote $(if $(ENSEMBLE),$(ENSEMBLE_ARGS),$(VOTE_ARGS)) --out $(call q,$(SUB_DIR)/voted.csv)
 	$(LLMCOMP) submit --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --pred $(call q,$(SUB_DIR)/voted.csv) \
 		--test $(call q,$(DATA_DIR)/$(TASK)_$(SPLIT).json) --out $(call q,$(SUB_DIR)/) $(LIMIT_ARG) \
 		$(if $(UNPARSED),--unparsed $(call q,$(UNPARSED))) $(if $(KEYWORDS),--keywords $(call q,$(KEYWORDS))) \
@@ -213,6 +219,23 @@ submit-paper: vote ## paper: make submit-paper NAME=paper [KW_MODEL=smollm2] (af
 
 report: $(STAMP) ## each model and the ensemble against GOLD (default: the labelled test set) → submissions/TASK/report
 	$(LLMCOMP) report $(VOTE_ARGS) --out $(call q,$(SUB_DIR)/report)
+
+# k-fold cross-validation (issue #23): FOLDS LoRAs, each trained on the other folds, its held-out fold label-scored;
+# FOLD=k runs one fold only (one machine's share over a shared filesystem: docs/scale-out.md); MODEL=tfidf: the baseline
+FOLDS ?= 5
+FOLD ?=
+
+cv: setup ## k-fold LoRAs → predictions/TASK/MODEL_{oof,cv}.csv: make cv MODEL=m TASK=t FOLDS=5 [FOLD=k] [FRESH=1]
+	$(LLMCOMP) cv --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) \
+		--folds $(call q,$(FOLDS)) $(if $(FOLD),--fold $(call q,$(FOLD))) $(if $(FRESH),--fresh) $$ARGS
+
+# fitted ensembles over out-of-fold files (issue #23): every predictions/TASK/*_oof.csv, compared by nested CV
+METRIC ?=
+override OOF_FILES = $(foreach f,$(wildcard predictions/$(TASK)/*_oof.csv),$(call q,$(f)))
+
+fit-ensemble: $(STAMP) ## fit an ensemble on predictions/TASK/*_oof.csv (make cv) → submissions/TASK/ensemble.json + ensemble/report.md [METRIC=]
+	$(LLMCOMP) ensemble fit $(OOF_FILES) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) \
+		$(if $(METRIC),--metric $(call q,$(METRIC)))
 
 baseline: $(STAMP) ## TF-IDF + logistic regression → predictions/TASK/tfidf.csv [SPLIT=dev]
 	$(LLMCOMP) baseline --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) $(LIMIT_ARG)

@@ -105,6 +105,11 @@ def record_options(record: Mapping[str, Any]) -> tuple[str, ...]:
     return LETTERS  # every letter where the options cannot be read back
 
 
+def problem_of(record: Mapping[str, Any]) -> str:
+    """The problem a question belongs to: its id is `<problem id>#<question index>` (logic_records)."""
+    return str(record["id"]).rsplit("#", 1)[0]
+
+
 ANSWER_LIST = "answer.txt"  # beside upload.jsonl: one letter per question in test order, as the original client wrote
 
 
@@ -173,6 +178,7 @@ register_task(
         "logic",
         LETTERS,
         candidates_of=record_options,
+        fold_group_of=problem_of,
         submission_name="upload.jsonl",
         submission_companions=(ANSWER_LIST,),
         write_submission=write_submission,

@@ -34,9 +34,16 @@ def file_sha256(path: str | Path) -> str:
 
 
 def record_origin(
-    csv_path: str | Path, data_file: str | Path, split: str, limit: int | None, made_by: str, rows: int
+    csv_path: str | Path,
+    data_file: str | Path,
+    split: str,
+    limit: int | None,
+    made_by: str,
+    rows: int,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """Write csv_path's origin: made from `data_file` (its dataset name is the file's stem), `split`, `limit`."""
+    """Write csv_path's origin: made from `data_file` (its dataset name is the file's stem), `split`, `limit`;
+    `extra`: more keys (an OOF file's `folds_sha256`, the fold assignment it was made on)."""
     origin = {
         "dataset": Path(data_file).stem,
         "split": split,
@@ -45,6 +52,7 @@ def record_origin(
         "data_sha256": file_sha256(data_file),
         "rows": rows,
         "made_by": made_by,
+        **extra,
     }
     atomic_write_json(origin_path(csv_path), origin)
     return origin

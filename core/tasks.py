@@ -62,6 +62,8 @@ class TaskSpec:
     tie_breaker_only: tuple[str, ...] = ()
     # a record's own candidates, where they vary per record (logic: the record's option letters)
     candidates_of: Callable[[Record], tuple[str, ...]] | None = None
+    # the rows that belong together and never fall into two cross-validation folds (logic: one problem's questions)
+    fold_group_of: Callable[[Record], str] | None = None
     # the competition's submission file: its default name and the writer (adapters' module for the task)
     submission_name: str | None = None
     write_submission: SubmissionWriter | None = None

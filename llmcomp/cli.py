@@ -7,7 +7,9 @@
   baseline  TF-IDF + LR → predictions/TASK/tfidf.csv          (python -m pipeline.baseline)
   serve     OpenAI-compatible API on 127.0.0.1                (python -m pipeline.serve)
   sc        sampled answers from the server                   (python -m pipeline.self_consistency)
+  cv        k-fold LoRAs → predictions/TASK/MODEL_oof.csv + MODEL_cv.csv  (python -m pipeline.cv)
   vote, self-consistency, report, submit, metrics             (python -m voting ...)
+  ensemble fit  OOF files → nested-CV report + submissions/TASK/ensemble.json (python -m voting ensemble fit)
   board     LLaMA Board, its presets, terminal and web chat   (python -m pipeline.board)
   exam-layout  the CoLA/QQP exam's folder: pre_data/, saved_model/, result_*.txt + score (python -m voting.exam)
   demo      the whole pipeline on the embedded sample         (python -m pipeline.demo)
@@ -43,6 +45,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "report": ("voting.cli", ("report",)),
     "submit": ("voting.cli", ("submit",)),
     "metrics": ("voting.cli", ("metrics",)),
+    "cv": ("pipeline.cv", ()),
+    "ensemble": ("voting.cli", ("ensemble",)),
     "board": ("pipeline.board", ()),
     "exam-layout": ("voting.exam", ()),
     "demo": ("pipeline.demo", ()),

@@ -2,7 +2,8 @@
 
 `python -m pipeline.baseline --task TASK [--split test]` reads TASK_train and TASK_<split> and writes
 predictions/TASK/tfidf.csv (id,prediction,prob_<label>...), the same format the models write, so it can vote.
-Word 1–2-grams for space-separated text (English: CoLA, QQP), character 1–3-grams otherwise (Chinese has no
+`make cv MODEL=tfidf TASK=T FOLDS=5` fits it per fold instead (pipeline/cv.py: tfidf_oof.csv + tfidf_cv.csv, on the
+same folds as the models', so it joins a fitted ensemble). Word 1–2-grams for space-separated text (English: CoLA, QQP), character 1–3-grams otherwise (Chinese has no
 spaces to split on). Measured on CoLA dev: word 1–2-grams accuracy 0.702 / MCC 0.138, char 1–3-grams 0.674 / 0.065.
 
 A keywords task (its spec's text_metrics is "keywords": `paper_kw`) has no classes to learn: it gets

@@ -133,9 +133,9 @@ class Run:
         except InputError as err:
             raise RunError(str(err)) from None
 
-    def record_origin(self, csv_path: Path, data_file: Path, rows: int, made_by: str) -> None:
-        """Write csv_path's origin record (core.origin): the dataset, split, trial limit and data hash."""
-        record_origin(csv_path, data_file, self.split, self.limit, made_by, rows)
+    def record_origin(self, csv_path: Path, data_file: Path, rows: int, made_by: str, **extra: Any) -> None:
+        """Write csv_path's origin record (core.origin): the dataset, split, trial limit and data hash (+ extra)."""
+        record_origin(csv_path, data_file, self.split, self.limit, made_by, rows, **extra)
 
     def with_model(self, model: str) -> Run:
         """The same run for another model name (the TF-IDF baseline's "tfidf")."""

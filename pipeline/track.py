@@ -59,10 +59,27 @@ def trainer_series(folder: Path) -> tuple[dict[str, list[tuple[int, Any]]], dict
     return series, last
 
 
+PRESET_STAGES = {"lora_sft.yaml": "train", "qlora_sft.yaml": "qlora", "predict.yaml": "predict", "export.yaml": "export"}
+
+
 def folder_stage(folder: Path) -> str:
-    return {"lora": "train", "qlora": "qlora", "predict": "predict", "merged": "export", "score": "score"}.get(
-        folder.name, folder.name
-    )
+    """The stage that wrote a run folder: its manifest's preset file (a cv fold and a sweep trial are trainings)."""
+    preset = str((read_json(Path(folder) / "manifest.json") or {}).get("preset") or "")
+    return PRESET_STAGES.get(Path(preset).name, Path(folder).name)
+
+
+def folder_names(folder: Path) -> tuple[str, str, dict[str, str]]:
+    """(task, model, {fold: K} or {trial: N}) of saves/TASK/MODEL/<stage>, saves/TASK/MODEL/cv/fold-K,
+    saves/TASK/MODEL/sweep/trial-N (any folder below a `saves` one)."""
+    parts = Path(folder).parts
+    base = len(parts) - 1 - parts[::-1].index("saves") if "saves" in parts else max(len(parts) - 3, 0)
+    task, model = parts[base + 1], parts[base + 2]
+    extra = {}
+    for part in parts[base + 3 :]:
+        kind, _, number = part.partition("-")
+        if kind in ("fold", "trial") and number.isdigit():
+            extra[kind] = number
+    return task, model, extra
 
 
 def record_folder(folder: Path, stage: str | None = None, extra_tags: dict[str, str] | None = None) -> str | None:
@@ -72,7 +89,7 @@ def record_folder(folder: Path, stage: str | None = None, extra_tags: dict[str, 
     config: dict[str, Any] = {}
     with contextlib.suppress(OSError, yaml.YAMLError):
         config = yaml.safe_load((folder / "run.yaml").read_text(encoding="utf-8")) or {}
-    task, model = folder.parent.parent.name, folder.parent.name
+    task, model, extra = folder_names(folder)
     stage = stage or folder_stage(folder)
     series, last = trainer_series(folder)
     results = read_json(folder / "train_results.json") or read_json(folder / "all_results.json") or {}
@@ -95,6 +112,7 @@ def record_folder(folder: Path, stage: str | None = None, extra_tags: dict[str, 
         adapter = str(config.get("adapter_name_or_path") or "")
         train_run = tracking.latest_run_id(task, folder=adapter, stage="train") if adapter else None
         tags.update(adapter=adapter or "base model", train_run=train_run or "")
+    tags.update(extra)
     tags.update(extra_tags or {})
     params = {**config, "seed": manifest.get("seed"), "packages": manifest.get("packages") or {}}
     return tracking.record(
@@ -143,7 +161,7 @@ def import_folders(folders: list[Path]) -> list[tuple[Path, str | None]]:
     for root in folders:
         for manifest in sorted(Path(root).rglob("manifest.json")):
             folder = manifest.parent
-            task = folder.parent.parent.name
+            task = folder_names(folder)[0]
             if tracking.find_runs(task, folder=str(folder), stage=folder_stage(folder)):
                 continue  # already recorded: as it ended, or by an earlier import
             done.append((folder, record_folder(folder)))

@@ -19,9 +19,11 @@ import pandas as pd
 from core import InputError, positive_int
 from core.fileio import atomic_write_frame, formula_safe_frame
 from core.origin import check_made_from, check_split, common_origin, copy_origin, read_origin
+from core.paths import submissions_dir
 from core.tasks import RAW, TEXT, TaskSpec, find_task, labels_task
 from voting import VotingError, check_outputs, require_path
 from voting.ensemble import VoteOptions, parse_share, self_consistency, vote_files, voted_frame
+from voting.fit_files import fit_ensemble, vote_ensemble
 from voting.predictions import read_dataset_json
 from voting.report import REPORT_FILES, report_files, score_file
 from voting.submit import clear_submission, cleared_on_failure, labels_by_id, write_submission
@@ -84,8 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     vote = commands.add_parser("vote", help="N-way plurality with a tie-breaker", epilog=POLICY)
-    vote.add_argument("files", nargs="+", help="predictions CSVs (id,prediction[,prob_*][,extras])")
+    vote.add_argument("files", nargs="*", help="predictions CSVs (id,prediction[,prob_*][,extras])")
     vote.add_argument("--out", required=True, help="the voted predictions CSV")
+    vote.add_argument(
+        "--ensemble",
+        metavar="ENSEMBLE.json",
+        help="apply a fitted ensemble (llmcomp ensemble fit) to its members' cv files instead of voting FILES",
+    )
     vote.add_argument("--gold", help="labelled records (or CSV id,label) to pick the default tie-breaker by")
     add_vote_options(vote)
     add_task_options(vote)
@@ -115,6 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, metavar="DIR")
     add_vote_options(report)
     add_task_options(report)
+
+    ensemble = commands.add_parser("ensemble", help="fit an ensemble on out-of-fold files (make fit-ensemble)")
+    fit = ensemble.add_subparsers(dest="action", required=True).add_parser(
+        "fit",
+        help="compare members, plurality, soft, fitted weights, stacking (and ordinal cut points) by nested CV",
+        description="every figure by nested cross-validation over the OOF files' folds, with bootstrap 95% "
+        "intervals and the paired margin over the best member; the methods: voting/fit.py",
+    )
+    fit.add_argument("files", nargs="+", help="OOF files predictions/TASK/MODEL_oof.csv (id,fold,prediction,prob_*)")
+    fit.add_argument("--gold", help="the labelled train records (default DATA/TASK_train.json)")
+    fit.add_argument("--out", help="the fitted ensemble (default submissions/TASK/ensemble.json)")
+    fit.add_argument("--report", metavar="DIR", help="report.md/.png/.json (default submissions/TASK/ensemble/)")
+    fit.add_argument("--metric", help="accuracy, mcc, macro_f1, mae, qwk (default: MCC for 2 labels, QWK ordinal)")
+    fit.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
+    add_task_options(fit)
 
     submit = commands.add_parser("submit", help="a submission in the competition's own format")
     submit.add_argument(
@@ -180,7 +202,13 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def command_vote(args: argparse.Namespace, task: TaskSpec) -> dict:
-    check_outputs("--out", args.out, [args.out], [*args.files, args.gold, args.groups])
+    check_outputs("--out", args.out, [args.out], [*args.files, args.gold, args.groups, args.ensemble])
+    if args.ensemble:
+        if args.files:
+            raise VotingError("vote --ensemble applies to the members' own cv files: give no FILES with it")
+        return vote_ensemble(args.ensemble, task, args.out)
+    if not args.files:
+        raise VotingError("vote: give the predictions files, or --ensemble ENSEMBLE.json")
     origin = common_origin(args.files)  # members made from different splits or trials are refused
     vote = vote_files(args.files, task, vote_options(args))
     out = voted_frame(vote)
@@ -222,6 +250,18 @@ def command_report(args: argparse.Namespace, task: TaskSpec) -> dict:
     return report_files(args.files, args.gold, task, vote_options(args), args.out)
 
 
+def command_ensemble(args: argparse.Namespace, task: TaskSpec) -> dict:
+    if not args.task:
+        raise VotingError("ensemble fit: give --task TASK (the dataset whose folds the OOF files hold)")
+    data_dir = Path(args.data_dir)
+    gold = args.gold or str(data_dir / f"{args.task}_train.json")
+    out = args.out or str(submissions_dir(args.task) / "ensemble.json")
+    report = args.report or str(Path(out).with_suffix(""))
+    written = [out, *(Path(report) / name for name in ("report.json", "report.png", "report.md"))]
+    check_outputs("--out", out, written, [*args.files, gold])
+    return fit_ensemble(args.files, gold, task, out, report, args.metric, args.seed)
+
+
 def command_submit(args: argparse.Namespace, _task: TaskSpec) -> dict:
     if args.submit_task:
         print(
@@ -259,6 +299,7 @@ COMMANDS = {
     "score": command_score,
     "report": command_report,
     "submit": command_submit,
+    "ensemble": command_ensemble,
 }
 
 
