@@ -85,3 +85,23 @@ def test_the_real_judge_file_keeps_every_answer_header_with_the_default_model(tm
     assert report["tokens"]["cutoff_len"] == 512 and "gemma3" in report["tokens"]["cutoff_from"]
     for dataset, entry in report["datasets"].items():
         assert entry["tokens"]["over_cutoff"] == 0, dataset
+
+
+def test_train_limit_trains_on_a_trial_and_says_so(work, capsys):
+    """#22.4: `make train LIMIT=10` was ignored without a message; it now trains on the first N rows, said."""
+    convert(work / "d", "--model", "tiny", "--fit-cutoff")
+    argv = ["train", "--model", "tiny", "--task", "jd", "--data-dir", str(work / "d"), "--limit", "10", "--dry-run"]
+    assert pipeline_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "max_samples: 10" in out and "LIMIT: the first 10 rows of jd_train only (a trial run)" in out
+
+
+def test_train_all_and_predict_all_take_a_model_list(tmp_path):
+    """#22.5: MODELS="..." on train-all/predict-all (default: the seed's four)."""
+    from helpers import run_make
+
+    for target in ("train-all", "predict-all"):  # make -n prints the loop (its sub-makes are not the point here)
+        shown = run_make(tmp_path, "-n", target, "TASK=jd", "MODELS=tiny smollm2", check=False).stdout
+        assert "for m in 'tiny' 'smollm2'; do" in shown
+        seeds = run_make(tmp_path, "-n", target, "TASK=jd", check=False).stdout
+        assert "for m in 'glm4' 'qwen2' 'internlm2_5' 'gemma2'; do" in seeds
