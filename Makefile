@@ -46,6 +46,10 @@ DATA_DIR ?= data
 TEMPERATURE ?= 0.7
 PORT ?= 7860
 HOST ?= 127.0.0.1
+# CHECKPOINT=best|final|N: predict (both modes) and export read that checkpoint of saves/TASK/MODEL/lora (best: the
+# one `make select` picked, recorded in its selection.json); empty: the run's final adapter
+CHECKPOINT ?=
+override CHECKPOINT_ARG = $(if $(CHECKPOINT),--checkpoint $(call q,$(CHECKPOINT)))
 # LIMIT=N: a trial run on the first N rows (data, train, predict, score, baseline, vote, sc, sc-submit), with its own
 # predictions/ and submissions/ folders (SPLIT_DIR below); every command says so
 LIMIT ?=
@@ -91,7 +95,7 @@ $(foreach v,FORCE_TORCHRUN NNODES NPROC_PER_NODE NODE_RANK MASTER_ADDR MASTER_PO
 export USE_MODELSCOPE_HUB ?= 1
 
 .PHONY: help setup models convert demo test test-fast lint data train qlora train-all predict predict-all export \
-        vote submit-paper report baseline serve sc sc-submit chat webchat board-preset webui exam-layout bench \
+        vote submit-paper report baseline select serve sc sc-submit chat webchat board-preset webui exam-layout bench \
         bench-quality clean
 
 help: ## list the targets
@@ -165,21 +169,28 @@ MODELS ?= $(SEED_MODELS)
 train-all: ## MODELS (default the seed's four) in sequence, one process each (GPU memory freed between)
 	@set -e; for m in $(call qwords,$(MODELS)); do $(MAKE) -f $(call q,$(firstword $(MAKEFILE_LIST))) --no-print-directory train MODEL=$$m TASK=$(call q,$(TASK)); done
 
-predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv [NPROC=N]] [SAMPLES=N] [LIMIT=N]
+predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv [NPROC=N]] [SAMPLES=N] [LIMIT=N] [CHECKPOINT=best|N]
 ifeq ($(MODE),score)
 	$(LLMCOMP) score --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) \
-		--data-dir $(call q,$(DATA_DIR)) $(if $(NPROC),--nproc $(call q,$(NPROC))) $(LIMIT_ARG) $$ARGS
+		--data-dir $(call q,$(DATA_DIR)) $(if $(NPROC),--nproc $(call q,$(NPROC))) $(LIMIT_ARG) $(CHECKPOINT_ARG) $$ARGS
 else
 	$(LLMCOMP) predict --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) \
 		--data-dir $(call q,$(DATA_DIR)) --samples $(call q,$(SAMPLES)) --temperature $(call q,$(TEMPERATURE)) \
-		$(LIMIT_ARG) $$ARGS
+		$(LIMIT_ARG) $(CHECKPOINT_ARG) $$ARGS
 endif
 
 predict-all: ## predict with MODELS (default the seed's four) in sequence
 	@set -e; for m in $(call qwords,$(MODELS)); do $(MAKE) -f $(call q,$(firstword $(MAKEFILE_LIST))) --no-print-directory predict MODEL=$$m TASK=$(call q,$(TASK)); done
 
-export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ Ollama Modelfile)
-	$(LLMCOMP) export --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $$ARGS
+export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ Ollama Modelfile) [CHECKPOINT=best|N]
+	$(LLMCOMP) export --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(CHECKPOINT_ARG) $$ARGS
+
+# the split select scores: dev unless SPLIT= names another (SPLIT's own default, test, is the submission's split)
+override SELECT_SPLIT = $(if $(filter command line environment override,$(origin SPLIT)),$(SPLIT),dev)
+
+select: setup ## label-score every checkpoint of saves/TASK/MODEL/lora on dev [SPLIT=]: table, selection.png, best → CHECKPOINT=best
+	$(LLMCOMP) select --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SELECT_SPLIT)) \
+		--data-dir $(call q,$(DATA_DIR)) $$ARGS
 
 # the split's and the trial's own folders (core/paths.py split_folder): predictions/TASK/ holds every test row's,
 # predictions/TASK/dev/ and predictions/TASK/test-limit3/ (LIMIT=3) the others; submissions/ likewise

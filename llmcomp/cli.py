@@ -5,6 +5,7 @@
   predict   batch generation → predictions/TASK/MODEL.csv     (python -m pipeline predict)
   score     label scoring → predictions/TASK/MODEL_score.csv  (python -m pipeline.score)
   baseline  TF-IDF + LR → predictions/TASK/tfidf.csv          (python -m pipeline.baseline)
+  select    every checkpoint label-scored on dev, the best    (python -m pipeline.select)
   serve     OpenAI-compatible API on 127.0.0.1                (python -m pipeline.serve)
   sc        sampled answers from the server                   (python -m pipeline.self_consistency)
   vote, self-consistency, report, submit, metrics             (python -m voting ...; metrics = voting score)
@@ -30,6 +31,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "export": ("pipeline.cli", ("export",)),
     "score": ("pipeline.score", ()),
     "baseline": ("pipeline.baseline", ()),
+    "select": ("pipeline.select", ()),
     "serve": ("pipeline.serve", ()),
     "sc": ("pipeline.self_consistency", ()),
     "vote": ("voting.cli", ("vote",)),
