@@ -50,6 +50,12 @@ HOST ?= 127.0.0.1
 # one `make select` picked, recorded in its selection.json); empty: the run's final adapter
 CHECKPOINT ?=
 override CHECKPOINT_ARG = $(if $(CHECKPOINT),--checkpoint $(call q,$(CHECKPOINT)))
+# PARAMS=file.yaml: key: value overrides for train/qlora (a sweep's best.yaml), before ARGS (which win)
+PARAMS ?=
+override PARAMS_ARG = $(if $(PARAMS),--params $(call q,$(PARAMS)))
+# sweep: TRIALS trials in the study (default 20), SPACE= a search-space YAML (default factory_configs/MODEL/sweep.yaml)
+TRIALS ?= 20
+SPACE ?=
 # LIMIT=N: a trial run on the first N rows (data, train, predict, score, baseline, vote, sc, sc-submit), with its own
 # predictions/ and submissions/ folders (SPLIT_DIR below); every command says so
 LIMIT ?=
@@ -95,7 +101,7 @@ $(foreach v,FORCE_TORCHRUN NNODES NPROC_PER_NODE NODE_RANK MASTER_ADDR MASTER_PO
 export USE_MODELSCOPE_HUB ?= 1
 
 .PHONY: help setup models convert demo test test-fast lint data train qlora train-all predict predict-all export \
-        vote submit-paper report baseline select serve sc sc-submit chat webchat board-preset webui exam-layout bench \
+        vote submit-paper report baseline select sweep serve sc sc-submit chat webchat board-preset webui exam-layout bench \
         bench-quality clean
 
 help: ## list the targets
@@ -157,11 +163,11 @@ data: $(STAMP) ## convert raw files: make data [ADAPTER=qa] TASK=gk TRAIN=... [D
 		$(if $(TRAIN),--train $(call q,$(TRAIN))) $(if $(DEV),--dev $(call q,$(DEV))) \
 		$(if $(TEST),--test $(call q,$(TEST))) $(GIVEN_MODEL) $(LIMIT_ARG) $(call qwords,$(DATA_ARGS))
 
-train: setup ## LoRA SFT: make train MODEL=qwen2 TASK=judge [FRESH=1] [DS=z3] [ARGS="key=value ..."]
-	$(LLMCOMP) train --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(LIMIT_ARG) $$ARGS
+train: setup ## LoRA SFT: make train MODEL=qwen2 TASK=judge [FRESH=1] [DS=z3] [PARAMS=best.yaml] [ARGS="key=value ..."]
+	$(LLMCOMP) train --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(LIMIT_ARG) $(PARAMS_ARG) $$ARGS
 
 qlora: setup ## 4-bit QLoRA SFT (CUDA + bitsandbytes): make qlora MODEL=internlm2_5 TASK=judge
-	$(LLMCOMP) qlora --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(LIMIT_ARG) $$ARGS
+	$(LLMCOMP) qlora --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(LIMIT_ARG) $(PARAMS_ARG) $$ARGS
 
 # MODELS="a b": the models train-all/predict-all run, in order (default: the seed's four)
 MODELS ?= $(SEED_MODELS)
@@ -185,12 +191,16 @@ predict-all: ## predict with MODELS (default the seed's four) in sequence
 export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ Ollama Modelfile) [CHECKPOINT=best|N]
 	$(LLMCOMP) export --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(CHECKPOINT_ARG) $$ARGS
 
-# the split select scores: dev unless SPLIT= names another (SPLIT's own default, test, is the submission's split)
+# the split select and sweep score: dev unless SPLIT= names another (SPLIT's own default, test, is the submission's split)
 override SELECT_SPLIT = $(if $(filter command line environment override,$(origin SPLIT)),$(SPLIT),dev)
 
 select: setup ## label-score every checkpoint of saves/TASK/MODEL/lora on dev [SPLIT=]: table, selection.png, best → CHECKPOINT=best
 	$(LLMCOMP) select --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SELECT_SPLIT)) \
 		--data-dir $(call q,$(DATA_DIR)) $$ARGS
+
+sweep: setup ## Optuna study of LoRA runs on dev: make sweep MODEL=m TASK=t TRIALS=20 [SPACE=sweep.yaml] → saves/TASK/MODEL/sweep/best.yaml
+	$(LLMCOMP) sweep --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SELECT_SPLIT)) \
+		--data-dir $(call q,$(DATA_DIR)) --trials $(call q,$(TRIALS)) $(if $(SPACE),--space $(call q,$(SPACE))) $$ARGS
 
 # the split's and the trial's own folders (core/paths.py split_folder): predictions/TASK/ holds every test row's,
 # predictions/TASK/dev/ and predictions/TASK/test-limit3/ (LIMIT=3) the others; submissions/ likewise
