@@ -154,10 +154,6 @@ def tag_trial_run(trial_dir: Path, study_name: str, number: int) -> None:
     number. Until it lands, the trial's folder and the study's storage are the record."""
 
 
-class TrialStopped(Exception):
-    """The trial's trainer was stopped by the sweep: pruned, or a NaN loss."""
-
-
 class TrialFailed(Exception):
     """A trial that crashed or diverged: recorded as failed, the study goes on."""
 
@@ -202,7 +198,13 @@ class CheckpointJudge(threading.Thread):
 
     def __init__(self, trial: Any, run: Run, trial_dir: Path, metric: str, batch_size: int, poll: float = 2.0):
         super().__init__(daemon=True)
-        self.trial, self.run_, self.trial_dir, self.metric, self.batch_size = trial, run, trial_dir, metric, batch_size
+        self.trial, self.scoring, self.trial_dir, self.metric, self.batch_size = (
+            trial,
+            run,
+            trial_dir,
+            metric,
+            batch_size,
+        )
         self.poll, self.done, self.lock = poll, threading.Event(), threading.Lock()
         self.reported: set[int] = set()
         self.stopped: str | None = None  # why the trainer was stopped
@@ -221,7 +223,7 @@ class CheckpointJudge(threading.Thread):
                     self.stopped = f"NaN loss at step {nan}"
                     stop_trainer(self.trial_dir)
                     return
-                entry = scored_entries(self.run_, self.trial_dir, [candidate], self.batch_size, say=self.say)[0]
+                entry = scored_entries(self.scoring, self.trial_dir, [candidate], self.batch_size, say=self.say)[0]
                 self.trial.report(entry[self.metric], candidate.step)
                 self.reported.add(candidate.step)
                 self.say(

@@ -102,6 +102,15 @@ def test_every_preset_space_is_valid():
         assert {"learning_rate", "lora_rank", "lora_alpha", "lora_dropout"} <= {p.name for p in read_space(path)}
 
 
+def test_a_nan_loss_and_the_last_step_are_read_from_the_trainer_state(tmp_path):
+    from pipeline.sweep import nan_loss_step, planned_steps
+
+    logs = [{"loss": 2.5, "step": 1}, {"loss": float("nan"), "step": 2}, {"eval_loss": 1.0, "step": 2}]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": logs, "max_steps": 4}))
+    assert nan_loss_step(tmp_path) == 2 and planned_steps(tmp_path) == 4
+    assert nan_loss_step(tmp_path / "absent") is None and planned_steps(tmp_path / "absent") == float("inf")
+
+
 def test_params_file_overrides_come_before_args(tmp_path, monkeypatch, capsys):
     from pipeline.cli import main
 
@@ -200,3 +209,29 @@ def test_two_processes_share_one_sqlite_study(tiny_model, tmp_path):
     both = out + second.stdout
     assert all(f"[sweep] trial {t.number} (" in both for t in found)  # each trial ran in one of the two
     assert "[sweep] trial" in out and "[sweep] trial" in second.stdout  # and each process ran some
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_trial_as_make_train_does_and_queues_it_again(tiny_model, tmp_path):
+    toy_data(tmp_path)
+    enqueue(tmp_path, {"max_steps": 30})
+    sweep = subprocess.Popen(
+        sweep_command(tmp_path, tiny_model, "--trials", "1"),
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    checkpoint = tmp_path / "saves/cola_toy/tiny/sweep/trial-0/checkpoint-2/trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not checkpoint.is_file() and sweep.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    sweep.send_signal(signal.SIGINT)
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 130, out[-2000:] + err[-2000:]
+    assert "the sweep stopped during trial 0; make sweep again resumes it" in err
+    manifest = json.loads((tmp_path / "saves/cola_toy/tiny/sweep/trial-0/manifest.json").read_text())
+    assert manifest["status"] == "interrupted (SIGINT)"
+    found = [(t.number, t.state.name, t.user_attrs.get("folder")) for t in trials(tmp_path)]
+    assert found == [(0, "FAIL", "trial-0"), (1, "WAITING", "trial-0")]  # the next sweep resumes trial-0's folder
