@@ -3,10 +3,8 @@
     python -m pipeline.sweep --model M --task T [--trials 20] [--space sweep.yaml] [--split dev] [key=value ...]
     (make sweep MODEL=m TASK=t TRIALS=20 [SPACE=sweep.yaml]; then make train ... PARAMS=saves/T/M/sweep/best.yaml)
 
-- The space: a small YAML of LLaMA-Factory keys (factory_configs/MODEL/sweep.yaml, else factory_configs/sweep.yaml):
-  `key: {low: A, high: B[, log: true][, step: S]}` (an int or float range, by LLaMA-Factory's type of the key),
-  `key: [a, b, c]` (choices) or `key: value` (fixed for every trial). Every key and value is checked against
-  LLaMA-Factory's argument types (pipeline.checks) and an unknown key or an empty range is refused before any trial.
+- The space (pipeline/sweep_space.py): a small YAML of LLaMA-Factory keys, ranges, choices or values
+  (factory_configs/MODEL/sweep.yaml by default); an unknown key or an empty range is refused before any trial.
 - A trial: the run's overrides plus the trial's, trained by pipeline.runs (lock, run.yaml, manifest, resume) into
   saves/TASK/MODEL/sweep/trial-N/. While it trains, each complete checkpoint is label-scored on dev (pipeline.select,
   recorded in the trial's selection.json) and reported to Optuna at its step; a trial the pruner stops (MedianPruner,
@@ -39,114 +37,12 @@ import optuna
 import yaml
 
 from core.fileio import atomic_open, atomic_write_json, atomic_write_text, locked
-from core.paths import CONFIG_DIR, stage_dir
-from pipeline.checks import argument_types, check_types, coerce
+from core.paths import stage_dir
 from pipeline.errors import RunError, RunInterrupted
 from pipeline.run import Run, stage_main, stage_parser
 from pipeline.runs import run_stage
 from pipeline.select import METRICS, candidates, scored_entries
-
-# keys a trial may not set: the sweep decides them (its folder, its data) or the runner does (resumption)
-RESERVED = ("output_dir", "dataset", "eval_dataset", "dataset_dir", "overwrite_output_dir", "resume_from_checkpoint")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One key of the space: `kind` int|float (a range), choice, or fixed."""
-
-    name: str
-    kind: str
-    low: Any = None
-    high: Any = None
-    log: bool = False
-    step: Any = None
-    choices: tuple = ()
-
-    def suggest(self, trial: Any) -> Any:
-        if self.kind == "float":
-            return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
-        if self.kind == "int":
-            return trial.suggest_int(self.name, self.low, self.high, log=self.log, step=self.step or 1)
-        if self.kind == "choice":
-            return trial.suggest_categorical(self.name, list(self.choices))
-        return self.choices[0]
-
-
-def space_path(model: str, given: str | None) -> Path:
-    if given:
-        return Path(given)
-    own = CONFIG_DIR / model / "sweep.yaml"
-    return own if own.is_file() else CONFIG_DIR / "sweep.yaml"
-
-
-def number_kind(annotation: Any) -> str | None:
-    """'float' or 'int' where LLaMA-Factory's type of a key takes that kind of number (pipeline.checks.coerce)."""
-    if isinstance(coerce(0.5, annotation), float):
-        return "float"
-    one = coerce(1, annotation)
-    return "int" if isinstance(one, int) and not isinstance(one, bool) else None
-
-
-def read_space(path: Path) -> list[Param]:
-    """The space's keys checked against LLaMA-Factory's argument types; RunError naming the key otherwise."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise RunError(f"cannot read the sweep space {path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise RunError(f"{path} is not YAML: {err}") from None
-    if not isinstance(raw, dict) or not raw:
-        raise RunError(f"{path}: expected a mapping of LLaMA-Factory keys to ranges, choices or values")
-    known = argument_types()
-    params = []
-    for key, spec in raw.items():
-        where = f"{path} {key}"
-        if key not in known:
-            raise RunError(f"{where}: not a LLaMA-Factory argument (a typo? see its hparams/*_args.py)")
-        if key in RESERVED:
-            raise RunError(f"{where}: the sweep sets {key} itself; it cannot be searched")
-        if isinstance(spec, list):
-            if not spec:
-                raise RunError(f"{where}: an empty list of choices")
-            params.append(Param(key, "choice", choices=tuple(converted(key, value, str(path)) for value in spec)))
-        elif isinstance(spec, dict):
-            params.append(range_param(key, spec, known[key], path))
-        else:
-            params.append(Param(key, "fixed", choices=(converted(key, spec, str(path)),)))
-    return params
-
-
-def converted(key: str, value: Any, where: str) -> Any:
-    """`value` as LLaMA-Factory's type of `key` wants it (pipeline.checks.check_types refuses a wrong one)."""
-    config = {key: value}
-    check_types(config, where)
-    return config[key]
-
-
-def range_param(key: str, spec: dict, annotation: Any, path: Path) -> Param:
-    where = f"{path} {key}"
-    unknown = set(spec) - {"low", "high", "log", "step"}
-    if unknown or "low" not in spec or "high" not in spec:
-        raise RunError(f"{where}: expected {{low: A, high: B[, log: true][, step: S]}} or a list of choices")
-    kind = number_kind(annotation)
-    if kind is None:
-        raise RunError(f"{where}: LLaMA-Factory's {key} is not a number; give a list of choices")
-    low, high, step = (converted(key, spec.get(name), str(path)) for name in ("low", "high", "step"))
-    if kind == "int" and not all(isinstance(v, int) for v in (low, high, *([step] if step is not None else []))):
-        raise RunError(f"{where}: {key} is an integer; low, high and step must be integers")
-    log = bool(spec.get("log", False))
-    if low > high:
-        raise RunError(f"{where}: an empty range (low {low} > high {high})")
-    if log and (low <= 0 or step is not None):
-        raise RunError(f"{where}: a log range needs low > 0 and no step")
-    if step is not None and step <= 0:
-        raise RunError(f"{where}: step {step} must be positive")
-    return Param(key, kind, low, high, log, step)
-
-
-def space_overrides(params: dict[str, Any]) -> list[str]:
-    """key=value overrides of a trial's parameters (floats in full: 1e-05 stays 1e-05)."""
-    return [f"{key}={json.dumps(value) if isinstance(value, bool) else value}" for key, value in params.items()]
+from pipeline.sweep_space import Param, read_space, space_overrides, space_path
 
 
 def tag_trial_run(trial_dir: Path, study_name: str, number: int) -> None:

@@ -96,7 +96,7 @@ def test_a_bad_space_is_refused_before_any_trial(tmp_path, monkeypatch, space, m
 
 def test_every_preset_space_is_valid():
     from core.paths import CONFIG_DIR
-    from pipeline.sweep import read_space
+    from pipeline.sweep_space import read_space
 
     for path in [CONFIG_DIR / "sweep.yaml", *sorted(CONFIG_DIR.glob("*/sweep.yaml"))]:
         assert {"learning_rate", "lora_rank", "lora_alpha", "lora_dropout"} <= {p.name for p in read_space(path)}
