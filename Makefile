@@ -46,6 +46,16 @@ DATA_DIR ?= data
 TEMPERATURE ?= 0.7
 PORT ?= 7860
 HOST ?= 127.0.0.1
+# CHECKPOINT=best|final|N: predict (both modes) and export read that checkpoint of saves/TASK/MODEL/lora (best: the
+# one `make select` picked, recorded in its selection.json); empty: the run's final adapter
+CHECKPOINT ?=
+override CHECKPOINT_ARG = $(if $(CHECKPOINT),--checkpoint $(call q,$(CHECKPOINT)))
+# PARAMS=file.yaml: key: value overrides for train/qlora (a sweep's best.yaml), before ARGS (which win)
+PARAMS ?=
+override PARAMS_ARG = $(if $(PARAMS),--params $(call q,$(PARAMS)))
+# sweep: TRIALS trials in the study (default 20), SPACE= a search-space YAML (default factory_configs/MODEL/sweep.yaml)
+TRIALS ?= 20
+SPACE ?=
 # TRACK=0: no run is recorded in the tracking store (mlruns/, or MLFLOW_TRACKING_URI's); exported to every command
 TRACK ?= 1
 export TRACK
@@ -95,8 +105,8 @@ $(foreach v,FORCE_TORCHRUN NNODES NPROC_PER_NODE NODE_RANK MASTER_ADDR MASTER_PO
 export USE_MODELSCOPE_HUB ?= 1
 
 .PHONY: help setup models convert demo test test-fast lint data train qlora train-all predict predict-all export \
-        vote submit-paper report baseline cv fit-ensemble serve sc sc-submit chat webchat board-preset webui exam-layout \
-        bench bench-quality clean runs tracking-ui
+        vote submit-paper report baseline cv fit-ensemble select sweep serve sc sc-submit chat webchat board-preset \
+        webui exam-layout bench bench-quality clean runs tracking-ui
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(call qwords,$(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -157,11 +167,11 @@ data: $(STAMP) ## convert raw files: make data [ADAPTER=qa] TASK=gk TRAIN=... [D
 		$(if $(TRAIN),--train $(call q,$(TRAIN))) $(if $(DEV),--dev $(call q,$(DEV))) \
 		$(if $(TEST),--test $(call q,$(TEST))) $(GIVEN_MODEL) $(LIMIT_ARG) $(call qwords,$(DATA_ARGS))
 
-train: setup ## LoRA SFT: make train MODEL=qwen2 TASK=judge [FRESH=1] [DS=z3] [ARGS="key=value ..."]
-	$(LLMCOMP) train --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(LIMIT_ARG) $$ARGS
+train: setup ## LoRA SFT: make train MODEL=qwen2 TASK=judge [FRESH=1] [DS=z3] [PARAMS=best.yaml] [ARGS="key=value ..."]
+	$(LLMCOMP) train --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(LIMIT_ARG) $(PARAMS_ARG) $$ARGS
 
 qlora: setup ## 4-bit QLoRA SFT (CUDA + bitsandbytes): make qlora MODEL=internlm2_5 TASK=judge
-	$(LLMCOMP) qlora --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(LIMIT_ARG) $$ARGS
+	$(LLMCOMP) qlora --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(if $(FRESH),--fresh) $(DS_ARG) $(LIMIT_ARG) $(PARAMS_ARG) $$ARGS
 
 # MODELS="a b": the models train-all/predict-all run, in order (default: the seed's four)
 MODELS ?= $(SEED_MODELS)
@@ -169,21 +179,32 @@ MODELS ?= $(SEED_MODELS)
 train-all: ## MODELS (default the seed's four) in sequence, one process each (GPU memory freed between)
 	@set -e; for m in $(call qwords,$(MODELS)); do $(MAKE) -f $(call q,$(firstword $(MAKEFILE_LIST))) --no-print-directory train MODEL=$$m TASK=$(call q,$(TASK)); done
 
-predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv [NPROC=N]] [SAMPLES=N] [LIMIT=N]
+predict: setup ## → predictions/TASK/MODEL.csv [SPLIT=dev] [MODE=score: MODEL_score.csv [NPROC=N]] [SAMPLES=N] [LIMIT=N] [CHECKPOINT=best|N]
 ifeq ($(MODE),score)
 	$(LLMCOMP) score --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) \
-		--data-dir $(call q,$(DATA_DIR)) $(if $(NPROC),--nproc $(call q,$(NPROC))) $(LIMIT_ARG) $$ARGS
+		--data-dir $(call q,$(DATA_DIR)) $(if $(NPROC),--nproc $(call q,$(NPROC))) $(LIMIT_ARG) $(CHECKPOINT_ARG) $$ARGS
 else
 	$(LLMCOMP) predict --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SPLIT)) \
 		--data-dir $(call q,$(DATA_DIR)) --samples $(call q,$(SAMPLES)) --temperature $(call q,$(TEMPERATURE)) \
-		$(LIMIT_ARG) $$ARGS
+		$(LIMIT_ARG) $(CHECKPOINT_ARG) $$ARGS
 endif
 
 predict-all: ## predict with MODELS (default the seed's four) in sequence
 	@set -e; for m in $(call qwords,$(MODELS)); do $(MAKE) -f $(call q,$(firstword $(MAKEFILE_LIST))) --no-print-directory predict MODEL=$$m TASK=$(call q,$(TASK)); done
 
-export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ Ollama Modelfile)
-	$(LLMCOMP) export --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $$ARGS
+export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ Ollama Modelfile) [CHECKPOINT=best|N]
+	$(LLMCOMP) export --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(CHECKPOINT_ARG) $$ARGS
+
+# the split select and sweep score: dev unless SPLIT= names another (SPLIT's own default, test, is the submission's split)
+override SELECT_SPLIT = $(if $(filter command line environment override,$(origin SPLIT)),$(SPLIT),dev)
+
+select: setup ## label-score every checkpoint of saves/TASK/MODEL/lora on dev [SPLIT=]: table, selection.png, best → CHECKPOINT=best
+	$(LLMCOMP) select --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SELECT_SPLIT)) \
+		--data-dir $(call q,$(DATA_DIR)) $$ARGS
+
+sweep: setup ## Optuna study of LoRA runs on dev: make sweep MODEL=m TASK=t TRIALS=20 [SPACE=sweep.yaml] → saves/TASK/MODEL/sweep/best.yaml
+	$(LLMCOMP) sweep --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SELECT_SPLIT)) \
+		--data-dir $(call q,$(DATA_DIR)) --trials $(call q,$(TRIALS)) $(if $(SPACE),--space $(call q,$(SPACE))) $$ARGS
 
 # the split's and the trial's own folders (core/paths.py split_folder): predictions/TASK/ holds every test row's,
 # predictions/TASK/dev/ and predictions/TASK/test-limit3/ (LIMIT=3) the others; submissions/ likewise

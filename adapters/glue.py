@@ -176,6 +176,7 @@ register_task(
         COLA_SYNONYMS,
         submission_name="result_CoLA.txt",
         write_submission=write_submission,
+        metric="mcc",  # GLUE's figure for CoLA: accuracy rewards the majority label (70% acceptable)
         help="CoLA: is the sentence acceptable (1) or not (0)",
     )
 )

@@ -3,6 +3,7 @@
     saves/TASK/MODEL/lora       train (LoRA SFT)         saves/TASK/MODEL/qlora    qlora (4-bit QLoRA SFT)
     saves/TASK/MODEL/predict    batch generation        saves/TASK/MODEL/merged  export
     saves/TASK/MODEL/score      label scoring report    saves/TASK/MODEL/serve   the API server's run.yaml
+    saves/TASK/MODEL/sweep      a sweep: study.db, trial-N/ (each a training run), best.yaml
     predictions/TASK/MODEL.csv  generated answers       predictions/TASK/MODEL_score.csv   label scoring
     predictions/TASK/MODEL_samples.csv  sampled answers (self-consistency)
     predictions/TASK/dev/MODEL.csv, predictions/TASK/test-limit3/MODEL.csv   another split, a trial (LIMIT=3)
@@ -28,6 +29,7 @@ STAGE_DIRS = {
     "export": "merged",
     "score": "score",
     "serve": "serve",
+    "sweep": "sweep",
 }
 # predictions/TASK/MODEL<suffix>.csv per kind of prediction
 PREDICTION_SUFFIXES = {"generate": "", "score": "_score", "samples": "_samples"}

@@ -73,6 +73,8 @@ class TaskSpec:
     extra_tasks: Mapping[str, str] = field(default_factory=dict)
     # how free-text answers are scored (core.metrics.free_text_metrics): "text", "keywords" or "qa"
     text_metrics: str = "text"
+    # the figure that picks a checkpoint (make select) and a sweep's best trial: a core.metrics.label_metrics key
+    metric: str = "accuracy"
     help: str = ""
     # the language of the task's text ("en", "zh"): picks the embedded CPU model when no MODEL is given
     language: str = "en"

@@ -5,6 +5,8 @@
   predict   batch generation → predictions/TASK/MODEL.csv     (python -m pipeline predict)
   score     label scoring → predictions/TASK/MODEL_score.csv  (python -m pipeline.score)
   baseline  TF-IDF + LR → predictions/TASK/tfidf.csv          (python -m pipeline.baseline)
+  select    every checkpoint label-scored on dev, the best    (python -m pipeline.select)
+  sweep     an Optuna study of training runs → best.yaml      (python -m pipeline.sweep)
   serve     OpenAI-compatible API on 127.0.0.1                (python -m pipeline.serve)
   sc        sampled answers from the server                   (python -m pipeline.self_consistency)
   cv        k-fold LoRAs → predictions/TASK/MODEL_oof.csv + MODEL_cv.csv  (python -m pipeline.cv)
@@ -38,6 +40,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "export": ("pipeline.cli", ("export",)),
     "score": ("pipeline.score", ()),
     "baseline": ("pipeline.baseline", ()),
+    "select": ("pipeline.select", ()),
+    "sweep": ("pipeline.sweep", ()),
     "serve": ("pipeline.serve", ()),
     "sc": ("pipeline.self_consistency", ()),
     "vote": ("voting.cli", ("vote",)),

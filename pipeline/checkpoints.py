@@ -111,3 +111,65 @@ def prepare_train_dir(out_dir: Path, fresh: bool, previous_status: str | None = 
         f"{out_dir} already holds a run without complete checkpoints{skipped}; FRESH=1 starts over "
         "(the old folder is kept as a .bak-TIMESTAMP copy)"
     )
+
+
+SELECTION = "selection.json"  # a run's checkpoint figures, written by pipeline.select (make select)
+
+
+def state_sha256(folder: Path) -> str | None:
+    """sha256 of a checkpoint's (or a finished run's) trainer_state.json: a retrained run has another."""
+    from core.origin import file_sha256
+
+    state = folder / "trainer_state.json"
+    return file_sha256(state) if state.is_file() else None
+
+
+def read_selection(run_dir: Path) -> dict:
+    """The run's selection.json ({} where there is none or it cannot be read)."""
+    path = run_dir / SELECTION
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def chosen_checkpoint(run_dir: Path, which: str, make_select: str = "make select") -> tuple[Path, dict]:
+    """(the adapter folder, what the manifest records) for CHECKPOINT=best (make select's pick), a step number
+    (checkpoint-N) or `final` (the run's own adapter) of the training run in `run_dir`."""
+    if which == "best":
+        best = read_selection(run_dir).get("best")
+        if not isinstance(best, dict) or not best.get("path"):
+            raise RunError(
+                f"CHECKPOINT=best: no {run_dir / SELECTION} with a best checkpoint; {make_select} scores every "
+                "checkpoint of the run and picks one"
+            )
+        path = Path(best["path"])
+        if not path.is_dir() or state_sha256(path) != best.get("state_sha256"):
+            raise RunError(
+                f"CHECKPOINT=best: {path} ({best.get('name')}) is gone or was retrained since {run_dir / SELECTION} "
+                f"was written; run {make_select} again"
+            )
+        return path, {"chosen": "best", **{key: best.get(key) for key in ("name", "step", "path", "split", "metric")}}
+    if which == "final":
+        path = run_dir
+    elif which.isdigit():
+        path = run_dir / f"checkpoint-{int(which)}"
+    else:
+        raise RunError(f"CHECKPOINT={which!r}: expected best, final or a step number (checkpoint-N)")
+    problem = (
+        ("no such folder" if not path.is_dir() else checkpoint_problem(path))
+        if path != run_dir
+        else (None if (run_dir / "adapter_config.json").is_file() else "no finished adapter (adapter_config.json)")
+    )
+    if problem:
+        steps = sorted(
+            int(m.group(1)) for p in (run_dir.iterdir() if run_dir.is_dir() else ()) if (m := CHECKPOINT.match(p.name))
+        )
+        raise RunError(
+            f"CHECKPOINT={which}: {path} cannot be used ({problem}); the run's checkpoints are at steps "
+            f"{', '.join(map(str, steps)) or '(none)'}, or CHECKPOINT=final"
+        )
+    state = path / "trainer_state.json"
+    step = json.loads(state.read_text(encoding="utf-8")).get("global_step") if state.is_file() else None
+    return path, {"chosen": which, "name": path.name if path != run_dir else "final", "step": step, "path": str(path)}

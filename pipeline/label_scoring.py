@@ -100,7 +100,18 @@ def local_scores(
 def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = True) -> dict:
     """Score, calibrate, write. `scores_of` (local_scores' signature) and `write=False` are the hooks
     pipeline.sharded_scoring runs every rank through; its extra report keys arrive in `report["shards"]`."""
-    run = Run.from_args(args)
+    return score_split(Run.from_args(args), args, scores_of, write)
+
+
+def score_split(
+    run: Run,
+    args: argparse.Namespace,
+    scores_of: Any = local_scores,
+    write: bool = True,
+    report_json: Path | None = None,
+) -> dict:
+    """label_scoring.run for a resolved Run (pipeline.select scores each checkpoint through it); `args` holds the
+    scoring options (build_parser's), `report_json` where the report goes (default saves/TASK/MODEL/score/)."""
     config = run.config("predict", generate=False)
     check_cutoff(config, "predict", run.model, run.task, explicit="cutoff_len" in run.override_dict)
     check_model_reachable(config, run.model)
@@ -137,6 +148,7 @@ def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = T
         "score_seconds": round(seconds, 2),
         "rows_per_second": round(len(records) / seconds, 2),
         "infer_args": infer_args,
+        "checkpoint": run.checkpoint_choice,
         "raw": {
             "metrics": metrics(records, raw_rows),
             "predicted": dict(Counter(row["prediction"] for row in raw_rows)),
@@ -180,7 +192,7 @@ def run(args: argparse.Namespace, scores_of: Any = local_scores, write: bool = T
     if write:
         atomic_write_csv(out, list(rows))
         run.record_origin(out, run.data_file(), len(rows), f"label scoring {run.model}")
-        atomic_write_json(score_dir / "report.json", report)
+        atomic_write_json(report_json or score_dir / "report.json", report)
         scored = report.get("calibrated", report["raw"])["metrics"] or {}
         record_predictions(
             "score",
@@ -213,7 +225,7 @@ def summary(report: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = stage_parser("python -m pipeline.score", __doc__)
+    parser = stage_parser("python -m pipeline.score", __doc__, checkpoint=True)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--labels", help="candidate labels for every row, comma-separated (default: the task's)")
     parser.add_argument("--calibrate", action="store_true", help="fit per-label biases on a TASK_train slice")

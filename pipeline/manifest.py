@@ -94,7 +94,14 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def build_manifest(config: dict[str, Any], command: list[str], preset: Path, overrides: dict[str, Any]) -> dict:
+def build_manifest(
+    config: dict[str, Any],
+    command: list[str],
+    preset: Path,
+    overrides: dict[str, Any],
+    checkpoint: dict[str, Any] | None = None,
+) -> dict:
+    """`checkpoint`: the adapter a predict or export read where CHECKPOINT= chose one (best, final, a step)."""
     return {
         "command": command,
         "preset": str(preset.relative_to(ROOT)),
@@ -103,6 +110,7 @@ def build_manifest(config: dict[str, Any], command: list[str], preset: Path, ove
         "packages": package_versions(),
         "datasets": dataset_hashes(config),
         "seed": config.get("seed"),
+        "checkpoint": checkpoint,
         "device": "cuda" if config.get("bf16") else "cpu-or-fp32",
         "pid": os.getpid(),
         "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -26,6 +26,7 @@ from core.origin import record_origin
 from core.paths import DATA_DIR, check_plain_name, predictions_csv, stage_dir
 from core.records import dataset_file
 from core.tasks import TaskError, TaskSpec, embedded_model, find_task
+from pipeline.checkpoints import chosen_checkpoint
 from pipeline.errors import RunError
 from pipeline.presets import Budget, generation_budget, parse_overrides, resolve_config
 
@@ -43,6 +44,7 @@ class Run:
     limit: int | None = None
     overrides: tuple[str, ...] = ()
     spec: TaskSpec | None = None  # the dataset's recorded task; None where none is recorded (a hand-made dataset)
+    checkpoint: str | None = None  # predict/export/score read this checkpoint of the LoRA run: best, final or a step
 
     @classmethod
     def resolve(
@@ -53,6 +55,7 @@ class Run:
         split: str = "test",
         limit: int | None = None,
         overrides: Sequence[str] = (),
+        checkpoint: str | None = None,
     ) -> Run:
         """Check the names, look the task up once, and pick the task's embedded model where none is given."""
         try:
@@ -68,7 +71,9 @@ class Run:
             spec: TaskSpec | None = find_task(task, folder)
         except TaskError:
             spec = None
-        return cls(model or embedded_model(spec), task, folder, split, limit, tuple(overrides), spec)
+        return cls(
+            model or embedded_model(spec), task, folder, split, limit, tuple(overrides), spec, checkpoint or None
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Run:
@@ -79,6 +84,7 @@ class Run:
             getattr(args, "split", "test"),
             getattr(args, "limit", None),
             getattr(args, "overrides", ()),
+            getattr(args, "checkpoint", None),
         )
 
     @cached_property
@@ -89,6 +95,17 @@ class Run:
     def budget(self) -> Budget:
         """(max_new_tokens, why) from the adapter's report of TASK_train, read once; None where there is none."""
         return generation_budget(self.task, self.data_dir)
+
+    @cached_property
+    def checkpoint_choice(self) -> dict | None:
+        """CHECKPOINT=: what the manifest records of the adapter read instead of the run's final one (its "path"),
+        resolved once (pipeline.checkpoints.chosen_checkpoint); None without --checkpoint."""
+        if not self.checkpoint:
+            return None
+        if "adapter_name_or_path" in self.override_dict:
+            raise RunError("give --checkpoint (CHECKPOINT=) or the override adapter_name_or_path=, not both")
+        where = f"make select MODEL={self.model} TASK={self.task}"
+        return chosen_checkpoint(self.stage_dir("train"), self.checkpoint, where)[1]
 
     def budget_reason(self, config: dict[str, Any]) -> str:
         """Why a generating stage uses its max_new_tokens: the override, the answers' lengths, or the preset."""
@@ -113,6 +130,8 @@ class Run:
         before the run's own, which win. `generate=False` (label scoring, self-consistency): the preset's
         max_new_tokens stays, and the generation budget is never read."""
         overrides = {**parse_overrides(list(extra)), **self.override_dict}
+        if self.checkpoint_choice and stage in ("predict", "export"):
+            overrides["adapter_name_or_path"] = self.checkpoint_choice["path"]
         wants = generate and stage == "predict" and "max_new_tokens" not in overrides
         budget = self.budget if wants else None
         return resolve_config(
@@ -152,6 +171,7 @@ def run_arguments(
     limit: bool = True,
     overrides: bool = True,
     model: bool = True,
+    checkpoint: bool = False,
 ) -> argparse.ArgumentParser:
     """Add the shared run arguments to `parser` (one declaration for every stage and subcommand)."""
     if model:
@@ -162,6 +182,13 @@ def run_arguments(
         parser.add_argument("--split", default="test", help="which split to read: TASK_<split> (default test)")
     if limit:
         parser.add_argument("--limit", type=positive_int, metavar="N", help="the first N rows only (a trial run)")
+    if checkpoint:
+        parser.add_argument(
+            "--checkpoint",
+            metavar="best|final|N",
+            help="read this checkpoint of saves/TASK/MODEL/lora instead of its final adapter: best (make select's "
+            "pick), final, or a step number (make's CHECKPOINT=)",
+        )
     if overrides:
         parser.add_argument("overrides", nargs="*", help="LLaMA-Factory key=value overrides, applied last")
     return parser
@@ -176,13 +203,14 @@ def stage_parser(
     overrides: bool = True,
     model: bool = True,
     stages: Sequence[str] = (),
+    checkpoint: bool = False,
 ) -> argparse.ArgumentParser:
     """A stage's parser with the shared run arguments; the stage adds its own options after.
     `stages`: a first positional choosing the stage (python -m pipeline train|predict|...)."""
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     if stages:
         parser.add_argument("stage", choices=list(stages))
-    return run_arguments(parser, split=split, limit=limit, overrides=overrides, model=model)
+    return run_arguments(parser, split=split, limit=limit, overrides=overrides, model=model, checkpoint=checkpoint)
 
 
 def stage_main(call: Callable[[], Any]) -> int:

@@ -69,6 +69,8 @@ def run_stage(
         config["dataset_dir"] = str(dataset_dir)
     out_dir = Path(config["export_dir"] if stage == "export" else config["output_dir"])
     print(f"[{stage}] {run.model} on {run.task} → {out_dir}", flush=True)
+    if stage in ("predict", "export") and run.checkpoint_choice:
+        print(f"[{stage}] CHECKPOINT={run.checkpoint}: {config['adapter_name_or_path']}", flush=True)
     if stage in ("train", "qlora") and config.get("max_samples"):
         print(f"[{stage}] LIMIT: the first {config['max_samples']} rows of {config['dataset']} only (a trial run)")
     if stage == "predict":
@@ -96,7 +98,8 @@ def run_stage(
         else:
             how = "merging"
         print(f"[{stage}] {how}", flush=True)
-        return record_and_launch(stage, config, preset, overrides, where, out_dir, lock, previous)
+        chosen = run.checkpoint_choice if stage in ("predict", "export") else None
+        return record_and_launch(stage, config, preset, overrides, where, out_dir, lock, previous, chosen)
     finally:
         lock.release()
 
@@ -110,6 +113,7 @@ def record_and_launch(
     out_dir: Path,
     lock: RunLock,
     previous: dict[str, Any] | None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> Path:
     """Write run.yaml (secrets as ***) and the manifest, run llamafactory-cli, record how it ended."""
     run_yaml = out_dir / "run.yaml"
@@ -128,7 +132,7 @@ def record_and_launch(
     atomic_write_text(
         run_yaml, f"# resolved from {where}\n" + yaml.safe_dump(recorded, allow_unicode=True, sort_keys=False)
     )
-    manifest = build_manifest(config, command, preset, overrides)
+    manifest = build_manifest(config, command, preset, overrides, checkpoint)
     if previous:
         manifest["previous"] = {key: previous.get(key) for key in ("status", "started", "ended", "pid")}
     atomic_write_json(out_dir / "manifest.json", manifest)

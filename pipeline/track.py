@@ -59,7 +59,12 @@ def trainer_series(folder: Path) -> tuple[dict[str, list[tuple[int, Any]]], dict
     return series, last
 
 
-PRESET_STAGES = {"lora_sft.yaml": "train", "qlora_sft.yaml": "qlora", "predict.yaml": "predict", "export.yaml": "export"}
+PRESET_STAGES = {
+    "lora_sft.yaml": "train",
+    "qlora_sft.yaml": "qlora",
+    "predict.yaml": "predict",
+    "export.yaml": "export",
+}
 
 
 def folder_stage(folder: Path) -> str:
