@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -365,7 +366,7 @@ def write_plots(study: Any, sweep_dir: Path) -> None:
             plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = stage_parser("python -m pipeline.sweep", __doc__, limit=False)
     parser.set_defaults(split="dev")
     parser.add_argument("--trials", type=int, default=20, help="trials the study should hold (TRIALS=, default 20)")
@@ -381,19 +382,13 @@ def main(argv: list[str] | None = None) -> int:
         "long (its process died) is retried in its folder (default 60)",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="label scoring's batch size")
-    args = parser.parse_intermixed_args(argv)
-    return stage_main(
-        lambda: sweep(
-            Run.from_args(args),
-            args.trials,
-            args.space,
-            args.seed,
-            args.prune_below,
-            args.heartbeat,
-            args.metric,
-            args.batch_size,
-        )
-    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)
+    options = (args.trials, args.space, args.seed, args.prune_below, args.heartbeat, args.metric, args.batch_size)
+    return stage_main(lambda: sweep(Run.from_args(args), *options))
 
 
 if __name__ == "__main__":
