@@ -72,7 +72,7 @@ def test_label_scoring_gives_each_row_one_of_its_labels(workdir, gemma3_dir):
     from adapters import get_task
 
     run(
-        ["-m", "pipeline.label_scoring", "--model", "gemma3", "--task", TASK, "--data-dir", str(workdir / "data")]
+        ["-m", "pipeline.score", "--model", "gemma3", "--task", TASK, "--data-dir", str(workdir / "data")]
         + ["--limit", "6", f"model_name_or_path={gemma3_dir}"],
         cwd=workdir,
     )

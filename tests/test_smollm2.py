@@ -71,7 +71,7 @@ def test_smollm2_trains_and_predicts_cola(smollm2_dir, shared_data, tmp_path):
             text=True,
         )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    with (tmp_path / "predictions/cola/smollm2.csv").open(encoding="utf-8") as handle:
+    with (tmp_path / "predictions/cola/dev/smollm2.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 12
     assert all(row["prediction"].strip() for row in rows), rows  # the model generated something for every row
