@@ -315,6 +315,7 @@ def run_block(block: Block, work: Path, timeout: float = 900) -> subprocess.Comp
     }
     if adapter_of(block) in UNPARSED:
         env["UNPARSED"] = UNPARSED[adapter_of(block) or ""]
+    env.pop("TRACK", None)  # as a user runs them: make's default, tracking on (the suite turns it off elsewhere)
     env.pop("MAKEFLAGS", None)
     env.pop("MAKELEVEL", None)
     (work / "block.sh").write_text(script(block, port), encoding="utf-8")
