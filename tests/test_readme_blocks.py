@@ -93,7 +93,8 @@ class Block:
 
     @property
     def id(self) -> str:
-        words = re.findall(r"[a-z][a-z0-9-]+", self.heading.lower())[:2]
+        title = self.lines[0] if self.heading == TITLES.get(self.page) else self.heading  # under the page's title
+        words = re.findall(r"[a-z][a-z0-9-]+", title.lower())[:2]
         return f"{Path(self.page).stem}:{self.index}-{'-'.join(words)}"
 
 
@@ -126,6 +127,7 @@ def read_blocks() -> list[Block]:
 
 
 BLOCKS = read_blocks()
+TITLES = {str(doc.relative_to(ROOT)): doc.read_text(encoding="utf-8").split("\n", 1)[0].lstrip("# ") for doc in DOCS}
 
 
 def commands(block: Block) -> list[str]:
