@@ -22,7 +22,8 @@ What makes "as written" possible on a CPU, without a line changed:
   page's `../shared/data/...` paths resolve beside the work dir), cut to a few dozen rows (judge: every dimension);
   iFLYTEK's labelled train.csv is not public, so it is the A board's papers with a label column added.
 
-Each block must exit 0 and leave every file a comment promises (`→ submissions/judge/{voted.csv,submit.csv}`).
+Each block must exit 0, with no make error inside an `&&` list (which `bash -e` lets pass), and leave every file a
+comment promises (`→ submissions/judge/{voted.csv,submit.csv}`).
 `make help` must list every target the blocks use.
 """
 
@@ -382,5 +383,8 @@ def test_block_runs_as_written(block, tmp_path, twins, request):
     work = work_dir(tmp_path, block, twins)
     proc = run_block(block, work)
     assert proc.returncode == 0, f"{block.id} failed:\n{script(block, 0)}\n...\n{proc.stdout[-6000:]}"
+    # `a && b && c` does not stop bash -e when a or b fails: make's own error line says that one did
+    failed = re.findall(r"^make(?:\[\d+\])?: \*\*\* .*$", proc.stdout, re.M)
+    assert not failed, f"{block.id}: a command failed inside an && list: {failed}\n{proc.stdout[-6000:]}"
     missing = [path for path in promises(block) if not (work / path).exists()]
     assert not missing, f"{block.id}: promised but not written: {missing}\n{proc.stdout[-3000:]}"
