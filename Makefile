@@ -267,20 +267,24 @@ serve: setup ## OpenAI-compatible API on 127.0.0.1:PORT with the trained adapter
 
 SC_SAMPLES = $(if $(filter 1,$(SAMPLES)),5,$(SAMPLES))
 
-sc: $(STAMP) ## self-consistency samples from the server: make sc MODEL=... TASK=logic SAMPLES=5 [LIMIT=N]
+# WAIT=S: wait up to S seconds for the server (`make serve ... &` just before); default: ask at once
+WAIT ?=
+override WAIT_ARG = $(if $(WAIT),--wait $(call q,$(WAIT)))
+
+sc: $(STAMP) ## self-consistency samples from the server: make sc MODEL=... TASK=logic SAMPLES=5 [LIMIT=N] [WAIT=S]
 	$(LLMCOMP) sc --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --samples $(call q,$(SC_SAMPLES)) \
-		--port $(call q,$(PORT)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) $(LIMIT_ARG) $$ARGS
+		--port $(call q,$(PORT)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) $(WAIT_ARG) $(LIMIT_ARG) $$ARGS
 
 # served model → submission: samples (resumed unless FRESH=1) → self-consistency vote → the task's file
 # (logic: upload.jsonl from SOURCE, the original test JSONL, and answer.txt, one letter per question)
 SOURCE ?=
 SC_VOTED = $(SUB_DIR)/voted_sc_$(MODEL).csv
 
-sc-submit: $(STAMP) ## served model → submission: make sc-submit TASK=logic SAMPLES=5 SOURCE=test.jsonl [LIMIT=N]
+sc-submit: $(STAMP) ## served model → submission: make sc-submit TASK=logic SAMPLES=5 SOURCE=test.jsonl [LIMIT=N] [WAIT=S]
 	$(LLMCOMP) submit --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --out $(call q,$(SUB_DIR)/) --clear
 	$(LLMCOMP) sc --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --samples $(call q,$(SC_SAMPLES)) \
 		--port $(call q,$(PORT)) --split $(call q,$(SPLIT)) --data-dir $(call q,$(DATA_DIR)) \
-		$(if $(FRESH),--fresh,--resume) $(LIMIT_ARG) $$ARGS
+		$(if $(FRESH),--fresh,--resume) $(WAIT_ARG) $(LIMIT_ARG) $$ARGS
 	$(LLMCOMP) self-consistency $(call q,$(PRED_DIR)/$(MODEL)_samples.csv) --task $(call q,$(TASK)) \
 		--data-dir $(call q,$(DATA_DIR)) $(if $(UNPARSED),--unparsed $(call q,$(UNPARSED))) --out $(call q,$(SC_VOTED))
 	$(LLMCOMP) submit --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --pred $(call q,$(SC_VOTED)) \

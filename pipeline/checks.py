@@ -255,11 +255,14 @@ def check_cutoff(config: dict[str, Any], stage: str, model: str, task: str, expl
         if not share or found is None:
             continue
         tokenizer = found[1].get("tokens", {}).get("tokenizer", "?")
+        # the conversion's own make spelling: paper_cls_test comes from `make data TASK=paper`, gk_* from ADAPTER=qa
+        name, adapter = found[1].get("name") or task, found[1].get("task")
+        data = f"{f'ADAPTER={adapter} ' if adapter and adapter != name else ''}TASK={name}"
         message = (
             f"{share:.0%} of {dataset}'s rows are longer than this run's cutoff_len {cutoff_len} ({tokenizer} "
             f"tokens, {found[0]}): LLaMA-Factory cuts their prompts' tail, the answer header included, so the model "
             f"{'learns to continue the text' if key == 'dataset' else 'continues the text instead of answering'}. "
-            f"Fix: convert again fitted to this model (make data TASK={task} MODEL={model} ... "
+            f"Fix: convert again fitted to this model (make data {data} MODEL={model} ... "
             f"DATA_ARGS=--fit-cutoff), or raise cutoff_len (ARGS=cutoff_len=N)"
         )
         if share > OVER_CUTOFF_REFUSE and not explicit:

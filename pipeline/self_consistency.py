@@ -283,6 +283,8 @@ def run(run: Run, args: argparse.Namespace) -> tuple[Path, dict[str, str], int]:
         out.flush()
         run.record_origin(out_path, run.data_file(), len(records), f"self-consistency samples {run.model}")
         return out_path, {}, kept
+    if args.wait:
+        print(f"[sc] waiting up to {args.wait:g} s for http://{args.host}:{args.port}/v1/models", file=sys.stderr)
     if args.wait and not wait_for_server(args.host, args.port, args.wait):
         raise RunError(
             f"no server answered on http://{args.host}:{args.port}/v1/models within {args.wait} s "

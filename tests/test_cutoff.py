@@ -50,7 +50,8 @@ def test_a_run_whose_rows_lose_their_answer_header_is_refused(work, capsys, stag
     assert pipeline_main(argv) == 2
     err = capsys.readouterr().err
     assert "longer than this run's cutoff_len 256" in err and "answer header" in err
-    assert "make data TASK=jd MODEL=tiny" in err and "--fit-cutoff" in err and "ARGS=cutoff_len=N" in err
+    # the conversion's own spelling, its adapter and dataset name (paper_cls_test's is make data TASK=paper)
+    assert "make data ADAPTER=judge TASK=jd MODEL=tiny" in err and "--fit-cutoff" in err and "ARGS=cutoff_len=N" in err
     # a cutoff_len the user chose is theirs: said loudly, not refused
     assert pipeline_main([*argv, "cutoff_len=200"]) == 0
     assert "warning:" in capsys.readouterr().err

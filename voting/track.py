@@ -48,6 +48,8 @@ def record_command(command: str, args: argparse.Namespace, summary: Mapping[str,
     tags = {"members": member_runs(task, files)} if files else {}
     tags.update({key: str(summary[key]) for key in ("tie_breaker", "tie_breaker_why") if key in summary})
     out = summary.get("out") or getattr(args, "out", None)
+    if isinstance(out, list):  # report: the files it wrote into the --out folder, read below
+        out = getattr(args, "out", None)
     written = [Path(out)] if out and Path(out).is_file() else []
     if command == "report" and getattr(args, "out", None):
         written = [p for p in Path(args.out).glob("*") if p.is_file()]
