@@ -17,7 +17,8 @@ What makes "as written" possible on a CPU, without a line changed:
 - sizes come through the environment, which make reads and a command line overrides: `ARGS` (exported by the
   Makefile to every CLI) holds one step, batch 1 and 8 new tokens, `PORT` a free port;
 - a line that starts a server in the foreground (`make webui`, `make webchat`) runs in the background until its port
-  answers, then is stopped; a server a line starts with `&` is stopped when its block ends;
+  answers, then is stopped (its ARGS: max_new_tokens only, the keys a chat takes); a server a line starts with `&`
+  is stopped when its block ends;
 - raw files: the real ones from ../shared/data (README: the names a user has, `train.csv`, `test_A.csv`, ...; a docs
   page's `../shared/data/...` paths resolve beside the work dir), cut to a few dozen rows (judge: every dimension);
   iFLYTEK's labelled train.csv is not public, so it is the A board's papers with a label column added.
@@ -35,6 +36,7 @@ import io
 import itertools
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -80,6 +82,7 @@ SMALL_ARGS = (
     "max_steps=1 per_device_train_batch_size=1 gradient_accumulation_steps=1 save_steps=1 logging_steps=1 "
     "preprocessing_num_workers=1 dataloader_num_workers=0 per_device_eval_batch_size=8 max_new_tokens=8"
 )
+CHAT_ARGS = "max_new_tokens=8"
 SERVERS = re.compile(r"^(?:\w+=\S+\s+)*make\s+(webui|webchat|chat)\b")  # foreground servers (no trailing &)
 PROMISE = re.compile(r"→\s*(\S+)")
 
@@ -298,7 +301,8 @@ def script(block: Block, port: int) -> str:
         if command in LEFT_OUT:
             out.append(f"# left out ({LEFT_OUT[command]}): {line}")
         elif SERVERS.match(command) and not command.endswith("&"):
-            out += ["{", line, "} &", f"until_up $! {port}"]
+            # a chat server takes inference keys only (LLaMA-Factory's infer parser refuses max_steps & co.)
+            out += ["{", f"export ARGS={shlex.quote(CHAT_ARGS)}", line, "} &", f"until_up $! {port}"]
         else:
             out.append(line)
     return "\n".join(out) + "\n"
