@@ -48,6 +48,13 @@ from pathlib import Path
 
 import pytest
 
+# Opt-in: every block as written takes about 35 minutes on 2 cores (45 LLaMA-Factory stages, three four-model
+# ensembles), more than the suite's whole budget in CI; run it with LLMCOMP_README_BLOCKS=1 before changing a block.
+pytestmark = pytest.mark.skipif(
+    os.environ.get("LLMCOMP_README_BLOCKS") != "1",
+    reason="every README/docs block as written takes ~35 min on 2 cores: LLMCOMP_README_BLOCKS=1 runs it",
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
