@@ -281,7 +281,9 @@ def test_the_docs_judge_block_writes_the_gold_its_report_line_reads(shared_data,
         return shared_data / path.removeprefix("../shared/data/") if path.startswith("../shared/data/") else ROOT / path
 
     args = ["--train", real(data["TRAIN"]), "--test", real(data["TEST"]), *shlex.split(data.get("DATA_ARGS", ""))]
-    code, _, err = convert(capsys, data.get("ADAPTER", data["TASK"]), tmp_path / "data", *args, name=data["NAME"])
+    # the Makefile's spelling: ADAPTER= the format (default TASK), TASK= the dataset (NAME=, the old spelling, wins)
+    adapter, name = data.get("ADAPTER", data["TASK"]), data.get("NAME", data["TASK"])
+    code, _, err = convert(capsys, adapter, tmp_path / "data", *args, name=name)
     assert code == 0, err
     gold = report.get("GOLD", f"data/{report['TASK']}_{report.get('SPLIT', 'test')}.json")
     assert gold.startswith("data/") and (tmp_path / gold).is_file()
