@@ -105,16 +105,21 @@ def warn(err: BaseException) -> None:
     )
 
 
-def flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested dicts as dotted keys; values as text, cut to MLflow's limit."""
-    flat: dict[str, str] = {}
-    for key, value in params.items():
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (cut to MLflow's 250 characters); None values left out."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flat_params(value, f"{name}."))
+            flat.update(flatten(value, f"{name}."))
         elif value is not None:
-            flat[name[:250]] = str(value)[:PARAM_MAX]
+            flat[name[:250]] = value
     return flat
+
+
+def flat_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Parameters as dotted keys, values as text cut to MLflow's limit."""
+    return {key: str(value)[:PARAM_MAX] for key, value in flatten(params).items()}
 
 
 def finite(value: Any) -> float | None:

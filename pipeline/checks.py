@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import importlib.util
 import ipaddress
 import os
@@ -21,6 +20,7 @@ from typing import Any
 from pipeline.errors import RunError
 from pipeline.manifest import REDACTED, is_secret, redact_text
 from pipeline.presets import cuda_available
+from pipeline.supervise import folder_held_by
 
 
 def check_config(config: dict[str, Any], stage: str, where: str) -> None:
@@ -162,27 +162,6 @@ def check_device(config: dict[str, Any], where: str, cuda: bool | None = None) -
         )
 
 
-def training_in_progress(adapter: Path) -> str | None:
-    """'PID n' when a training run holds the adapter folder's lock (pipeline.supervise.RunLock), else None."""
-    import fcntl
-
-    lock = adapter.with_name(f".{adapter.name}.lock")
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as err:
-        if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return None
-        holder = os.pread(fd, 200, 0).decode(errors="replace").split()
-        return f"PID {holder[0]}" if holder else "another process"
-    finally:
-        os.close(fd)
-    return None
-
-
 def check_adapter(
     config: dict[str, Any], stage: str, model: str = "...", task: str = "...", base: Path | None = None
 ) -> None:
@@ -197,7 +176,7 @@ def check_adapter(
         local = found.exists() or path.is_absolute() or path.parts[:1] in (("saves",), (".",), ("..",))
         if not local or (found / "adapter_config.json").is_file():
             continue
-        holder = training_in_progress(found)
+        holder = folder_held_by(found)
         if holder:
             raise RunError(
                 f"{path} has no finished adapter yet: a training run ({holder}) is writing this folder; "

@@ -17,6 +17,36 @@ from typing import Any
 from pipeline.errors import RunError
 
 
+def lock_path(out_dir: Path) -> Path:
+    """saves/TASK/MODEL/.FOLDER.lock: the lock file of a run folder."""
+    return out_dir.with_name(f".{out_dir.name}.lock")
+
+
+def lock_holders(fd: int) -> list[str]:
+    """The PIDs a lock file holds (the runner's, then its trainer's), as RunLock.note wrote them."""
+    return os.pread(fd, 200, 0).decode(errors="replace").split()
+
+
+def folder_held_by(out_dir: Path) -> str | None:
+    """'PID n' while a run holds out_dir's lock (a shared lock is refused), else None (also without a lock file)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock_path(out_dir), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        holder = lock_holders(fd)
+        return f"PID {holder[0]}" if holder else "another process"
+    finally:
+        os.close(fd)
+    return None
+
+
 class RunLock:
     """One process per run folder: an exclusive flock on saves/TASK/MODEL/.FOLDER.lock, holder PIDs written inside.
 
@@ -27,13 +57,13 @@ class RunLock:
     def __init__(self, out_dir: Path, doing: str) -> None:
         import fcntl
 
-        self.path = out_dir.with_name(f".{out_dir.name}.lock")
+        self.path = lock_path(out_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
-            holder = os.pread(self.fd, 200, 0).decode(errors="replace").split()
+            holder = lock_holders(self.fd)
             os.close(self.fd)
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise

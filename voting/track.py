@@ -12,16 +12,13 @@ from typing import Any
 from core import tracking
 
 
-def numbers(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+def numbers(summary: Mapping[str, Any]) -> dict[str, float]:
     """Every number in the command's summary (nested keys dotted), as a metric."""
-    found: dict[str, float] = {}
-    for key, value in summary.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            found.update(numbers(value, f"{name}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            found[name[:250]] = float(value)
-    return found
+    return {
+        key: float(value)
+        for key, value in tracking.flatten(summary).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
 
 
 def member_runs(task: str, files: list[str]) -> str:
