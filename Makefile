@@ -242,13 +242,14 @@ report: $(STAMP) ## each model and the ensemble against GOLD (default: the label
 	$(LLMCOMP) report $(VOTE_ARGS) --out $(call q,$(SUB_DIR)/report)
 
 # k-fold cross-validation (issue #23): FOLDS LoRAs, each trained on the other folds, its held-out fold label-scored;
-# FOLD=k runs one fold only (one machine's share over a shared filesystem: docs/scale-out.md); MODEL=tfidf: the baseline
+# FOLD=k runs one fold only (one machine's share over a shared filesystem: docs/scale-out.md); MODEL=tfidf: the baseline;
+# MODEL=majority: the label frequencies; BASE=1: the model zero-shot, untrained (MODEL-base_oof.csv)
 FOLDS ?= 5
 FOLD ?=
 
-cv: setup ## k-fold LoRAs → predictions/TASK/MODEL_{oof,cv}.csv: make cv MODEL=m TASK=t FOLDS=5 [FOLD=k] [FRESH=1]
-	$(LLMCOMP) cv --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) \
-		--folds $(call q,$(FOLDS)) $(if $(FOLD),--fold $(call q,$(FOLD))) $(if $(FRESH),--fresh) $$ARGS
+cv: setup ## k-fold LoRAs → predictions/TASK/MODEL_{oof,cv}.csv: make cv MODEL=m TASK=t FOLDS=5 [FOLD=k] [FRESH=1] [SPLIT=dev] [BASE=1]
+	$(LLMCOMP) cv --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) --split $(call q,$(SPLIT)) \
+		--folds $(call q,$(FOLDS)) $(if $(FOLD),--fold $(call q,$(FOLD))) $(if $(FRESH),--fresh) $(if $(BASE),--base) $$ARGS
 
 # fitted ensembles over out-of-fold files (issue #23): every predictions/TASK/*_oof.csv, compared by nested CV
 METRIC ?=

@@ -106,6 +106,33 @@ def tfidf_predictions(
     ]
 
 
+def majority_predictions(
+    train: list[dict], test: list[dict], group_col: str | None = None, task: TaskSpec | None = None
+) -> list[dict]:
+    """The prior: every test row gets its group's train label frequencies as probabilities (logic: how often each
+    letter is the answer), the most frequent as prediction. A member that reads no text; what a model must beat."""
+    group_col = group_col or (task.group_col if task is not None else None)
+    group_of = group_key(group_col)
+    labels_all = sorted({r["output"] for r in train if r["output"] != ""}, key=lambda x: (len(x), x))
+    by_group: dict[str, list[dict]] = {}
+    for r in train:
+        by_group.setdefault(group_of(r), []).append(r)
+    counts = {group: Counter(r["output"] for r in rows if r["output"] != "") for group, rows in by_group.items()}
+    rows = []
+    for r in test:
+        seen = counts.get(group_of(r), Counter())
+        total = sum(seen.values()) or 1
+        rows.append(
+            {
+                "id": r["id"],
+                "prediction": fallback_label(by_group.get(group_of(r), train), [r], task),
+                **{f"prob_{c}": round(seen[c] / total, 6) for c in labels_all},
+                **({group_col: r[group_col]} if group_col and group_col in r else {}),
+            }
+        )
+    return rows
+
+
 NGRAM_MAX = 4  # longest keyword (in words) matched in the text; longer training keywords are never candidates
 WORD = re.compile(r"\w")  # a token with a letter or digit (jieba also yields spaces and punctuation)
 NOUN_FLAGS = ("n", "eng")  # jieba POS flags kept as single-word candidates: nouns (n, nr, ns, nz…) and English words

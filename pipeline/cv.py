@@ -13,7 +13,10 @@ every fold model (`llmcomp cv`, `make cv MODEL=m TASK=t FOLDS=5 [FOLD=k]`).
 
 `--fold K` runs one fold (several machines can each take folds over a shared filesystem); a finished fold is
 skipped, an interrupted one resumes from its last complete checkpoint; the OOF and cv files are written once every
-fold is finished. MODEL=tfidf: the TF-IDF baseline (pipeline/baseline.py) fitted per fold, in seconds.
+fold is finished. MODEL=tfidf: the TF-IDF baseline (pipeline/baseline.py) fitted per fold, in seconds;
+MODEL=majority: the other folds' label frequencies (the prior, logic's majority letter). `--base` (BASE=1): the
+model zero-shot, no training (MODEL-base_oof.csv: every fold's held-out rows scored by the base model, the split
+scored once), so that untrained models can join a fitted ensemble.
 Free-text tasks (QA, keywords) are not cross-validated here: their OOF generations are future work.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,21 +36,28 @@ from core.fileio import atomic_files, atomic_write_csv, atomic_write_json
 from core.origin import file_sha256, read_origin, record_origin
 from core.paths import predictions_csv, stage_dir
 from core.records import read_records
-from pipeline.baseline import tfidf_predictions
+from pipeline.baseline import majority_predictions, tfidf_predictions
 from pipeline.errors import RunError
 from pipeline.folds import assign_folds, check_foldable, fold_summary, folds_sha256
 from pipeline.run import Run, stage_main, stage_parser
 
-TFIDF = "tfidf"
+TFIDF, MAJORITY = "tfidf", "majority"
+FITTED_MEMBERS = {TFIDF: ("TF-IDF baseline", tfidf_predictions), MAJORITY: ("label frequencies", majority_predictions)}
+BASE_SUFFIX = "-base"
 
 
 def folds_file(run: Run) -> Path:
     return run.data_dir / f"{run.task}_folds.json"
 
 
-def fold_dir(run: Run, fold: int) -> Path:
-    """saves/TASK/MODEL/cv/fold-K."""
-    return stage_dir(run.task, run.model, "train").parent / "cv" / f"fold-{fold}"
+def member(run: Run, base: bool) -> str:
+    """The member's name in predictions/ (MODEL, or MODEL-base for the zero-shot model)."""
+    return run.model + (BASE_SUFFIX if base else "")
+
+
+def fold_dir(run: Run, fold: int, base: bool = False) -> Path:
+    """saves/TASK/MODEL/cv/fold-K (cv-base/ for the zero-shot model)."""
+    return stage_dir(run.task, run.model, "train").parent / ("cv-base" if base else "cv") / f"fold-{fold}"
 
 
 def fold_dataset(run: Run, fold: int, part: str) -> str:
@@ -109,10 +120,15 @@ def write_fold_datasets(run: Run, records: list[dict], assignment: dict[str, int
         )
 
 
-def fold_finished(folder: Path, sha: str) -> bool:
+def scored_name(split: str) -> str:
+    """The fold folder's file of the split scored beside the held-out rows: test.csv, or SPLIT.csv (SPLIT=dev)."""
+    return f"{split}.csv"
+
+
+def fold_finished(folder: Path, sha: str, split: str = "test") -> bool:
     return all(
         (folder / name).is_file() and (read_origin(folder / name) or {}).get("folds_sha256") == sha
-        for name in ("heldout.csv", "test.csv")
+        for name in ("heldout.csv", scored_name(split))
     )
 
 
@@ -123,15 +139,22 @@ def check_fold_dir(folder: Path, fold: int, sha: str, fresh: bool) -> None:
         raise RunError(f"{folder} was trained on another fold assignment; FRESH=1 moves it aside and trains again")
 
 
-def score_namespace(run: Run, split: str, adapter: Path, out: Path, batch_size: int) -> argparse.Namespace:
-    """label_scoring.run's arguments: the fold's adapter on `split`, the scoring report inside the fold folder."""
+def score_namespace(
+    run: Run, split: str, folder: Path, out: Path, batch_size: int, base: bool = False
+) -> argparse.Namespace:
+    """label_scoring.run's arguments: the fold's adapter (none with `base`) on `split`, the scoring report inside
+    the fold folder."""
     return argparse.Namespace(
         model=run.model,
         task=run.task,
         data_dir=str(run.data_dir),
         split=split,
         limit=None,
-        overrides=[*run.overrides, f"adapter_name_or_path={adapter}", f"output_dir={adapter / 'predict'}"],
+        overrides=[
+            *run.overrides,
+            f"adapter_name_or_path={'' if base else folder}",
+            f"output_dir={folder / 'predict'}",
+        ],
         labels=None,
         calibrate=False,
         calibrate_on=None,
@@ -142,17 +165,22 @@ def score_namespace(run: Run, split: str, adapter: Path, out: Path, batch_size: 
     )
 
 
-def run_fold(run: Run, records: list[dict], saved: dict[str, Any], fold: int, fresh: bool, batch_size: int) -> None:
+def run_fold(
+    run: Run, records: list[dict], saved: dict[str, Any], fold: int, fresh: bool, batch_size: int, base: bool = False
+) -> None:
     """Train fold K on the other folds (resumed where interrupted), score its held-out rows and the test split."""
-    sha, folder = saved["sha256"], fold_dir(run, fold)
-    if not fresh and fold_finished(folder, sha):
+    sha, folder = saved["sha256"], fold_dir(run, fold, base)
+    if not fresh and fold_finished(folder, sha, run.split):
         print(f"[cv] fold {fold}: finished ({folder}), skipped", flush=True)
         return
     check_fold_dir(folder, fold, sha, fresh)
     write_fold_datasets(run, records, saved["assignment"], fold)
     heldout_split = f"cv-{fold}_heldout"
-    if run.model == TFIDF:
-        tfidf_fold(run, fold, folder, sha)
+    if run.model in FITTED_MEMBERS:
+        fitted_fold(run, fold, folder, sha)
+        return
+    if base:
+        base_fold(run, fold, folder, sha, batch_size)
         return
     from pipeline import label_scoring
     from pipeline.runs import run_stage
@@ -168,25 +196,46 @@ def run_fold(run: Run, records: list[dict], saved: dict[str, Any], fold: int, fr
         print(f"[cv] fold {fold}: training on the other folds → {folder}", flush=True)
         run_stage(fold_run, "train", fresh=fresh)
         atomic_write_json(folder / "fold.json", {"fold": fold, "folds_sha256": sha})
-    for split, name in ((heldout_split, "heldout.csv"), ("test", "test.csv")):
+    for split, name in ((heldout_split, "heldout.csv"), (run.split, scored_name(run.split))):
         label_scoring.run(score_namespace(run, split, folder, folder / name, batch_size))
         origin = read_origin(folder / name) or {}
         atomic_write_json(folder / name.replace(".csv", ".origin.json"), {**origin, "folds_sha256": sha})
-    print(f"[cv] fold {fold}: scored its held-out rows and the test split", flush=True)
+    print(f"[cv] fold {fold}: scored its held-out rows and the {run.split} split", flush=True)
 
 
-def tfidf_fold(run: Run, fold: int, folder: Path, sha: str) -> None:
-    """The TF-IDF baseline fitted on the other folds: its held-out rows and the test split."""
+def fitted_fold(run: Run, fold: int, folder: Path, sha: str) -> None:
+    """The TF-IDF baseline (or the label frequencies) fitted on the other folds: its held-out rows and the split."""
+    what, predict = FITTED_MEMBERS[run.model]
     train = read_records(run.data_file(f"cv-{fold}_train"))
-    for split, name in ((f"cv-{fold}_heldout", "heldout.csv"), ("test", "test.csv")):
+    for split, name in ((f"cv-{fold}_heldout", "heldout.csv"), (run.split, scored_name(run.split))):
         data_file = run.data_file(split)
-        rows = tfidf_predictions(train, read_records(data_file), task=run.spec)
+        rows = predict(train, read_records(data_file), task=run.spec)
         atomic_write_csv(folder / name, rows)
-        record_origin(
-            folder / name, data_file, split, None, f"TF-IDF baseline, fold {fold}", len(rows), folds_sha256=sha
-        )
+        record_origin(folder / name, data_file, split, None, f"{what}, fold {fold}", len(rows), folds_sha256=sha)
     atomic_write_json(folder / "fold.json", {"fold": fold, "folds_sha256": sha})
-    print(f"[cv] fold {fold}: TF-IDF fitted on the other folds → {folder}", flush=True)
+    print(f"[cv] fold {fold}: {what} fitted on the other folds → {folder}", flush=True)
+
+
+def base_fold(run: Run, fold: int, folder: Path, sha: str, batch_size: int) -> None:
+    """The base model, untrained: fold K's held-out rows label-scored; the split scored once (fold 0) and copied,
+    since every fold's "model" is the same."""
+    from pipeline import label_scoring
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = scored_name(run.split)
+    first = fold_dir(run, 0, base=True) / name
+    todo = [(f"cv-{fold}_heldout", "heldout.csv")]
+    if fold == 0 or (read_origin(first) or {}).get("folds_sha256") != sha:
+        todo.append((run.split, name))
+    else:
+        shutil.copyfile(first, folder / name)
+        atomic_write_json(folder / name.replace(".csv", ".origin.json"), read_origin(first) or {})
+    for split, out in todo:
+        label_scoring.run(score_namespace(run, split, folder, folder / out, batch_size, base=True))
+        origin = read_origin(folder / out) or {}
+        atomic_write_json(folder / out.replace(".csv", ".origin.json"), {**origin, "folds_sha256": sha})
+    atomic_write_json(folder / "fold.json", {"fold": fold, "folds_sha256": sha, "base": True})
+    print(f"[cv] fold {fold}: {run.model} zero-shot (no training) scored its held-out rows → {folder}", flush=True)
 
 
 def prob_columns(frames: list[pd.DataFrame]) -> list[str]:
@@ -194,12 +243,15 @@ def prob_columns(frames: list[pd.DataFrame]) -> list[str]:
     return [f"prob_{label}" for label in sorted(labels, key=lambda x: (len(x), x))]  # as label scoring orders them
 
 
-def write_oof_and_cv(run: Run, records: list[dict], saved: dict[str, Any]) -> tuple[Path, Path]:
+def write_oof_and_cv(run: Run, records: list[dict], saved: dict[str, Any], base: bool = False) -> tuple[Path, Path]:
     """MODEL_oof.csv (every train row, from its held-out fold, in train order) and MODEL_cv.csv (the test split,
     the fold models' probabilities averaged, the prediction their most probable label)."""
     folds, sha = saved["folds"], saved["sha256"]
-    held = [pd.read_csv(fold_dir(run, k) / "heldout.csv", dtype=str, keep_default_na=False) for k in range(folds)]
-    tests = [pd.read_csv(fold_dir(run, k) / "test.csv", dtype=str, keep_default_na=False) for k in range(folds)]
+    held = [pd.read_csv(fold_dir(run, k, base) / "heldout.csv", dtype=str, keep_default_na=False) for k in range(folds)]
+    tests = [
+        pd.read_csv(fold_dir(run, k, base) / scored_name(run.split), dtype=str, keep_default_na=False)
+        for k in range(folds)
+    ]
     columns = prob_columns(held + tests)
     oof = pd.concat([f.assign(fold=str(k)) for k, f in enumerate(held)], ignore_index=True)
     oof = oof.set_index("id").reindex([str(r["id"]) for r in records]).reset_index()
@@ -217,17 +269,24 @@ def write_oof_and_cv(run: Run, records: list[dict], saved: dict[str, Any]) -> tu
     for column in tests[0].columns:
         if column not in cv.columns and not column.startswith("prob_") and column != "prediction":
             cv[column] = tests[0][column]
-    oof_path, cv_path = (predictions_csv(run.task, run.model + suffix) for suffix in ("_oof", "_cv"))
+    oof_path = predictions_csv(run.task, member(run, base) + "_oof")
+    cv_path = predictions_csv(run.task, member(run, base) + "_cv", split=run.split)
     atomic_write_csv(oof_path, oof.to_dict("records"))
-    made_by = f"{folds}-fold cross-validation of {run.model}"
+    made_by = f"{folds}-fold cross-validation of {member(run, base)}"
     record_origin(oof_path, run.data_file("train"), "train", None, made_by, len(oof), folds_sha256=sha, folds=folds)
     atomic_write_csv(cv_path, cv.to_dict("records"))
-    run.record_origin(cv_path, run.data_file("test"), len(cv), made_by + ", fold models averaged", folds_sha256=sha)
+    run.record_origin(cv_path, run.data_file(), len(cv), made_by + ", fold models averaged", folds_sha256=sha)
     return oof_path, cv_path
 
 
 def cross_validate(
-    run: Run, folds: int, fold: int | None, seed: int = 0, fresh: bool = False, batch_size: int = 16
+    run: Run,
+    folds: int,
+    fold: int | None,
+    seed: int = 0,
+    fresh: bool = False,
+    batch_size: int = 16,
+    base: bool = False,
 ) -> int:
     """The stage: folds assigned (or read), the folds asked for run, the OOF and cv files once all are finished."""
     if run.spec is not None and run.spec.free_text:
@@ -235,30 +294,35 @@ def cross_validate(
             f"task {run.spec.name} ({run.task}) has free-text answers: cross-validation here label-scores held-out "
             "rows; OOF generations for free text are not supported yet"
         )
+    if base and run.model in FITTED_MEMBERS:
+        raise RunError(f"--base (BASE=1) is a language model zero-shot; {run.model} is fitted on the other folds")
     if fold is not None and not 0 <= fold < folds:
         raise RunError(f"FOLD={fold}: expected a fold from 0 to {folds - 1} (FOLDS={folds})")
     records, saved = read_or_assign(run, folds, seed)
     for k in range(folds) if fold is None else (fold,):
-        run_fold(run, records, saved, k, fresh, batch_size)
-    waiting = [k for k in range(folds) if not fold_finished(fold_dir(run, k), saved["sha256"])]
+        run_fold(run, records, saved, k, fresh, batch_size, base)
+    waiting = [k for k in range(folds) if not fold_finished(fold_dir(run, k, base), saved["sha256"], run.split)]
     if waiting:
         print(f"[cv] folds {', '.join(map(str, waiting))} not finished yet: the OOF file waits for them", flush=True)
         return 0
-    oof, cv = write_oof_and_cv(run, records, saved)
-    print(f"[cv] {folds} folds finished → {oof} (out-of-fold) and {cv} (test, fold models averaged)", flush=True)
+    oof, cv = write_oof_and_cv(run, records, saved, base)
+    print(f"[cv] {folds} folds finished → {oof} (out-of-fold) and {cv} ({run.split}, fold models averaged)", flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser("python -m pipeline.cv", __doc__, split=False, limit=False)
+    parser = stage_parser("python -m pipeline.cv", __doc__, limit=False)
     parser.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     parser.add_argument("--fold", type=int, help="run this fold only (0-based): one machine's share")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     parser.add_argument("--fresh", action="store_true", help="train the asked folds again (old runs moved aside)")
     parser.add_argument("--batch-size", type=int, default=16, help="label scoring batch size")
+    parser.add_argument("--base", action="store_true", help="the model zero-shot: no training (MODEL-base_oof.csv)")
     args = parser.parse_intermixed_args(argv)
     return stage_main(
-        lambda: cross_validate(Run.from_args(args), args.folds, args.fold, args.seed, args.fresh, args.batch_size)
+        lambda: cross_validate(
+            Run.from_args(args), args.folds, args.fold, args.seed, args.fresh, args.batch_size, args.base
+        )
     )
 
 

@@ -132,3 +132,35 @@ def test_make_cv_fit_ensemble_and_vote_end_to_end_with_a_resumed_fold(tiny_model
         tmp_path, "vote", "TASK=toy", "DATA_DIR=data", "ENSEMBLE=submissions/toy/ensemble.json", check=False
     )
     assert refused.returncode != 0 and "member tfidf" in refused.stderr and "changed since" in refused.stderr
+
+
+def test_zero_shot_and_label_frequency_members_on_the_dev_split(tiny_model, tmp_path):
+    """BASE=1: the untrained model's OOF file (no training run, the split scored once and shared by every fold);
+    MODEL=majority: the other folds' label frequencies; SPLIT=dev: the cv files are the dev split's, in its folder."""
+    data = tmp_path / "data"
+    write_dataset(data, "toy_train", toy_records(12, "train", 0, even=True))
+    write_dataset(data, "toy_dev", toy_records(5, "dev", 1))
+    args = f"model_name_or_path={tiny_model}"
+    cv = ("cv", "TASK=toy", "FOLDS=2", "DATA_DIR=data", "SPLIT=dev")
+    run_make(tmp_path, *cv, "MODEL=tiny", "BASE=1", env={"ARGS": args})
+    run_make(tmp_path, *cv, "MODEL=majority")
+    folds = json.loads((data / "toy_folds.json").read_text())
+    base = tmp_path / "saves/toy/tiny/cv-base"
+    assert not list(base.rglob("adapter_config.json")) and not (tmp_path / "saves/toy/tiny/cv").exists()
+    assert (base / "fold-0/dev.csv").read_text() == (base / "fold-1/dev.csv").read_text()  # scored once
+    oof = pd.read_csv(tmp_path / "predictions/toy/tiny-base_oof.csv", dtype=str)
+    assert dict(zip(oof["id"], oof["fold"].astype(int), strict=True)) == folds["assignment"]
+    assert len(pd.read_csv(tmp_path / "predictions/toy/dev/tiny-base_cv.csv")) == 5
+    origin = json.loads((tmp_path / "predictions/toy/dev/majority_cv.origin.json").read_text())
+    assert origin["split"] == "dev" and origin["folds_sha256"] == folds["sha256"]
+    prior = pd.read_csv(tmp_path / "predictions/toy/majority_oof.csv")
+    for k in (0, 1):  # fold k's probabilities: the label shares of the other fold's rows
+        other = [r["output"] for r in toy_records(12, "train", 0, even=True) if folds["assignment"][r["id"]] != k]
+        assert prior[prior["fold"] == k]["prob_1"].round(4).unique().tolist() == [round(other.count("1") / 6, 4)]
+    refused = run_make(tmp_path, *cv, "MODEL=tfidf", "BASE=1", check=False)
+    assert refused.returncode != 0 and "fitted on the other folds" in refused.stderr
+    fitted = run_make(tmp_path, "fit-ensemble", "TASK=toy", "DATA_DIR=data")
+    assert {m["name"] for m in json.loads((tmp_path / "submissions/toy/ensemble.json").read_text())["members"]} == {
+        "tiny-base",
+        "majority",
+    }, fitted.stdout

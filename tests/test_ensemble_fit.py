@@ -15,7 +15,7 @@ from helpers import write_dataset
 from core.origin import origin_path
 from core.tasks import labels_task
 from voting.cli import main as voting_main
-from voting.fit import Context, bootstrap, fit_greedy, fit_powell, fit_stacked, nested_cv
+from voting.fit import Context, bootstrap, fit_bias, fit_greedy, fit_powell, fit_stacked, nested_cv, score
 
 N, FOLDS = 400, 5
 
@@ -30,6 +30,25 @@ def synthetic(seed: int = 0, n: int = N, labels: int = 2) -> tuple[np.ndarray, n
     signal[np.arange(n), guess] = 0.7
     noise = rng.dirichlet(np.ones(labels), n)
     return np.stack([signal, noise]), y, np.arange(n) % FOLDS
+
+
+def test_the_decision_bias_recovers_an_imbalanced_task_that_argmax_predicts_as_one_label():
+    """CoLA's shape: 70% of rows "1", every probability of "1" above 0.5 but higher where gold is "1": argmax says
+    "1" everywhere (MCC 0); the fitted bias moves the boundary between the two groups (MCC near 1)."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(N) < 0.7).astype(int)
+    p1 = np.clip(np.where(y == 1, 0.8, 0.6) + rng.normal(0, 0.03, N), 0.51, 0.99)
+    probs, mask = np.stack([1 - p1, p1], axis=1), np.ones((N, 2), dtype=bool)
+    ctx = Context(["m"], ["0", "1"], "mcc")
+    assert score(y, probs.argmax(axis=1), ctx) == 0.0
+    bias = fit_bias(probs, mask, y, ctx)
+    assert bias[0] == 0.0 and score(y, np.argmax(np.log(probs) + bias, axis=1), ctx) > 0.9
+    # a label a row may not take is never chosen, whatever its bias
+    three = np.hstack([probs * 0.5, np.full((N, 1), 0.5)])
+    only_two = np.ones((N, 3), dtype=bool)
+    only_two[:, 2] = False
+    bias3 = fit_bias(three, only_two, y, Context(["m"], ["0", "1", "2"], "accuracy"))
+    assert not (np.argmax(np.where(only_two, np.log(three), -np.inf) + bias3, axis=1) == 2).any()
 
 
 def test_noise_member_gets_the_lower_weight_and_the_fit_is_no_worse_than_the_best_member():

@@ -13,7 +13,8 @@ Methods: each member alone; plurality (ties: the member best on the fitting rows
 greedy ensemble selection with replacement on the log-loss (Caruana et al. 2004; AutoGluon's weighted ensemble);
 weights fitted by Powell on the log-loss (softmax-parametrised); a stacked multinomial logistic regression on the
 members' log-probabilities; for ordinal numeric labels (judge 1–5) the soft vote's expected score Σ p(k)·k with
-cut points fitted on the metric.
+cut points fitted on the metric. The three fitted methods (greedy, Powell, stacked) end with a per-label decision
+bias fitted on the metric (`fit_bias`): log-loss fits alone predict the majority label on an imbalanced task.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from voting.rules import decide, vote_counts
 EPS = 1e-6  # probabilities are clipped to [EPS, 1] before a log
 GREEDY_ROUNDS = 40  # ensemble selection: members added (with replacement), the best prefix kept
 BOOTSTRAP = 1000
+BIAS_GRID, BIAS_ROUNDS = 64, 2  # fit_bias: candidate biases per label, passes over the labels
 ORDINAL_MIN = 3  # an ordinal scale has at least this many numeric labels
 
 
@@ -264,12 +266,53 @@ def proba_ordinal(params: Params, P: np.ndarray, mask: np.ndarray, ctx: Context)
     return probs
 
 
+def fit_bias(probs: np.ndarray, mask: np.ndarray, y: np.ndarray, ctx: Context) -> np.ndarray:
+    """Per-label log-biases b maximising the metric of argmax(log p + b) on these rows: the decision rule fitted to
+    the task's metric. Probabilities fitted on the log-loss put the majority label first on almost every row of an
+    imbalanced task (CoLA: MCC 0); the bias moves the boundary. Coordinate ascent, label 0 the reference, each
+    label's candidates the quantiles of the bias at which it starts winning a row."""
+    logp = np.where(mask, np.log(np.clip(probs, EPS, 1.0)), -np.inf)
+    bias = np.zeros(len(ctx.labels))
+    best = score(y, np.argmax(logp + bias, axis=1), ctx)  # masked labels: -inf
+    for _ in range(BIAS_ROUNDS):
+        for k in range(1, len(ctx.labels)):
+            others = np.where(np.arange(len(bias)) == k, -np.inf, logp + bias).max(axis=1)
+            wins_at = (others - logp[:, k])[mask[:, k]]
+            wins_at = wins_at[np.isfinite(wins_at)]
+            if not wins_at.size:
+                continue
+            for candidate in np.unique(np.quantile(wins_at, np.linspace(0, 1, BIAS_GRID))) + 1e-9:
+                trial = bias.copy()
+                trial[k] = candidate
+                figure = score(y, np.argmax(logp + trial, axis=1), ctx)
+                if figure > best + 1e-12:
+                    best, bias = figure, trial
+    return bias
+
+
+def with_bias(
+    method: tuple[Callable[..., Params], Callable[..., np.ndarray]],
+) -> tuple[Callable[..., Params], Callable[..., np.ndarray]]:
+    """A fitted method followed by its decision bias (fit_bias) fitted on the same rows; stored as params["bias"]."""
+    fit, proba = method
+
+    def fit_then_bias(P: np.ndarray, mask: np.ndarray, y: np.ndarray, ctx: Context) -> Params:
+        params = fit(P, mask, y, ctx)
+        return {**params, "bias": fit_bias(proba(params, P, mask, ctx), mask, y, ctx).round(6).tolist()}
+
+    def proba_with_bias(params: Params, P: np.ndarray, mask: np.ndarray, ctx: Context) -> np.ndarray:
+        bias = np.asarray(params.get("bias", np.zeros(len(ctx.labels))))
+        return masked(proba(params, P, mask, ctx) * np.exp(bias - bias.max()), mask)
+
+    return fit_then_bias, proba_with_bias
+
+
 COMBINERS: dict[str, tuple[Callable[..., Params], Callable[..., np.ndarray]]] = {
     "plurality": (fit_plurality, proba_plurality),
     "soft": (fit_soft, proba_weights),
-    "greedy": (fit_greedy, proba_weights),
-    "powell": (fit_powell, proba_weights),
-    "stacked": (fit_stacked, proba_stacked),
+    "greedy": with_bias((fit_greedy, proba_weights)),
+    "powell": with_bias((fit_powell, proba_weights)),
+    "stacked": with_bias((fit_stacked, proba_stacked)),
     "ordinal": (fit_ordinal, proba_ordinal),
 }
 FITTED = (
