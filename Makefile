@@ -195,16 +195,20 @@ predict-all: ## predict with MODELS (default the seed's four) in sequence
 export: setup ## merge LoRA into the base model → saves/TASK/MODEL/merged (+ Ollama Modelfile) [CHECKPOINT=best|N]
 	$(LLMCOMP) export --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) $(CHECKPOINT_ARG) $$ARGS
 
-# the split select and sweep score: dev unless SPLIT= names another (SPLIT's own default, test, is the submission's split)
+# the split select and sweep score: dev unless SPLIT= names another (SPLIT's own default, test, is the submission's split);
+# CALIBRATE=N: each figure after label scoring's per-label biases fitted on N train rows (imbalanced labels: CoLA)
+CALIBRATE ?=
+override CALIBRATE_ARG = $(if $(CALIBRATE),--calibrate $(call q,$(CALIBRATE)))
 override SELECT_SPLIT = $(if $(filter command line environment override,$(origin SPLIT)),$(SPLIT),dev)
 
-select: setup ## label-score every checkpoint of saves/TASK/MODEL/lora on dev [SPLIT=]: table, selection.png, best → CHECKPOINT=best
+select: setup ## label-score every checkpoint of saves/TASK/MODEL/lora on dev [SPLIT=] [CALIBRATE=N]: table, selection.png, best → CHECKPOINT=best
 	$(LLMCOMP) select --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SELECT_SPLIT)) \
-		--data-dir $(call q,$(DATA_DIR)) $$ARGS
+		--data-dir $(call q,$(DATA_DIR)) $(CALIBRATE_ARG) $$ARGS
 
-sweep: setup ## Optuna study of LoRA runs on dev: make sweep MODEL=m TASK=t TRIALS=20 [SPACE=sweep.yaml] → saves/TASK/MODEL/sweep/best.yaml
+sweep: setup ## Optuna study of LoRA runs on dev: make sweep MODEL=m TASK=t TRIALS=20 [SPACE=sweep.yaml] [CALIBRATE=N] → saves/TASK/MODEL/sweep/best.yaml
 	$(LLMCOMP) sweep --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SELECT_SPLIT)) \
-		--data-dir $(call q,$(DATA_DIR)) --trials $(call q,$(TRIALS)) $(if $(SPACE),--space $(call q,$(SPACE))) $$ARGS
+		--data-dir $(call q,$(DATA_DIR)) --trials $(call q,$(TRIALS)) $(if $(SPACE),--space $(call q,$(SPACE))) \
+		$(CALIBRATE_ARG) $$ARGS
 
 # the split's and the trial's own folders (core/paths.py split_folder): predictions/TASK/ holds every test row's,
 # predictions/TASK/dev/ and predictions/TASK/test-limit3/ (LIMIT=3) the others; submissions/ likewise

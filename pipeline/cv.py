@@ -26,6 +26,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,11 @@ from pipeline.folds import assign_folds, check_foldable, fold_summary, folds_sha
 from pipeline.run import Run, stage_main, stage_parser
 
 TFIDF, MAJORITY = "tfidf", "majority"
-FITTED_MEMBERS = {TFIDF: ("TF-IDF baseline", tfidf_predictions), MAJORITY: ("label frequencies", majority_predictions)}
+# a member fitted per fold in-process: (what it is, predict(train, rows, task=) → [{id, prediction, prob_*}])
+FITTED_MEMBERS: dict[str, tuple[str, Callable[..., list[dict]]]] = {
+    TFIDF: ("TF-IDF baseline", tfidf_predictions),
+    MAJORITY: ("label frequencies", majority_predictions),
+}
 BASE_SUFFIX = "-base"
 
 

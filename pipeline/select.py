@@ -77,28 +77,49 @@ def candidates(run_dir: Path, final: bool = True) -> list[Candidate]:
     return out
 
 
-def entry_key(candidate: Candidate, data_sha256: str) -> str:
-    return f"{candidate.name}|{candidate.state_sha256}|{data_sha256}"
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How a checkpoint is label-scored: the batch size, and how many train rows label scoring fits its per-label
+    biases on first (`--calibrate N`, CALIBRATE=N; 0: the raw scores). On an imbalanced task raw scores can put the
+    majority label first on every row of every checkpoint (CoLA with SmolLM2: MCC 0 throughout), which leaves
+    nothing to choose by; the calibrated figure ranks them."""
+
+    batch_size: int = 16
+    calibration_rows: int = 0
 
 
-def scoring_args(run: Run, out: Path, batch_size: int) -> argparse.Namespace:
+RAW_SCORES = ScoringOptions()
+
+
+def entry_key(candidate: Candidate, data_sha256: str, how: ScoringOptions = RAW_SCORES) -> str:
+    """selection.json's key of one figure: the checkpoint, its weights' state, the split's data, the calibration."""
+    calibrated = f"|calibrated-{how.calibration_rows}" if how.calibration_rows else ""
+    return f"{candidate.name}|{candidate.state_sha256}|{data_sha256}{calibrated}"
+
+
+def scoring_args(run: Run, out: Path, how: ScoringOptions) -> argparse.Namespace:
     """label_scoring's options (its own parser's defaults) with the predictions written to `out`."""
-    args = label_scoring.build_parser().parse_args(["--task", run.task, "--batch-size", str(batch_size)])
+    argv = ["--task", run.task, "--batch-size", str(how.batch_size)]
+    if how.calibration_rows:
+        argv += ["--calibrate", "--calibration-rows", str(how.calibration_rows)]
+    args = label_scoring.build_parser().parse_args(argv)
     args.out = str(out)
     return args
 
 
-def score_candidate(run: Run, candidate: Candidate, run_dir: Path, data_sha256: str, batch_size: int = 16) -> dict:
+def score_candidate(
+    run: Run, candidate: Candidate, run_dir: Path, data_sha256: str, how: ScoringOptions = RAW_SCORES
+) -> dict:
     """Label-score one checkpoint on the run's split; its entry for selection.json (figures, where, when)."""
     out_dir = run_dir / "selection" / run.split
     scoring = run.with_overrides(f"adapter_name_or_path={candidate.path}")
     start = time.perf_counter()
     report = label_scoring.score_split(
         scoring,
-        scoring_args(run, out_dir / f"{candidate.name}.csv", batch_size),
+        scoring_args(run, out_dir / f"{candidate.name}.csv", how),
         report_json=out_dir / "reports" / f"{candidate.name}.json",
     )
-    figures = report["raw"]["metrics"]
+    figures = report["calibrated" if how.calibration_rows else "raw"]["metrics"]
     if figures is None:
         raise RunError(f"{run.data_file()} has rows without a gold output: selection needs a labelled split (dev)")
     return {
@@ -109,6 +130,7 @@ def score_candidate(run: Run, candidate: Candidate, run_dir: Path, data_sha256: 
         "split": run.split,
         "data_sha256": data_sha256,
         "rows": figures["n"],
+        "calibration_rows": how.calibration_rows,
         **{key: round(float(figures[key]), 6) for key in METRICS},
         "seconds": round(time.perf_counter() - start, 1),
         "scored": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -125,28 +147,30 @@ def record_entry(run_dir: Path, key: str, entry: dict) -> None:
 
 
 def scored_entries(
-    run: Run, run_dir: Path, found: list[Candidate], batch_size: int = 16, say: Any = print
+    run: Run, run_dir: Path, found: list[Candidate], how: ScoringOptions = RAW_SCORES, say: Any = print
 ) -> list[dict]:
     """Each candidate's entry: from selection.json where its key is there, else scored now (and recorded)."""
     data_sha256 = file_sha256(run.data_file())
     entries = []
     for candidate in found:
-        key = entry_key(candidate, data_sha256)
+        key = entry_key(candidate, data_sha256, how)
         entry = read_selection(run_dir).get("scored", {}).get(key)
         if entry is None:
-            same = same_weights(candidate, found, run_dir, data_sha256)
+            same = same_weights(candidate, found, run_dir, data_sha256, how)
             if same is not None:  # the final adapter is the last checkpoint's weights: no second scoring
                 entry = {**same, "name": candidate.name, "path": str(candidate.path), "same_as": same["name"]}
                 entry["state_sha256"] = candidate.state_sha256
             else:
                 say(f"[select] scoring {candidate.name} (step {candidate.step}) on {run.task}_{run.split}")
-                entry = score_candidate(run, candidate, run_dir, data_sha256, batch_size)
+                entry = score_candidate(run, candidate, run_dir, data_sha256, how)
             record_entry(run_dir, key, entry)
         entries.append(entry)
     return entries
 
 
-def same_weights(candidate: Candidate, found: list[Candidate], run_dir: Path, data_sha256: str) -> dict | None:
+def same_weights(
+    candidate: Candidate, found: list[Candidate], run_dir: Path, data_sha256: str, how: ScoringOptions
+) -> dict | None:
     """The scored entry of the checkpoint whose adapter weights are byte-equal to the final adapter's, else None."""
     if candidate.name != "final":
         return None
@@ -158,7 +182,7 @@ def same_weights(candidate: Candidate, found: list[Candidate], run_dir: Path, da
     for other in found:
         twin = other.path / "adapter_model.safetensors"
         if other.step == candidate.step and other is not candidate and twin.is_file() and file_sha256(twin) == digest:
-            return scored.get(entry_key(other, data_sha256))
+            return scored.get(entry_key(other, data_sha256, how))
     return None
 
 
@@ -203,7 +227,7 @@ def plot_selection(entries: list[dict], metric: str, best: dict, path: Path, tit
     plt.close(fig)
 
 
-def select(run: Run, run_dir: Path | None = None, metric: str | None = None, batch_size: int = 16) -> dict:
+def select(run: Run, run_dir: Path | None = None, metric: str | None = None, how: ScoringOptions = RAW_SCORES) -> dict:
     """Score every checkpoint of the run (new ones only), print the table, draw the plot, record the best."""
     if "adapter_name_or_path" in run.override_dict or run.checkpoint:
         raise RunError(
@@ -219,9 +243,12 @@ def select(run: Run, run_dir: Path | None = None, metric: str | None = None, bat
             f"{run_dir} holds no complete checkpoint-N and no finished adapter: train first "
             f"(make train MODEL={run.model} TASK={run.task})"
         )
-    entries = scored_entries(run, run_dir, found, batch_size)
+    entries = scored_entries(run, run_dir, found, how)
     best = best_entry(entries, metric)
-    print(f"[select] {run.model} on {run.task}_{run.split} ({entries[0]['rows']} rows), picked by {metric}:")
+    calibrated = f", calibrated on {how.calibration_rows} train rows" if how.calibration_rows else ""
+    print(
+        f"[select] {run.model} on {run.task}_{run.split} ({entries[0]['rows']} rows{calibrated}), picked by {metric}:"
+    )
     print(table(entries, metric, best))
     plot = run_dir / "selection.png"
     plot_selection(entries, metric, best, plot, f"{run.model} on {run.task}_{run.split}: {metric} by step")
@@ -230,7 +257,7 @@ def select(run: Run, run_dir: Path | None = None, metric: str | None = None, bat
         selection.update(
             run=str(run_dir),
             best={**best, "metric": metric, "value": best[metric]},
-            latest=[entry_key(c, best["data_sha256"]) for c in found],
+            latest=[entry_key(c, best["data_sha256"], how) for c in found],
         )
         atomic_write_json(run_dir / SELECTION, selection)
     series = {key: [(int(e["step"]), e[key]) for e in entries if e.get(key) is not None] for key in METRICS}
@@ -238,7 +265,12 @@ def select(run: Run, run_dir: Path | None = None, metric: str | None = None, bat
         "select",
         run.task,
         f"select {run.model} {run.split}",
-        params={"metric": metric, "split": run.split, "checkpoints": len(entries)},
+        params={
+            "metric": metric,
+            "split": run.split,
+            "checkpoints": len(entries),
+            "calibration_rows": how.calibration_rows,
+        },
         metrics={f"best_{metric}": best[metric], "best_step": best["step"]},
         series={key: points for key, points in series.items() if points},
         tags={"folder": str(run_dir), "model": run.model, "split": run.split, "best": best["name"]},
@@ -257,8 +289,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.set_defaults(split="dev")
     parser.add_argument("--metric", choices=METRICS, help="what picks the best (default: the task's, MCC for CoLA)")
     parser.add_argument("--batch-size", type=int, default=16)
+    add_calibrate(parser)
     args = parser.parse_intermixed_args(argv)
-    return stage_main(lambda: select(Run.from_args(args), metric=args.metric, batch_size=args.batch_size))
+    how = ScoringOptions(args.batch_size, args.calibrate)
+    return stage_main(lambda: select(Run.from_args(args), metric=args.metric, how=how))
+
+
+def add_calibrate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--calibrate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="each figure after label scoring's per-label biases fitted on N train rows (CALIBRATE=N; imbalanced "
+        "labels such as CoLA's); default 0: raw scores",
+    )
 
 
 if __name__ == "__main__":

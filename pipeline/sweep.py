@@ -43,7 +43,7 @@ from core.paths import stage_dir
 from pipeline.errors import RunError, RunInterrupted
 from pipeline.run import Run, stage_main, stage_parser
 from pipeline.runs import run_stage
-from pipeline.select import METRICS, candidates, scored_entries
+from pipeline.select import METRICS, RAW_SCORES, ScoringOptions, add_calibrate, candidates, scored_entries
 from pipeline.sweep_space import Param, read_space, space_overrides, space_path
 from pipeline.track import folder_names
 
@@ -100,15 +100,9 @@ class CheckpointJudge(threading.Thread):
     """Scores each new complete checkpoint of a trial while it trains, reports it to Optuna at its step, and stops
     the trainer of a trial the pruner prunes (or whose loss became NaN). `judge()` runs the same in the caller."""
 
-    def __init__(self, trial: Any, run: Run, trial_dir: Path, metric: str, batch_size: int, poll: float = 2.0):
+    def __init__(self, trial: Any, run: Run, trial_dir: Path, metric: str, how: ScoringOptions, poll: float = 2.0):
         super().__init__(daemon=True)
-        self.trial, self.scoring, self.trial_dir, self.metric, self.batch_size = (
-            trial,
-            run,
-            trial_dir,
-            metric,
-            batch_size,
-        )
+        self.trial, self.scoring, self.trial_dir, self.metric, self.how = trial, run, trial_dir, metric, how
         self.poll, self.done, self.lock = poll, threading.Event(), threading.Lock()
         self.reported: set[int] = set()
         self.stopped: str | None = None  # why the trainer was stopped
@@ -127,7 +121,7 @@ class CheckpointJudge(threading.Thread):
                     self.stopped = f"NaN loss at step {nan}"
                     stop_trainer(self.trial_dir)
                     return
-                entry = scored_entries(self.scoring, self.trial_dir, [candidate], self.batch_size, say=self.say)[0]
+                entry = scored_entries(self.scoring, self.trial_dir, [candidate], self.how, say=self.say)[0]
                 self.trial.report(entry[self.metric], candidate.step)
                 self.reported.add(candidate.step)
                 self.say(
@@ -167,7 +161,7 @@ class Sweep:
     sweep_dir: Path
     study_name: str
     metric: str
-    batch_size: int = 16
+    how: ScoringOptions = RAW_SCORES
     current: int | None = None
 
     def objective(self, trial: Any) -> float:
@@ -179,7 +173,7 @@ class Sweep:
         training = scoring.with_overrides(f"output_dir={trial_dir}")
         self.current = trial.number
         print(f"[sweep] trial {trial.number} ({folder}): {params}", flush=True)
-        judge = CheckpointJudge(trial, scoring, trial_dir, self.metric, self.batch_size)
+        judge = CheckpointJudge(trial, scoring, trial_dir, self.metric, self.how)
         judge.start()
         try:
             run_stage(training, "train")
@@ -206,7 +200,7 @@ class Sweep:
         final = [c for c in candidates(trial_dir) if c.name == "final"]
         if not final:
             raise TrialFailed(f"{trial_dir} holds no final adapter after training")
-        value = scored_entries(scoring, trial_dir, final, self.batch_size)[0][self.metric]
+        value = scored_entries(scoring, trial_dir, final, self.how)[0][self.metric]
         print(f"[sweep] trial {trial.number}: {self.metric} {value:.3f} (final adapter)", flush=True)
         return float(value)
 
@@ -272,7 +266,7 @@ def sweep(
     prune_below: float | None = None,
     heartbeat: int = 60,
     metric: str | None = None,
-    batch_size: int = 16,
+    how: ScoringOptions = RAW_SCORES,
 ) -> Path:
     """Run the study until it holds `trials` trials; write its plots and best.yaml; return best.yaml's path."""
     path = space_path(run.model, space_file)
@@ -287,7 +281,7 @@ def sweep(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries, plots
     study = open_study(sweep_dir, seed, prune_below, heartbeat, name)
-    job = Sweep(run, space, sweep_dir, name, metric, batch_size)
+    job = Sweep(run, space, sweep_dir, name, metric, how)
     where = (
         "OPTUNA_STORAGE" if os.environ.get("OPTUNA_STORAGE") else sweep_dir / "study.db"
     )  # a URL may hold a password
@@ -382,12 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
         "long (its process died) is retried in its folder (default 60)",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="label scoring's batch size")
+    add_calibrate(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
-    options = (args.trials, args.space, args.seed, args.prune_below, args.heartbeat, args.metric, args.batch_size)
+    how = ScoringOptions(args.batch_size, args.calibrate)
+    options = (args.trials, args.space, args.seed, args.prune_below, args.heartbeat, args.metric, how)
     return stage_main(lambda: sweep(Run.from_args(args), *options))
 
 

@@ -87,6 +87,12 @@ def test_select_scores_each_checkpoint_once_and_predict_reads_the_best(tiny_mode
 
     again = run_make(tmp_path, "select", "MODEL=tiny", "TASK=cola_toy", *where)
     assert "[select] scoring" not in again.stdout and "best:" in again.stdout
+    # CALIBRATE=N: the calibrated figures, kept apart from the raw ones (each scored once, the raw ones stay)
+    calibrated = run_make(tmp_path, "select", "MODEL=tiny", "TASK=cola_toy", "CALIBRATE=8", *where)
+    assert calibrated.stdout.count("[select] scoring") == 2 and "calibrated on 8 train rows" in calibrated.stdout
+    scored = json.loads((run_dir / "selection.json").read_text())["scored"]
+    assert sorted(e["calibration_rows"] for e in scored.values()) == [0, 0, 0, 8, 8, 8]
+    assert all(key.endswith("|calibrated-8") == (e["calibration_rows"] == 8) for key, e in scored.items())
 
     run_make(tmp_path, "predict", "MODEL=tiny", "TASK=cola_toy", "CHECKPOINT=2", "LIMIT=2", *where)
     manifest = json.loads((tmp_path / "saves/cola_toy/tiny/predict/manifest.json").read_text())
