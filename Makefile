@@ -225,9 +225,10 @@ override VOTE_ARGS = $(foreach f,$(filter-out %_samples.csv %_oof.csv,$(wildcard
 	$(if $(GROUPS),--groups $(call q,$(GROUPS))) $(foreach g,$(TIE_ONLY),--tie-breaker-only $(call q,$(g)))
 
 # ENSEMBLE=submissions/TASK/ensemble.json (make fit-ensemble): the fitted ensemble applied to its members' cv files
-# instead of the four-way rule over predictions/TASK/*.csv
+# instead of the four-way rule over predictions/TASK/*.csv (SPLIT=dev: the members' dev cv files, make cv SPLIT=dev)
 ENSEMBLE ?=
-override ENSEMBLE_ARGS = --ensemble $(call q,$(ENSEMBLE)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR))
+override ENSEMBLE_ARGS = --ensemble $(call q,$(ENSEMBLE)) --task $(call q,$(TASK)) --data-dir $(call q,$(DATA_DIR)) \
+	--split $(call q,$(SPLIT))
 
 vote: $(STAMP) ## vote predictions/TASK/*.csv → submissions/TASK/ [TIE= WEIGHTS= SOFT=1 UNPARSED= MAX_UNPARSED=5%] [ENSEMBLE=] [LIMIT=N]
 	$(LLMCOMP) vote $(if $(ENSEMBLE),$(ENSEMBLE_ARGS),$(VOTE_ARGS)) --out $(call q,$(SUB_DIR)/voted.csv)

@@ -164,3 +164,7 @@ def test_zero_shot_and_label_frequency_members_on_the_dev_split(tiny_model, tmp_
         "tiny-base",
         "majority",
     }, fitted.stdout
+    # the fitted ensemble on the dev split's cv files (SPLIT=dev), into the split's own folder
+    run_make(tmp_path, "vote", "TASK=toy", "DATA_DIR=data", "SPLIT=dev", "ENSEMBLE=submissions/toy/ensemble.json")
+    assert len(pd.read_csv(tmp_path / "submissions/toy/dev/voted.csv")) == 5
+    assert not (tmp_path / "submissions/toy/voted.csv").exists()

@@ -15,7 +15,9 @@ What makes "as written" possible on a CPU, without a line changed:
   (tests/tiny_arch.py: its class, config shape and chat tokens); `make demo`'s SmolLM2 is models/tiny (the same
   `smollm2` template), the other blocks use the embedded models as they are;
 - sizes come through the environment, which make reads and a command line overrides: `ARGS` (exported by the
-  Makefile to every CLI) holds one step, batch 1 and 8 new tokens, `PORT` a free port;
+  Makefile to every CLI) holds one step, batch 1 and 8 new tokens, `PORT` a free port, `MODELS` two of the seed's
+  four (train-all, predict-all), `FOLDS` 2 and `TRIALS` 2 (the pages leave those to their defaults, 5 and 20);
+  `make runs` takes no LLaMA-Factory keys (its ARGS is `--json`), so its line runs with ARGS unset;
 - a line that starts a server in the foreground (`make webui`, `make webchat`) runs in the background until its port
   answers, then is stopped (its ARGS: max_new_tokens only, the keys a chat takes); a server a line starts with `&`
   is stopped when its block ends;
@@ -67,6 +69,21 @@ SKIPPED = {
     ("docs/scale-out.md", "Label scoring on N processes"): (
         "8 GPUs / 2 nodes; the CPU form (2 gloo ranks) runs in tests/test_sharded_scoring.py"
     ),
+    ("docs/scale-out.md", "Cross-validation folds on several GPUs or machines"): (
+        "one fold per GPU (CUDA_VISIBLE_DEVICES, `...` for the others); FOLD=k one at a time, a resumed fold and the "
+        "OOF file written once all are finished run in tests/test_cv.py"
+    ),
+    ("docs/scale-out.md", "Sweeps on several machines: one Optuna study"): (
+        "a PostgreSQL server on 10.0.0.1; two processes sharing one SQLite study run in tests/test_sweep.py"
+    ),
+    ("docs/ensembles.md", "Measured: CoLA and logic"): (
+        "the real-data measurement (an hour of 2-core training, docs/measured.md); the same commands on the tiny "
+        "model run in tests/test_cv.py and the block above"
+    ),
+    ("docs/selection.md", "Measured: a CoLA sweep with SmolLM2"): (
+        "the real-data measurement (40 minutes of 2-core training, docs/measured.md); a sweep on the tiny model "
+        "runs in tests/test_sweep.py and the blocks above"
+    ),
 }
 # lines left out of a block that runs, and why
 LEFT_OUT = {"make test": "the whole suite, this test included: it would run itself"}
@@ -90,7 +107,10 @@ SMALL_ARGS = (
     "preprocessing_num_workers=1 dataloader_num_workers=0 per_device_eval_batch_size=8 max_new_tokens=8"
 )
 CHAT_ARGS = "max_new_tokens=8"
-SERVERS = re.compile(r"^(?:\w+=\S+\s+)*make\s+(webui|webchat|chat)\b")  # foreground servers (no trailing &)
+SERVERS = re.compile(r"^(?:\w+=\S+\s+)*make\s+(webui|webchat|chat|tracking-ui)\b")  # foreground servers (no &)
+NO_ARGS = re.compile(r"^(?:\w+=\S+\s+)*make\s+runs\b")  # targets whose ARGS is not LLaMA-Factory keys
+# sizes the pages leave to make's defaults (FOLDS 5, TRIALS 20, the seed's four MODELS), smaller here
+SIZES = {"MODELS": "qwen2 glm4", "FOLDS": "2", "TRIALS": "2"}
 PROMISE = re.compile(r"→\s*(\S+)")
 
 
@@ -307,6 +327,8 @@ def script(block: Block, port: int) -> str:
         command = line.split(" #", 1)[0].strip()
         if command in LEFT_OUT:
             out.append(f"# left out ({LEFT_OUT[command]}): {line}")
+        elif NO_ARGS.match(command):
+            out.append(f"ARGS= {line}")
         elif SERVERS.match(command) and not command.endswith("&"):
             # a chat server takes inference keys only (LLaMA-Factory's infer parser refuses max_steps & co.)
             out += ["{", f"export ARGS={shlex.quote(CHAT_ARGS)}", line, "} &", f"until_up $! {port}"]
@@ -326,6 +348,7 @@ def run_block(block: Block, work: Path, timeout: float = 900) -> subprocess.Comp
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",  # docs/measured.md: two OpenMP threads wait for each other on a shared CPU
         "MAX_UNPARSED": "100%",
+        **SIZES,
     }
     if adapter_of(block) in UNPARSED:
         env["UNPARSED"] = UNPARSED[adapter_of(block) or ""]

@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ENSEMBLE.json",
         help="apply a fitted ensemble (llmcomp ensemble fit) to its members' cv files instead of voting FILES",
     )
+    vote.add_argument(
+        "--split",
+        default="test",
+        help="with --ensemble: the split whose cv files the members have (make cv SPLIT=; default test)",
+    )
     vote.add_argument("--gold", help="labelled records (or CSV id,label) to pick the default tie-breaker by")
     add_vote_options(vote)
     add_task_options(vote)
@@ -206,7 +211,7 @@ def command_vote(args: argparse.Namespace, task: TaskSpec) -> dict:
     if args.ensemble:
         if args.files:
             raise VotingError("vote --ensemble applies to the members' own cv files: give no FILES with it")
-        return vote_ensemble(args.ensemble, task, args.out)
+        return vote_ensemble(args.ensemble, task, args.out, args.split)
     if not args.files:
         raise VotingError("vote: give the predictions files, or --ensemble ENSEMBLE.json")
     origin = common_origin(args.files)  # members made from different splits or trials are refused

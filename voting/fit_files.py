@@ -22,6 +22,7 @@ import pandas as pd
 
 from core.fileio import atomic_open, atomic_write_frame, atomic_write_json, atomic_write_text, formula_safe_frame
 from core.origin import common_origin, copy_origin, file_sha256, read_origin
+from core.paths import split_folder
 from core.tasks import TaskSpec
 from voting import VotingError, first_items
 from voting.fit import (
@@ -265,8 +266,17 @@ def write_fit_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
-def read_ensemble(path: str | Path, task: TaskSpec) -> dict[str, Any]:
-    """ensemble.json, its members checked: each OOF file and cv file present and unchanged since the fit."""
+def split_cv(member: dict[str, Any], split: str) -> Path:
+    """A member's cv file of `split`: the test split's as fitted (ensemble.json), another split's in its folder
+    beside the OOF file (`make cv SPLIT=dev` → predictions/TASK/dev/MODEL_cv.csv)."""
+    if split == "test":
+        return Path(member["cv"])
+    return Path(member["oof"]).parent / split_folder(split) / f"{member['name']}{CV_SUFFIX}.csv"
+
+
+def read_ensemble(path: str | Path, task: TaskSpec, split: str = "test") -> dict[str, Any]:
+    """ensemble.json, its members checked: each OOF file and cv file present and unchanged since the fit (another
+    split's cv file: present and made by the same fold models)."""
     try:
         ensemble = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -276,11 +286,18 @@ def read_ensemble(path: str | Path, task: TaskSpec) -> dict[str, Any]:
     if ensemble.get("task") != task.name:
         raise VotingError(f"{path} was fitted for task {ensemble.get('task')!r}, not {task.name}")
     for member in ensemble["members"]:
+        member["cv"] = str(split_cv(member, split))
         for kind in ("oof", "cv"):
-            file, recorded = Path(member[kind]), member.get(f"{kind}_sha256")
+            file, recorded = (
+                Path(member[kind]),
+                member.get(f"{kind}_sha256") if kind == "oof" or split == "test" else None,
+            )
             if not file.is_file():
                 raise VotingError(
-                    f"member {member['name']}: {file} is missing (the ensemble {path} was fitted with it); "
+                    f"member {member['name']}: {file} is missing (the ensemble {path} was fitted with its OOF "
+                    f"file); make cv MODEL={member['name']} TASK=... SPLIT={split} writes it"
+                    if kind == "cv" and split != "test"
+                    else f"member {member['name']}: {file} is missing (the ensemble {path} was fitted with it); "
                     "make cv again or fit the ensemble again"
                 )
             if recorded is not None and file_sha256(file) != recorded:
@@ -294,9 +311,10 @@ def read_ensemble(path: str | Path, task: TaskSpec) -> dict[str, Any]:
     return ensemble
 
 
-def vote_ensemble(path: str | Path, task: TaskSpec, out: str | Path) -> dict[str, Any]:
-    """Apply ensemble.json to its members' cv files (the test split) → the voted file (id, prediction, prob_*)."""
-    ensemble = read_ensemble(path, task)
+def vote_ensemble(path: str | Path, task: TaskSpec, out: str | Path, split: str = "test") -> dict[str, Any]:
+    """Apply ensemble.json to its members' cv files (the test split's, or `split`'s) → the voted file (id,
+    prediction, prob_*)."""
+    ensemble = read_ensemble(path, task, split)
     names = [m["name"] for m in ensemble["members"]]
     cvs = [m["cv"] for m in ensemble["members"]]
     origin = common_origin(cvs)
