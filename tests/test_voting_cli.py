@@ -417,3 +417,18 @@ def test_default_tie_breaker_glm4_else_the_best_on_labelled_rows_else_asked(tmp_
     assert code == 0 and summary["tie_breaker"] == "glm4"
     code, _, err = run(["vote", a, b, "--task", "logic", "--out", out], capsys)
     assert code == 2 and "give --tie-breaker NAME (make: TIE=NAME), one of a, b" in err
+
+
+def test_unparsed_fill_must_be_a_label_of_the_filled_rows_group(tmp_path, capsys):
+    """Judge: UNPARSED=3 fills a 选择题 row (0/1) with a score: refused, naming the group and its labels; 1 is a
+    label of every dimension and fills it."""
+    rows = "id,prediction,dimension\n1,4,流畅性\n2,??,选择题\n3,5,规范性\n"
+    a = write(tmp_path / "glm4.csv", rows)
+    b = write(tmp_path / "qwen2.csv", rows.replace("1,4,", "1,3,"))
+    out = tmp_path / "v.csv"
+    common = ["vote", a, b, "--task", "judge", "--max-unparsed", "50%", "--out", out]
+    code, _, err = run([*common, "--unparsed", "3"], capsys)
+    assert code == 2 and "1 dimension 选择题 rows (labels 0, 1)" in err and "UNPARSED=" in err, err
+    assert not out.exists()
+    code, summary, _ = run([*common, "--unparsed", "1"], capsys)
+    assert code == 0 and read_csv(out)[1]["prediction"] == "1"

@@ -27,6 +27,7 @@ from voting.predictions import (
     report_unparsed,
 )
 from voting.rules import DECIDED_BY, NO_VOTE, VoteResult, ensemble_vote, self_consistency_vote
+from voting.rules import UNPARSED as UNPARSED_FILL
 
 DEFAULT_TIE_BREAKER = "glm4"  # the winning text-judging entry's designated model
 MAX_UNPARSED = 0.05  # a model whose share of abstaining rows is above this stops the vote
@@ -237,7 +238,39 @@ def vote_files(paths: Sequence[str], task: TaskSpec, options: VoteOptions) -> Vo
             f"{', '.join(paths)}: no model's text parsed on {int(no_vote.sum())} rows, ids "
             f"{first_items(files[0].ids[no_vote])}; fix them or give a label for them (--unparsed LABEL; UNPARSED= in make)"
         )
+    if options.unparsed is not None and task.groups:
+        check_filled_label(files, task, group_map, tb_index, options, result.decided_by == UNPARSED_FILL)
     return Vote(files, voted, result, unparsed, tie_breaker, why)
+
+
+def check_filled_label(
+    files: Sequence[Predictions],
+    task: TaskSpec,
+    group_map: dict[str, str] | None,
+    tb_index: int,
+    options: VoteOptions,
+    filled: np.ndarray,
+) -> None:
+    """UNPARSED= fills rows no model parsed; in a task whose groups have their own labels (judge: 1–5 scores, the
+    选择题 rows' letters) the label must be one the filled rows' group takes, else the submission holds a score where
+    a choice belongs."""
+    if not filled.any():
+        return
+    groups = row_groups(files, task, group_map, tb_index, options.groups)
+    wrong: dict[str, int] = {}
+    for group in groups[filled]:
+        labels = task.rules_for(str(group))[0] if str(group) in (task.groups or {}) else task.labels
+        if labels and options.unparsed not in labels:
+            wrong[str(group)] = wrong.get(str(group), 0) + 1
+    if wrong:
+        shown = "; ".join(
+            f"{count} {task.group_col} {group} rows (labels {', '.join(task.rules_for(group)[0] or ())})"
+            for group, count in wrong.items()
+        )
+        raise VotingError(
+            f"--unparsed {options.unparsed} (UNPARSED= in make) would fill rows whose group does not take it: {shown}; "
+            "give a label every filled row's group takes, or fix those predictions"
+        )
 
 
 def self_consistency(path: str | Path, task: TaskSpec, unparsed: str | None = None) -> tuple[pd.DataFrame, dict]:
