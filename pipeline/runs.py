@@ -41,6 +41,16 @@ AFTER_STOP = {
 }
 
 
+def say_row_cap(stage: str, config: dict[str, Any], trial: bool, given: bool) -> None:
+    """Say when max_samples cuts the dataset: LIMIT= (a trial run) or an override; the preset's own cap (100000,
+    above any dataset here) is not news."""
+    dataset = config["eval_dataset" if stage == "predict" else "dataset"]
+    if trial:
+        print(f"[{stage}] LIMIT: the first {config['max_samples']} rows of {dataset} only (a trial run)", flush=True)
+    elif given:
+        print(f"[{stage}] max_samples={config['max_samples']}: the first rows of {dataset} only", flush=True)
+
+
 def run_stage(
     run: Run,
     stage: str,
@@ -71,16 +81,10 @@ def run_stage(
     print(f"[{stage}] {run.model} on {run.task} → {out_dir}", flush=True)
     if stage in ("predict", "export") and run.checkpoint_choice:
         print(f"[{stage}] CHECKPOINT={run.checkpoint}: {config['adapter_name_or_path']}", flush=True)
-    if stage in ("train", "qlora") and config.get("max_samples"):
-        print(f"[{stage}] LIMIT: the first {config['max_samples']} rows of {config['dataset']} only (a trial run)")
     if stage == "predict":
         print(f"[{stage}] max_new_tokens {config.get('max_new_tokens')}: {run.budget_reason(config)}", flush=True)
-        if config.get("max_samples"):
-            print(
-                f"[{stage}] LIMIT: the first {config['max_samples']} rows of {config['eval_dataset']} only "
-                "(a trial run)",
-                flush=True,
-            )
+    if stage in ("train", "qlora", "predict") and config.get("max_samples"):
+        say_row_cap(stage, config, run.limit is not None, "max_samples" in overrides)
     if dry_run:
         print(yaml.safe_dump(redact(config), allow_unicode=True, sort_keys=False))
         return out_dir
