@@ -30,6 +30,7 @@ from core import InputError
 from core.fileio import atomic_write_text
 from core.records import common_system, load_dataset
 from pipeline.checks import check_adapter, is_loopback
+from pipeline.errors import RunError
 from pipeline.presets import ROOT, preset_path
 from pipeline.run import Run, run_arguments, stage_main
 
@@ -298,9 +299,25 @@ def dataset_system(run: Run) -> str | None:
     return None
 
 
+def chat_keys() -> set[str]:
+    """The keys LLaMA-Factory's chat parser takes (its _INFER_ARGS: model, data, finetuning, generation)."""
+    import dataclasses
+
+    from llamafactory.hparams.parser import _INFER_ARGS
+
+    return {f.name for cls in _INFER_ARGS for f in dataclasses.fields(cls)}
+
+
 def chat_config(run: Run) -> dict[str, Any]:
     """The predict preset's model identity with the task's adapter; key=value overrides last (empty drops a key).
     default_system is the dataset's system prompt where its records carry one (predict reads each row's)."""
+    refused = sorted(set(run.override_dict) - chat_keys())
+    if refused:
+        raise RunError(
+            f"chat takes LLaMA-Factory's model, data and generation keys; {', '.join(refused)} "
+            f"{'is not one' if len(refused) == 1 else 'are not'} (a training key?): leave "
+            f"{'it' if len(refused) == 1 else 'them'} out of ARGS="
+        )
     config = run.config("predict", cuda=False)
     chat = {key: config[key] for key in CHAT_KEYS if key in config}
     if "default_system" not in run.override_dict and (system := dataset_system(run)) is not None:

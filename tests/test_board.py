@@ -379,3 +379,13 @@ def test_board_loads_a_factory_preset_and_trains_under_saves(browser_tools, boar
     assert (out_dir / "adapter_model.safetensors").is_file(), sorted(p.name for p in out_dir.iterdir())
     trained = yaml.safe_load((out_dir / "training_args.yaml").read_text(encoding="utf-8"))
     assert trained["dataset"] == f"{TASK}_train" and trained["max_steps"] == 4
+
+
+def test_chat_and_webchat_refuse_training_keys_before_starting():
+    """`make webchat ARGS=max_steps=1` started, then died with LLaMA-Factory's parser traceback: one line now."""
+    for command in ("chat", "webchat"):
+        proc = run_board(
+            command, "--model", "smollm2", "--task", "judge_demo", "--dry-run", "max_steps=1", "save_steps=2"
+        )
+        assert proc.returncode == 2 and "max_steps, save_steps are not (a training key?)" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and not proc.stdout.strip()
