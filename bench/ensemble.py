@@ -64,6 +64,31 @@ def figures(codes: dict[str, np.ndarray], y: np.ndarray, ctx: Context, seed: int
     return out
 
 
+def markdown(result: dict) -> str:
+    """The figures as one table: each method's metric with its interval, on nested CV and on the split, and its
+    margins over the best raw and the best calibrated member with their paired intervals."""
+    parts = [part for part in ("nested_cv", *(k for k in result if k not in ("nested_cv",))) if part in result]
+    parts = [p for p in parts if isinstance(result[p], dict) and "methods" in result[p]]
+
+    def cell(figure: dict, key: str) -> str:
+        low, high = figure[f"{key}_ci95" if key != "metric" else "ci95"]
+        sign = "+" if key != "metric" else ""
+        return f"{figure[key]:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]"
+
+    head = ["method"]
+    for part in parts:
+        rows = result[part].get("rows", result.get("oof_rows"))
+        head += [f"{part} {result['metric']} ({rows} rows)", "− best member", "− best calibrated"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in result[parts[0]]["methods"]:
+        row = [name]
+        for part in parts:
+            figure = result[part]["methods"][name]
+            row += [cell(figure, "metric"), cell(figure, "margin"), cell(figure, "vs_calibrated")]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, help="the dataset name (predictions/TASK/*_oof.csv)")
@@ -72,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", help="comma-separated member names (default: every *_oof.csv)")
     parser.add_argument("--metric", help="default: the task's (voting.fit.default_metric)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--markdown", type=Path, help="also write the figures as a Markdown table to this file")
     args = parser.parse_args(argv)
 
     info = json.loads((args.data_dir / "dataset_info.json").read_text(encoding="utf-8"))
@@ -115,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         missing = [str(p) for p in [*cv_paths, gold_path] if not p.is_file()]
         print(f"[bench] no {args.split} figures: missing {', '.join(missing)}", file=sys.stderr)
     result["seconds"] = round(time.perf_counter() - started, 1)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(result), encoding="utf-8")
     print(json.dumps(result, ensure_ascii=False))
     return 0
 
