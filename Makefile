@@ -205,10 +205,10 @@ select: setup ## label-score every checkpoint of saves/TASK/MODEL/lora on dev [S
 	$(LLMCOMP) select --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SELECT_SPLIT)) \
 		--data-dir $(call q,$(DATA_DIR)) $(CALIBRATE_ARG) $$ARGS
 
-sweep: setup ## Optuna study of LoRA runs on dev: make sweep MODEL=m TASK=t TRIALS=20 [SPACE=sweep.yaml] [CALIBRATE=N] → saves/TASK/MODEL/sweep/best.yaml
+sweep: setup ## Optuna study of LoRA runs on dev: make sweep MODEL=m TASK=t TRIALS=20 [SPACE=sweep.yaml] [CALIBRATE=N] [TIMEOUT=s] → saves/TASK/MODEL/sweep/best.yaml
 	$(LLMCOMP) sweep --model $(call q,$(MODEL)) --task $(call q,$(TASK)) --split $(call q,$(SELECT_SPLIT)) \
 		--data-dir $(call q,$(DATA_DIR)) --trials $(call q,$(TRIALS)) $(if $(SPACE),--space $(call q,$(SPACE))) \
-		$(CALIBRATE_ARG) $$ARGS
+		$(CALIBRATE_ARG) $(if $(TIMEOUT),--timeout $(call q,$(TIMEOUT))) $$ARGS
 
 # the split's and the trial's own folders (core/paths.py split_folder): predictions/TASK/ holds every test row's,
 # predictions/TASK/dev/ and predictions/TASK/test-limit3/ (LIMIT=3) the others; submissions/ likewise

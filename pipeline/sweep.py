@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,8 +268,10 @@ def sweep(
     heartbeat: int = 60,
     metric: str | None = None,
     how: ScoringOptions = RAW_SCORES,
+    timeout: float | None = None,
 ) -> Path:
-    """Run the study until it holds `trials` trials; write its plots and best.yaml; return best.yaml's path."""
+    """Run the study until it holds `trials` trials (or, with `timeout`, until that many seconds have passed: no
+    trial starts after it, the running one finishes); write its plots and best.yaml; return best.yaml's path."""
     path = space_path(run.model, space_file)
     space = read_space(path)
     clash = sorted({p.name for p in space} & set(run.override_dict) | {"output_dir"} & set(run.override_dict))
@@ -287,9 +290,17 @@ def sweep(
     )  # a URL may hold a password
     print(f"[sweep] study {name} in {where}: {trials} trials", flush=True)
     print(f"[sweep] space {path}: {', '.join(p.name for p in space)}; {metric} on {run.task}_{run.split}", flush=True)
+    started = time.monotonic()
     while True:
         done, waiting = counted(study)
         if done >= trials and not waiting:
+            break
+        if timeout is not None and time.monotonic() - started >= timeout:
+            print(
+                f"[sweep] TIMEOUT={timeout:g} s passed: no new trial ({done} of {trials} in the study; "
+                "make sweep again continues it)",
+                flush=True,
+            )
             break
         job.current = None
         try:
@@ -377,13 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-size", type=int, default=16, help="label scoring's batch size")
     add_calibrate(parser)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="start no trial after SECONDS (TIMEOUT=); the running one finishes, the results are written",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
     how = ScoringOptions(args.batch_size, args.calibrate)
-    options = (args.trials, args.space, args.seed, args.prune_below, args.heartbeat, args.metric, how)
+    options = (args.trials, args.space, args.seed, args.prune_below, args.heartbeat, args.metric, how, args.timeout)
     return stage_main(lambda: sweep(Run.from_args(args), *options))
 
 

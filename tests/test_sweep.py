@@ -235,3 +235,21 @@ def test_ctrl_c_stops_the_trial_as_make_train_does_and_queues_it_again(tiny_mode
     assert manifest["status"] == "interrupted (SIGINT)"
     found = [(t.number, t.state.name, t.user_attrs.get("folder")) for t in trials(tmp_path)]
     assert found == [(0, "FAIL", "trial-0"), (1, "WAITING", "trial-0")]  # the next sweep resumes trial-0's folder
+
+
+@pytest.mark.slow
+def test_timeout_starts_no_trial_after_it_and_writes_the_results(tiny_model, tmp_path):
+    """TIMEOUT=: the first trial runs (no time had passed), none starts after; best.yaml is written from what ran."""
+    toy_data(tmp_path)
+    enqueue(tmp_path, {"max_steps": 1}, {"max_steps": 1})
+    result = subprocess.run(
+        sweep_command(tmp_path, tiny_model, "--trials", "5", "--timeout", "0.5"),
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [t.state.name for t in trials(tmp_path)] == ["COMPLETE", "WAITING"]
+    assert "TIMEOUT=0.5 s passed: no new trial (2 of 5" in result.stdout
+    assert (tmp_path / "saves/cola_toy/tiny/sweep/best.yaml").is_file()
