@@ -17,7 +17,9 @@ What makes "as written" possible on a CPU, without a line changed:
 - sizes come through the environment, which make reads and a command line overrides: `ARGS` (exported by the
   Makefile to every CLI) holds one step, batch 1 and 8 new tokens, `PORT` a free port, `MODELS` two of the seed's
   four (train-all, predict-all), `FOLDS` 2 and `TRIALS` 2 (the pages leave those to their defaults, 5 and 20);
-  `make runs` takes no LLaMA-Factory keys (its ARGS is `--json`), so its line runs with ARGS unset;
+  `make runs` takes no LLaMA-Factory keys (its ARGS is `--json`), so its line runs with ARGS unset; a `make sweep`
+  line gets a one-step search space (`SPACE=`, the preset's spaces set max_steps in the hundreds) and ARGS without
+  max_steps, the key the space decides;
 - a line that starts a server in the foreground (`make webui`, `make webchat`) runs in the background until its port
   answers, then is stopped (its ARGS: max_new_tokens only, the keys a chat takes); a server a line starts with `&`
   is stopped when its block ends;
@@ -108,7 +110,13 @@ SMALL_ARGS = (
 )
 CHAT_ARGS = "max_new_tokens=8"
 SERVERS = re.compile(r"^(?:\w+=\S+\s+)*make\s+(webui|webchat|chat|tracking-ui)\b")  # foreground servers (no &)
-NO_ARGS = re.compile(r"^(?:\w+=\S+\s+)*make\s+runs\b")  # targets whose ARGS is not LLaMA-Factory keys
+# targets whose ARGS takes no sizes: runs (its ARGS is --json), export (LLaMA-Factory's export parser refuses
+# training and generation keys)
+NO_ARGS = re.compile(r"^(?:\w+=\S+\s+)*make\s+(runs|export)\b")
+# a sweep decides the keys of its space (a preset's may set max_steps: 500-1500), and refuses them in ARGS: its
+# lines get a space of one step (SPACE=, which make reads from the environment) and ARGS without max_steps
+SWEEPS = re.compile(r"^(?:\w+=\S+\s+)*make\s+sweep\b")
+SWEEP_SPACE = "max_steps: 1\nlearning_rate: {low: 1.0e-4, high: 1.0e-3, log: true}\n"
 # sizes the pages leave to make's defaults (FOLDS 5, TRIALS 20, the seed's four MODELS), smaller here
 SIZES = {"MODELS": "qwen2 glm4", "FOLDS": "2", "TRIALS": "2"}
 PROMISE = re.compile(r"→\s*(\S+)")
@@ -291,6 +299,7 @@ def work_dir(tmp_path: Path, block: Block, twins: Path) -> Path:
     for path in TWINS.values():
         (work / path).parent.mkdir(parents=True, exist_ok=True)
         (work / path).symlink_to(twins / path)
+    (work / "sweep_space.yaml").write_text(SWEEP_SPACE, encoding="utf-8")
     for name, make_file in KITS.get(adapter_of(block) or "", {}).items():
         make_file(work / name)
     for relative in sorted(set(re.findall(r"\.\./shared/data/(\S+)", "\n".join(commands(block))))):
@@ -329,6 +338,9 @@ def script(block: Block, port: int) -> str:
             out.append(f"# left out ({LEFT_OUT[command]}): {line}")
         elif NO_ARGS.match(command):
             out.append(f"ARGS= {line}")
+        elif SWEEPS.match(command):
+            small = " ".join(word for word in SMALL_ARGS.split() if not word.startswith("max_steps="))
+            out.append(f"ARGS={shlex.quote(small)} SPACE=sweep_space.yaml {line}")
         elif SERVERS.match(command) and not command.endswith("&"):
             # a chat server takes inference keys only (LLaMA-Factory's infer parser refuses max_steps & co.)
             out += ["{", f"export ARGS={shlex.quote(CHAT_ARGS)}", line, "} &", f"until_up $! {port}"]
