@@ -170,6 +170,16 @@ def score_namespace(
     )
 
 
+def score_into(run: Run, split: str, folder: Path, name: str, sha: str, batch_size: int, base: bool = False) -> None:
+    """Label-score `split` with the fold's adapter (the base model with `base`) into folder/name; its origin
+    records the fold assignment."""
+    from pipeline import label_scoring
+
+    label_scoring.run(score_namespace(run, split, folder, folder / name, batch_size, base))
+    origin = read_origin(folder / name) or {}
+    atomic_write_json(folder / name.replace(".csv", ".origin.json"), {**origin, "folds_sha256": sha})
+
+
 def run_fold(
     run: Run, records: list[dict], saved: dict[str, Any], fold: int, fresh: bool, batch_size: int, base: bool = False
 ) -> None:
@@ -187,7 +197,6 @@ def run_fold(
     if base:
         base_fold(run, fold, folder, sha, batch_size)
         return
-    from pipeline import label_scoring
     from pipeline.runs import run_stage
 
     manifest = folder / "manifest.json"
@@ -202,9 +211,7 @@ def run_fold(
         run_stage(fold_run, "train", fresh=fresh)
         atomic_write_json(folder / "fold.json", {"fold": fold, "folds_sha256": sha})
     for split, name in ((heldout_split, "heldout.csv"), (run.split, scored_name(run.split))):
-        label_scoring.run(score_namespace(run, split, folder, folder / name, batch_size))
-        origin = read_origin(folder / name) or {}
-        atomic_write_json(folder / name.replace(".csv", ".origin.json"), {**origin, "folds_sha256": sha})
+        score_into(run, split, folder, name, sha, batch_size)
     print(f"[cv] fold {fold}: scored its held-out rows and the {run.split} split", flush=True)
 
 
@@ -224,8 +231,6 @@ def fitted_fold(run: Run, fold: int, folder: Path, sha: str) -> None:
 def base_fold(run: Run, fold: int, folder: Path, sha: str, batch_size: int) -> None:
     """The base model, untrained: fold K's held-out rows label-scored; the split scored once (fold 0) and copied,
     since every fold's "model" is the same."""
-    from pipeline import label_scoring
-
     folder.mkdir(parents=True, exist_ok=True)
     name = scored_name(run.split)
     first = fold_dir(run, 0, base=True) / name
@@ -236,9 +241,7 @@ def base_fold(run: Run, fold: int, folder: Path, sha: str, batch_size: int) -> N
         shutil.copyfile(first, folder / name)
         atomic_write_json(folder / name.replace(".csv", ".origin.json"), read_origin(first) or {})
     for split, out in todo:
-        label_scoring.run(score_namespace(run, split, folder, folder / out, batch_size, base=True))
-        origin = read_origin(folder / out) or {}
-        atomic_write_json(folder / out.replace(".csv", ".origin.json"), {**origin, "folds_sha256": sha})
+        score_into(run, split, folder, out, sha, batch_size, base=True)
     atomic_write_json(folder / "fold.json", {"fold": fold, "folds_sha256": sha, "base": True})
     print(f"[cv] fold {fold}: {run.model} zero-shot (no training) scored its held-out rows → {folder}", flush=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,14 +258,12 @@ def check_filled_label(
     if not filled.any():
         return
     groups = row_groups(files, task, group_map, tb_index, options.groups)
-    wrong: dict[str, int] = {}
-    for group in groups[filled]:
-        labels = task.rules_for(str(group))[0] if str(group) in (task.groups or {}) else task.labels
-        if labels and options.unparsed not in labels:
-            wrong[str(group)] = wrong.get(str(group), 0) + 1
+    counts = Counter(str(group) for group in groups[filled])
+    labels = {group: (task.groups or {}).get(group, (task.labels, {}))[0] or () for group in counts}
+    wrong = {group: count for group, count in counts.items() if labels[group] and options.unparsed not in labels[group]}
     if wrong:
         shown = "; ".join(
-            f"{count} {task.group_col} {group} rows (labels {', '.join(task.rules_for(group)[0] or ())})"
+            f"{count} {task.group_col} {group} rows (labels {', '.join(labels[group])})"
             for group, count in wrong.items()
         )
         raise VotingError(
