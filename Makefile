@@ -151,7 +151,7 @@ demo: $(STAMP) $(SMOLLM2) ## the whole pipeline on the embedded sample: data →
 	$(LLMCOMP) demo
 
 test: setup ## run the test suite (its set-up included)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25  # the slowest tests, for sizing CI (under 60 min on 2 cores)
 
 test-fast: setup ## the tests that need neither SmolLM2 nor the real data nor a browser, without the tiny-arch preset proofs
 	$(PY) -m pytest -q -m "not smollm2 and not gemma3 and not shared and not slow and not arch"

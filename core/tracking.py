@@ -56,6 +56,8 @@ def quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     import logging
 
+    import mlflow  # noqa: F401  (its import sets its loggers to INFO: the levels go after it)
+
     for name in ("alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

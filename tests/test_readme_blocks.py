@@ -47,17 +47,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-# Opt-in: every block as written takes about 35 minutes on 2 cores (45 LLaMA-Factory stages, three four-model
-# ensembles), more than the suite's whole budget in CI; run it with LLMCOMP_README_BLOCKS=1 before changing a block.
-OPT_IN = pytest.mark.skipif(
-    os.environ.get("LLMCOMP_README_BLOCKS") != "1",
-    reason="every README/docs block as written takes ~35 min on 2 cores: LLMCOMP_README_BLOCKS=1 runs it",
-)
+# Two blocks at a time: a block's stages run one after another on one thread each (OMP_NUM_THREADS=1), so a second
+# block uses the other core. Every block as written takes ~25 min of one core on this 2-core machine.
+WORKERS = int(os.environ.get("LLMCOMP_BLOCK_WORKERS", "2"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -334,6 +333,8 @@ def script(block: Block, port: int) -> str:
     out = ["set -e", UNTIL_UP]
     for line in block.lines:
         command = line.split(" #", 1)[0].strip()
+        if command and not command.startswith("#") and not line.startswith(" "):  # the log says when each began
+            out.append(f"echo {shlex.quote('[test +') + '${SECONDS}s' + shlex.quote('] ' + command)}")
         if command in LEFT_OUT:
             out.append(f"# left out ({LEFT_OUT[command]}): {line}")
         elif NO_ARGS.match(command):
@@ -417,18 +418,38 @@ def test_make_help_lists_every_target_the_blocks_use():
     assert used and used <= listed, used - listed
 
 
-@OPT_IN
+@pytest.fixture(scope="session")
+def block_runs(request, tmp_path_factory, twins) -> Iterator[dict[str, Future]]:
+    """Every selected block that runs, started WORKERS at a time on the first test's call: {block id: its future
+    (work dir, finished process)}. A skip or an error while making its work dir comes out of its future."""
+    selected = [
+        item.callspec.params["block"]
+        for item in request.session.items
+        if item.originalname == "test_block_runs_as_written" and hasattr(item, "callspec")
+    ]
+    runnable = [block for block in selected if (block.page, block.heading) not in SKIPPED]
+
+    def run(block: Block) -> tuple[Path, subprocess.CompletedProcess]:
+        work = work_dir(tmp_path_factory.mktemp(re.sub(r"\W+", "_", block.id)), block, twins)
+        return work, run_block(block, work)
+
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    try:
+        yield {block.id: pool.submit(run, block) for block in runnable}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # an interrupted session: the blocks not started never start
+
+
 @pytest.mark.slow
 @pytest.mark.shared
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
-def test_block_runs_as_written(block, tmp_path, twins, request):
+def test_block_runs_as_written(block, block_runs, request):
     if (block.page, block.heading) in SKIPPED:
         pytest.skip(SKIPPED[block.page, block.heading])
     key = (block.page, block.heading, block.lines[0])
     if key in XFAIL:
         request.applymarker(pytest.mark.xfail(reason=XFAIL[key], strict=True))
-    work = work_dir(tmp_path, block, twins)
-    proc = run_block(block, work)
+    work, proc = block_runs[block.id].result()
     assert proc.returncode == 0, f"{block.id} failed:\n{script(block, 0)}\n...\n{proc.stdout[-6000:]}"
     # `a && b && c` does not stop bash -e when a or b fails: make's own error line says that one did
     failed = [  # a server the test stopped is make's "Terminated", not a failure
