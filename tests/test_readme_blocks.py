@@ -319,7 +319,7 @@ UNTIL_UP = r"""
 until_up() {
   local pid=$1 port=$2
   for _ in $(seq 600); do
-    if curl -s -o /dev/null "http://127.0.0.1:$port/"; then echo "[test] port $port answers"; stop_tree "$pid"; return 0; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "[test] port $port answers"; stop_tree "$pid"; return 0; fi
     kill -0 "$pid" 2>/dev/null || { wait "$pid"; echo "[test] the server exited before its port answered"; return 1; }
     sleep 0.5
   done
