@@ -41,6 +41,20 @@ GENERATING = (CHAT, "/v1/score/evaluation")
 CLIENT_GONE: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("client_gone", default=None)
 
 
+def replaying(body: bytes, then: Receive) -> Receive:
+    """An ASGI receive that gives the body already read, whole, then whatever `then` gives."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await then()
+
+    return replay
+
+
 @dataclass(frozen=True)
 class Limits:
     context: int = 4096
@@ -225,15 +239,7 @@ class Guard:
                 f"request body over {self.limits.max_body} bytes (API_MAX_BODY)",
                 [(b"connection", b"close")],
             )
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
+        replay = replaying(body, receive)
         if scope.get("method") != "POST" or scope.get("path") not in GENERATING or not self.authorized(scope):
             return await self.app(scope, replay, send)
         try:
@@ -284,16 +290,12 @@ class Guard:
             )
         finally:
             self.waiting -= 1
-        sent = False
 
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
+        async def until_disconnected() -> Message:  # the watcher reads the client's messages now
             await disconnected.wait()
             return {"type": "http.disconnect"}
 
+        replay = replaying(body, until_disconnected)
         token = CLIENT_GONE.set(gone)
         try:
             if not gone.is_set():  # a client that left while waiting is not answered
