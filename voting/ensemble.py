@@ -259,7 +259,8 @@ def check_filled_label(
         return
     groups = row_groups(files, task, group_map, tb_index, options.groups)
     counts = Counter(str(group) for group in groups[filled])
-    labels = {group: (task.groups or {}).get(group, (task.labels, {}))[0] or () for group in counts}
+    # a group the task does not list takes the task's own labels (rules_for(None))
+    labels = {group: task.rules_for(group if group in (task.groups or {}) else None)[0] or () for group in counts}
     wrong = {group: count for group, count in counts.items() if labels[group] and options.unparsed not in labels[group]}
     if wrong:
         shown = "; ".join(
